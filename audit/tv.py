@@ -1,0 +1,51 @@
+"""The one door to torchvision.
+
+The registry's torchvision wheels are CUDA builds; beside a CPU torch their import fails with
+``operator torchvision::nms does not exist`` because the C++ extension that defines the operator schemas
+cannot load. Registering the two schemas that torchvision's Python side registers fake kernels for at import time
+(``nms`` and ``qnms``) is enough for
+models, transforms and datasets (``ops.nms`` and ``torchvision.io`` stay unusable; images are read with PIL).
+We only do this after a real import failure, so a healthy torchvision is left untouched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+_SCHEMAS = (
+    "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+)
+_library = None  # keeps the fragment alive for the life of the process
+
+
+def _drop_partial_import() -> None:
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+
+
+def import_torchvision():
+    """Import torchvision, repairing the missing operator schemas of a CUDA wheel on a CPU torch."""
+    global _library
+    try:
+        return importlib.import_module("torchvision")
+    except RuntimeError as exc:
+        if "torchvision::" not in str(exc):
+            raise
+        _drop_partial_import()
+    import torch
+
+    if _library is None:
+        _library = torch.library.Library("torchvision", "FRAGMENT")
+        for schema in _SCHEMAS:
+            try:
+                _library.define(schema)
+            except RuntimeError:
+                pass  # already defined by a partial load
+    return importlib.import_module("torchvision")
+
+
+def models():
+    import_torchvision()
+    return importlib.import_module("torchvision.models")
