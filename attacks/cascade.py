@@ -1,0 +1,145 @@
+"""Run one attack over a batch at every budget, cheapest first, attacking only the survivors.
+
+Attacking eps_k only on the samples that resisted every smaller budget gives the whole robust-accuracy curve
+for little more than the cost of one attack: an adversarial example found inside a smaller ball is also
+inside every larger one, so those samples are already broken at the larger budgets.
+
+Every adversarial batch is checked against its threat model: the largest step outside the eps-ball and
+outside the [0, 1] box is recorded, and the batch is projected back before it is evaluated, so the reported
+robust accuracy only ever counts valid adversarial examples.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from attacks.registry import AttackSpec, BuildArgs
+
+
+@dataclass
+class PassCounter:
+    forward: int = 0  # images sent forward through the model
+    backward: int = 0  # images whose gradients were taken
+
+
+@contextmanager
+def count_passes(model: torch.nn.Module):
+    """Count per-image forward and backward passes through ``model``; the hook is always removed."""
+    counter = PassCounter()
+
+    def hook(_module, inputs, output):
+        n = int(inputs[0].shape[0]) if inputs and hasattr(inputs[0], "shape") else 0
+        counter.forward += n
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            def on_backward(grad, n=n):
+                counter.backward += n
+                return grad
+
+            output.register_hook(on_backward)
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+@dataclass
+class StepOutcome:
+    """The state of a batch after the attack at one budget (cumulative over the smaller budgets)."""
+
+    eps: float | None
+    x_adv: torch.Tensor  # best adversarial so far per sample (the clean image where none was found)
+    logits: torch.Tensor  # the model's logits on x_adv
+    goal: torch.Tensor  # bool: untargeted: misclassified; targeted: classified as the target
+    attacked: int  # samples this budget actually attacked (survivors of the smaller budgets)
+    forward: int
+    backward: int
+    seconds: float
+    eps_violation: float  # largest excursion beyond eps before projection (0 when valid)
+    box_violation: float  # largest excursion outside [0, 1] before projection
+
+
+def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> torch.Tensor:
+    """Project adversarials into the eps-ball around x (when bounded) and into the [0, 1] box."""
+    if eps is not None:
+        delta = x_adv - x
+        if norm == "Linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+            delta = delta * (eps / norms).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
+        x_adv = x + delta
+    return x_adv.clamp(0.0, 1.0)
+
+
+def violations(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> tuple[float, float]:
+    """Largest excursion beyond the eps-ball and outside the [0, 1] box (0.0 when the batch is valid)."""
+    if x.numel() == 0:
+        return 0.0, 0.0
+    delta = (x_adv - x).flatten(1)
+    size = delta.abs().amax(dim=1) if norm == "Linf" else delta.norm(dim=1)
+    eps_excess = float((size - eps).clamp_min(0).max()) if eps is not None else 0.0
+    box_excess = float(torch.maximum((-x_adv).clamp_min(0), (x_adv - 1).clamp_min(0)).max())
+    return eps_excess, box_excess
+
+
+def run_cascade(
+    spec: AttackSpec,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_logits: torch.Tensor,
+    budgets: list[float | None],
+    *,
+    steps: int | None,
+    num_classes: int,
+    seed: int,
+    targets: torch.Tensor | None = None,
+):
+    """Yield a :class:`StepOutcome` per budget, ascending; only samples not yet broken are attacked.
+
+    ``targets`` (targeted mode) holds one target class per sample; otherwise the attack is untargeted.
+    Samples the model already misclassifies are never attacked: they count as not robust.
+    """
+    clean_pred = clean_logits.argmax(1)
+    best = x.clone()
+    logits = clean_logits.clone()
+    goal = clean_pred != y if targets is None else clean_pred == targets
+    broken = clean_pred != y
+    for k, eps in enumerate(budgets):
+        alive = (clean_pred == y) & ~goal
+        idx = alive.nonzero().flatten()
+        eps_excess = box_excess = 0.0
+        counter, seconds = PassCounter(), 0.0
+        if idx.numel():
+            torch.manual_seed(seed * 1009 + k)
+            attack = spec.build(BuildArgs(model, eps, steps, num_classes, seed))
+            labels = y[idx]
+            if targets is not None:
+                attack.set_mode_targeted_by_label(quiet=True)
+                labels = targets[idx]
+            start = time.perf_counter()
+            with torch.enable_grad(), count_passes(model) as counter:
+                adv = attack(x[idx], labels).detach()
+            seconds = time.perf_counter() - start
+            eps_excess, box_excess = violations(x[idx], adv, eps, spec.norm)
+            adv = project(x[idx], adv, eps, spec.norm)
+            with torch.no_grad():
+                adv_logits = model(adv)
+            pred = adv_logits.argmax(1)
+            newly_goal = pred != y[idx] if targets is None else pred == targets[idx]
+            newly_broken = (pred != y[idx]) & ~broken[idx]
+            take = newly_goal | newly_broken
+            best[idx[take]] = adv[take]
+            logits[idx[take]] = adv_logits[take]
+            goal[idx[newly_goal]] = True
+            broken[idx[pred != y[idx]]] = True
+        yield StepOutcome(
+            eps, best.clone(), logits.clone(), goal.clone(), int(idx.numel()), counter.forward, counter.backward,
+            seconds, eps_excess, box_excess,
+        )

@@ -1,0 +1,156 @@
+"""Named attack specs over torchattacks, with documented defaults, threat models and reference budgets.
+
+Every attack sees the model in [0, 1] pixel space (normalization lives inside the audited model), so ``eps``
+is always a pixel-space budget. Step sizes scale with the budget (``alpha = 2.5 * eps / steps`` for PGD, after
+Madry et al. 2018), so a 40-step PGD can reach the boundary of any eps-ball.
+
+``reference_steps`` is the budget of the protocol an attack's published evaluation used; a run below it is
+labelled non-standard in the report, because a reduced budget can report robustness that is not there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from audit.errors import AuditError
+
+LINF_DEFAULT_EPS = 8 / 255
+L2_DEFAULT_EPS = 0.5
+
+
+@dataclass(frozen=True)
+class BuildArgs:
+    """What a builder needs to make one torchattacks object for one budget."""
+
+    model: object  # torch.nn.Module taking [0, 1] inputs
+    eps: float | None
+    steps: int | None
+    num_classes: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    title: str
+    norm: str  # "Linf" or "L2"
+    bounded: bool  # True: an eps-ball attack; False: a minimal-perturbation attack (no eps)
+    gradient: bool  # white-box (gradients) or black-box (queries only)
+    targeted: bool  # supports --targeted
+    default_steps: int | None
+    reference_steps: int | None
+    steps_unit: str  # "steps", "queries" or "" (single step)
+    reference: str
+    build: Callable[[BuildArgs], object]
+
+    @property
+    def default_eps(self) -> float | None:
+        if not self.bounded:
+            return None
+        return LINF_DEFAULT_EPS if self.norm == "Linf" else L2_DEFAULT_EPS
+
+    @property
+    def threat_model(self) -> str:
+        box = "white-box (gradients)" if self.gradient else "black-box (scores only)"
+        ball = f"{self.norm} ball of radius eps" if self.bounded else f"unbounded, minimal {self.norm} perturbation"
+        return f"{box}; {ball}; pixels stay in [0, 1]"
+
+    def is_standard(self, steps: int | None) -> bool:
+        return self.reference_steps is None or (steps is not None and steps >= self.reference_steps)
+
+
+def _ta():
+    import torchattacks
+
+    return torchattacks
+
+
+def _target_slots(num_classes: int) -> int:
+    # The reference AutoAttack targets the 9 most likely other classes, not every class (999 on ImageNet).
+    return min(num_classes, 10)
+
+
+def _autoattack(a: BuildArgs):
+    ta = _ta()
+    steps = a.steps or 10
+    slots = _target_slots(a.num_classes)
+    parts = [
+        ta.APGD(a.model, norm="Linf", eps=a.eps, steps=steps, n_restarts=1, loss="ce", seed=a.seed),
+        ta.APGDT(a.model, norm="Linf", eps=a.eps, steps=steps, n_restarts=1, n_classes=slots, seed=a.seed),
+        ta.FAB(a.model, norm="Linf", eps=a.eps, steps=steps, multi_targeted=True, n_classes=slots, seed=a.seed),
+        ta.Square(a.model, norm="Linf", eps=a.eps, n_queries=5000, n_restarts=1, seed=a.seed),
+    ]
+    return ta.MultiAttack(parts)
+
+
+_SPECS = [
+    AttackSpec(
+        "fgsm", "Fast Gradient Sign Method", "Linf", True, True, True, None, None, "",
+        "Goodfellow et al. 2015 (one step by definition)",
+        lambda a: _ta().FGSM(a.model, eps=a.eps),
+    ),
+    AttackSpec(
+        "pgd", "Projected Gradient Descent (random start)", "Linf", True, True, True, 40, 40, "steps",
+        "Madry et al. 2018: 40 steps, alpha = 2.5 eps / steps",
+        lambda a: _ta().PGD(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True),
+    ),
+    AttackSpec(
+        "pgdl2", "Projected Gradient Descent, L2", "L2", True, True, True, 40, 40, "steps",
+        "Madry et al. 2018 protocol in the L2 norm",
+        lambda a: _ta().PGDL2(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True),
+    ),
+    AttackSpec(
+        "mifgsm", "Momentum Iterative FGSM", "Linf", True, True, True, 10, 10, "steps",
+        "Dong et al. 2018: 10 iterations, alpha = eps / steps, decay 1.0",
+        lambda a: _ta().MIFGSM(a.model, eps=a.eps, alpha=a.eps / a.steps, steps=a.steps, decay=1.0),
+    ),
+    AttackSpec(
+        "apgd", "Auto-PGD, cross-entropy loss", "Linf", True, True, False, 100, 100, "steps",
+        "Croce & Hein 2020 (AutoAttack): 100 iterations",
+        lambda a: _ta().APGD(a.model, norm="Linf", eps=a.eps, steps=a.steps, n_restarts=1, loss="ce", seed=a.seed),
+    ),
+    AttackSpec(
+        "apgdt", "Auto-PGD, targeted DLR loss over the top classes", "Linf", True, True, False, 100, 100, "steps",
+        "Croce & Hein 2020 (AutoAttack): 100 iterations, 9 target classes",
+        lambda a: _ta().APGDT(
+            a.model, norm="Linf", eps=a.eps, steps=a.steps, n_restarts=1, n_classes=_target_slots(a.num_classes),
+            seed=a.seed,
+        ),
+    ),
+    AttackSpec(
+        "square", "Square Attack (score-based, no gradients)", "Linf", True, False, True, 5000, 5000, "queries",
+        "Andriushchenko et al. 2020 (AutoAttack): 5000 queries",
+        lambda a: _ta().Square(a.model, norm="Linf", eps=a.eps, n_queries=a.steps, n_restarts=1, seed=a.seed),
+    ),
+    AttackSpec(
+        "cw", "Carlini-Wagner L2 (fixed c = 1, no binary search)", "L2", False, True, True, 100, 1000, "steps",
+        "Carlini & Wagner 2017: 1000+ steps with a binary search over c",
+        lambda a: _ta().CW(a.model, c=1, kappa=0, steps=a.steps, lr=0.01),
+    ),
+    AttackSpec(
+        "deepfool", "DeepFool (minimal L2)", "L2", False, True, False, 50, 50, "steps",
+        "Moosavi-Dezfooli et al. 2016: at most 50 iterations, overshoot 0.02",
+        lambda a: _ta().DeepFool(a.model, steps=a.steps, overshoot=0.02),
+    ),
+    AttackSpec(
+        "fab", "Fast Adaptive Boundary", "Linf", True, True, False, 100, 100, "steps",
+        "Croce & Hein 2020 (AutoAttack FAB): 100 iterations",
+        lambda a: _ta().FAB(a.model, norm="Linf", eps=a.eps, steps=a.steps, n_classes=_target_slots(a.num_classes),
+                            seed=a.seed),
+    ),
+    AttackSpec(
+        "autoattack", "AutoAttack (APGD-CE, APGD-T, FAB-T, Square)", "Linf", True, True, False, 10, 100, "steps",
+        "Croce & Hein 2020: 100-iteration components and a 5000-query Square",
+        _autoattack,
+    ),
+]
+
+REGISTRY: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_spec(name: str) -> AttackSpec:
+    key = name.strip().lower()
+    if key not in REGISTRY:
+        raise AuditError(f"unknown attack '{name}'; known attacks: {', '.join(REGISTRY)} (see `audit attacks`)")
+    return REGISTRY[key]

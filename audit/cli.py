@@ -1,0 +1,229 @@
+"""The `audit` command line: parse, call the API, map errors to exit codes.
+
+Exit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, 3 internal error.
+Heavy imports (torch, torchattacks) happen inside the commands, so `audit --help` and `--version` are fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from audit import __version__
+from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
+
+COMMANDS = {"run", "attacks", "demo"}
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Audit the adversarial robustness of a PyTorch image classifier.\n\n"
+    "Usage: audit MODEL --data PATH [options]  (the `run` command is the default), "
+    "audit attacks, audit demo.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
+    "3 internal error.",
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"robustness-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    pass
+
+
+class PlainProgress:
+    """Progress as plain lines on stderr, for logs and pipes (stdout is not a terminal)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.total, self.done, self.next_report = prefix, 0, 0, 0.0
+
+    def stage(self, text: str) -> None:
+        print(f"{self.prefix}{text}", file=sys.stderr, flush=True)
+
+    def start(self, total: int) -> None:
+        self.total, self.done, self.next_report = total, 0, 0.1
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.total and self.done / self.total >= self.next_report - 1e-9:
+            print(f"{self.prefix}{self.done}/{self.total} samples", file=sys.stderr, flush=True)
+            self.next_report = self.done / self.total + 0.1
+
+
+class RichProgress:
+    """A progress bar on a terminal."""
+
+    def __init__(self, bar, label: str = "audit"):
+        self.bar, self.label, self.task = bar, label, None
+
+    def stage(self, text: str) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(f"{self.label}: {text}", total=None)
+        else:
+            self.bar.update(self.task, description=f"{self.label}: {text}")
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total, completed=0)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+
+def _progress_context(label: str):
+    """A context manager yielding a progress reporter suited to where stdout goes."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def ctx():
+        if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), transient=True) as bar:
+                yield RichProgress(bar, label)
+        else:
+            yield PlainProgress(f"[{label}] ")
+
+    return ctx()
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _write_report(result, out: Path) -> Path:
+    from reports.schema import write_atomic
+
+    return write_atomic(out / "report.json", result.to_json() + "\n")
+
+
+@app.command("run", help="Audit MODEL (the default command: `audit MODEL ...` means `audit run MODEL ...`).")
+def run(
+    model: str = typer.Argument(..., help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
+                                "or a full pickle (only with --trust-model)."),
+    data: str = typer.Option("demo", help="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or 'demo'."),
+    arch: Optional[str] = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
+    arch_kwargs: Optional[str] = typer.Option(None, help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.'),
+    trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
+    classes: Optional[str] = typer.Option(None, help="Class names: imagenet-1k, cifar10, cifar100, fashion-mnist, "
+                                          "mnist, a file with one name per line, or a comma list."),
+    input_size: Optional[str] = typer.Option(None, help="Model input size: one int or HxW (default: the data's)."),
+    channels: Optional[int] = typer.Option(None, help="Input channels, 1 or 3 (default: the model's first layer)."),
+    mean: Optional[str] = typer.Option(None, help="Normalization mean, comma list or one value (applied inside the model)."),
+    std: Optional[str] = typer.Option(None, help="Normalization std, comma list or one value."),
+    output_key: Optional[str] = typer.Option(None, help="Key or index of the logits in a dict/tuple output."),
+    attack: list[str] = typer.Option(["pgd"], "--attack", "-a", help="Attack name; repeat for several (see `audit attacks`)."),
+    eps: Optional[list[str]] = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
+    steps: Optional[int] = typer.Option(None, help="Iterations (queries for square); default: each attack's."),
+    targeted: Optional[str] = typer.Option(None, help="Targeted attack: random or least-likely."),
+    samples: str = typer.Option("500", help="Number of images drawn stratified per class, or 'all'."),
+    seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
+    batch_size: int = typer.Option(64, help="Images per batch."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("audit-out"), help="Output directory for report.json."),
+):
+    from audit.config import AuditConfig
+
+    config = AuditConfig(
+        model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, trust_model=trust_model, classes=classes,
+        input_size=input_size, channels=channels, mean=mean, std=std, output_key=output_key, attacks=attack,
+        eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
+    )
+    _audit_and_report(config, out)
+
+
+def _audit_and_report(config, out: Path, label: str = "audit"):
+    from audit.runner import run_audit
+    from reports.terminal import render_summary
+
+    _check_out_dir(out)
+    with _progress_context(label) as progress:
+        result = run_audit(config, progress=progress)
+    path = _write_report(result, out)
+    render_summary(result, _console(), str(path))
+    return result
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise AuditError(f"--out {out} exists and is not a directory")
+    probe_dir = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
+    if not os.access(probe_dir, os.W_OK):
+        raise AuditError(f"--out {out}: cannot write there (permission denied)")
+
+
+@app.command("attacks", help="List the available attacks with their defaults and threat models.")
+def attacks_cmd():
+    from rich.table import Table
+
+    from attacks.registry import REGISTRY
+
+    table = Table(header_style="bold")
+    for col in ("name", "attack", "norm", "default eps", "default budget", "reference budget", "targeted",
+                "threat model"):
+        table.add_column(col)
+    for spec in REGISTRY.values():
+        unit = spec.steps_unit or "step"
+        table.add_row(
+            spec.name, spec.title, spec.norm, "—" if spec.default_eps is None else f"{spec.default_eps:.4g}",
+            f"{spec.default_steps} {unit}" if spec.default_steps else "1 step",
+            f"{spec.reference_steps} {unit}" if spec.reference_steps else "—",
+            "yes" if spec.targeted else "no", spec.threat_model,
+        )
+    _console().print(table)
+
+
+@app.command("demo", help="Audit the shipped Fashion-MNIST CNN and its adversarially trained twin, offline.")
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-out"), help="Output directory (one report per model)."),
+    attack: list[str] = typer.Option(["fgsm", "pgd"], "--attack", "-a", help="Attacks to run."),
+    eps: str = typer.Option("0.05,0.1,0.2,0.3", help="Budgets (Linf, [0,1] pixels)."),
+    steps: Optional[int] = typer.Option(None, help="Iterations (default: each attack's reference budget)."),
+    samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
+    seed: int = typer.Option(0, help="Seed."),
+):
+    from audit.demo import run_demo
+
+    run_demo(out, attacks=attack, eps=eps, steps=steps, samples=samples, seed=seed,
+             audit=_audit_and_report, console=_console())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
+        args.insert(0, "run")
+    try:
+        app(args=args, prog_name="audit", standalone_mode=True)
+    except AuditError as exc:
+        _fail(f"error: {exc}", exc.exit_code)
+    except GateFailed as exc:
+        _fail(f"gate failed: {exc}", exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if os.environ.get("AUDIT_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set AUDIT_DEBUG=1 for the traceback, and please report it)", EXIT_INTERNAL)
+
+
+def _fail(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(code)
+
+
+__all__ = ["main", "app", "EXIT_USAGE"]

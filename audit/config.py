@@ -1,0 +1,63 @@
+"""AuditConfig: every knob of an audit, as the CLI and the Python API pass it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audit.errors import AuditError
+
+TARGETED_MODES = ("random", "least-likely")
+
+
+@dataclass
+class AuditConfig:
+    model: str
+    data: str = "demo"
+    arch: str | None = None
+    arch_kwargs: str | dict | None = None  # JSON text or a dict
+    trust_model: bool = False
+    classes: str | list[str] | None = None  # built-in set, label file, comma list, or a list
+    input_size: str | int | None = None  # 32, "224", "224x160" (H x W); None: the data's own size
+    channels: int | None = None  # None: what the model's first layer expects, else the data's
+    mean: str | None = None
+    std: str | None = None
+    output_key: str | None = None  # which entry of a dict/tuple output holds the logits
+    attacks: list[str] = field(default_factory=lambda: ["pgd"])
+    eps: list[str] | str | None = None  # None: each attack's default
+    steps: int | None = None  # None: each attack's default
+    targeted: str | None = None  # None, "random" or "least-likely"
+    samples: int | str | None = 500  # int, "all" or None (all)
+    seed: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    label: str | None = None  # a display name for the model in reports
+
+    def check(self) -> None:
+        """Validate the knobs that need nothing loaded, so bad flags fail before any work starts."""
+        if self.targeted is not None and self.targeted not in TARGETED_MODES:
+            raise AuditError(f"--targeted must be one of {', '.join(TARGETED_MODES)}, got '{self.targeted}'")
+        if self.steps is not None and self.steps < 1:
+            raise AuditError(f"--steps must be a positive integer, got {self.steps}")
+        if self.batch_size < 1:
+            raise AuditError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise AuditError(f"--channels must be 1 or 3, got {self.channels}")
+        if not self.attacks:
+            raise AuditError("no attack given: use --attack NAME (see `audit attacks`)")
+
+
+def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
+    """``32`` -> (32, 32); ``"224x160"`` -> (224, 160) as (H, W); None stays None."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    parts = text.split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        raise AuditError(f"--input-size must be one integer or HxW (e.g. 224 or 224x160), got '{value}'") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise AuditError(f"--input-size must be one positive integer or HxW (e.g. 224x160), got '{value}'")
+    return dims[0], dims[1]

@@ -1,0 +1,131 @@
+"""Mergeable per-batch sums for clean and adversarial accuracy.
+
+A tally holds only sums, counts and maxima, so tallies of batches (or of processes) merge by addition; the
+report is computed from the merged tally once at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+def _bincount(values: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.bincount(values, minlength=num_classes).astype(np.int64)
+
+
+@dataclass
+class ClassCounts:
+    """Per-class totals and hits: accuracy per class and overall."""
+
+    num_classes: int
+    total: np.ndarray = field(default=None)  # type: ignore[assignment]
+    hits: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.total is None:
+            self.total = np.zeros(self.num_classes, dtype=np.int64)
+        if self.hits is None:
+            self.hits = np.zeros(self.num_classes, dtype=np.int64)
+
+    def add(self, labels: np.ndarray, hit: np.ndarray) -> None:
+        self.total += _bincount(labels, self.num_classes)
+        self.hits += _bincount(labels[hit], self.num_classes)
+
+    def merge(self, other: "ClassCounts") -> None:
+        self.total += other.total
+        self.hits += other.hits
+
+    @property
+    def n(self) -> int:
+        return int(self.total.sum())
+
+    @property
+    def accuracy(self) -> float | None:
+        return float(self.hits.sum() / self.n) if self.n else None
+
+    def per_class(self, names: list[str]) -> list[dict]:
+        return [
+            {"class": names[c], "n": int(self.total[c]), "accuracy": float(self.hits[c] / self.total[c])}
+            for c in range(self.num_classes)
+            if self.total[c]
+        ]
+
+
+@dataclass
+class AttackTally:
+    """Sums for one attack at one budget."""
+
+    num_classes: int
+    robust: ClassCounts = field(default=None)  # type: ignore[assignment]
+    attacked: int = 0  # clean-correct samples the attack had to break
+    attacked_now: int = 0  # samples actually attacked at this budget (cascade survivors)
+    success: int = 0  # of `attacked`, how many reached the attack's goal
+    perturbed: int = 0  # samples whose adversarial is misclassified (perturbation stats are over these)
+    linf_sum: float = 0.0
+    linf_max: float = 0.0
+    l2_sum: float = 0.0
+    l2_max: float = 0.0
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+    eps_violation: float = 0.0
+    box_violation: float = 0.0
+
+    def __post_init__(self):
+        if self.robust is None:
+            self.robust = ClassCounts(self.num_classes)
+
+    def add(self, *, labels, clean_correct, adv_correct, goal, linf, l2, outcome) -> None:
+        """Add one batch; array arguments are numpy arrays over the batch."""
+        self.robust.add(labels, adv_correct)
+        self.attacked += int(clean_correct.sum())
+        self.success += int((goal & clean_correct).sum())
+        fooled = clean_correct & ~adv_correct
+        self.perturbed += int(fooled.sum())
+        if fooled.any():
+            self.linf_sum += float(linf[fooled].sum())
+            self.linf_max = max(self.linf_max, float(linf[fooled].max()))
+            self.l2_sum += float(l2[fooled].sum())
+            self.l2_max = max(self.l2_max, float(l2[fooled].max()))
+        self.attacked_now += outcome.attacked
+        self.forward += outcome.forward
+        self.backward += outcome.backward
+        self.seconds += outcome.seconds
+        self.eps_violation = max(self.eps_violation, outcome.eps_violation)
+        self.box_violation = max(self.box_violation, outcome.box_violation)
+
+    def merge(self, other: "AttackTally") -> None:
+        for f in fields(self):
+            if f.name == "num_classes":
+                continue
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, ClassCounts):
+                mine.merge(theirs)
+            elif f.name.endswith(("_max", "_violation")):
+                setattr(self, f.name, max(mine, theirs))
+            else:
+                setattr(self, f.name, mine + theirs)
+
+    def summary(self, names: list[str]) -> dict:
+        mean = (lambda s: s / self.perturbed if self.perturbed else None)
+        return {
+            "robust_accuracy": self.robust.accuracy,
+            "success_rate": self.success / self.attacked if self.attacked else None,
+            "n_attacked": self.attacked,
+            "n_attacked_at_this_eps": self.attacked_now,
+            "n_success": self.success,
+            "perturbation": {
+                "n": self.perturbed,
+                "linf_mean": mean(self.linf_sum),
+                "linf_max": self.linf_max if self.perturbed else None,
+                "l2_mean": mean(self.l2_sum),
+                "l2_max": self.l2_max if self.perturbed else None,
+            },
+            "per_class_robust_accuracy": self.robust.per_class(names),
+            "wall_time_s": self.seconds,
+            "forward_passes": self.forward,
+            "backward_passes": self.backward,
+            "checks": {"max_eps_violation": self.eps_violation, "max_box_violation": self.box_violation},
+        }

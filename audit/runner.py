@@ -1,0 +1,276 @@
+"""The audit pipeline: load, probe, then one pass over the data in which every attack and every observer
+sees the same clean and adversarial batches.
+
+Per-batch results are tallies that merge by addition; observers (the per-layer analyses) receive the clean
+batch and each adversarial batch and write their own section of the result at the end.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from attacks.cascade import run_cascade
+from attacks.registry import AttackSpec, get_spec
+from audit import __version__
+from audit.config import AuditConfig, parse_input_size
+from audit.data import open_data, parse_samples
+from audit.epsilon import parse_eps_list
+from audit.errors import AuditError
+from audit.labels import align_labels, resolve_classes
+from audit.metrics import AttackTally, ClassCounts
+from audit.model import AuditedModel, eval_mode, expected_channels, load_model, parse_arch_kwargs, parse_stats
+from audit.model import probe, resolve_device
+from audit.targets import choose_targets
+from reports.schema import AuditResult
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """One attack at one budget: the unit a report entry and an observer's adversarial batch refer to."""
+
+    spec: AttackSpec
+    eps: float | None
+    eps_text: str | None
+
+    @property
+    def key(self) -> str:
+        return self.spec.name if self.eps is None else f"{self.spec.name}@{self.eps_text}"
+
+
+class Observer(Protocol):
+    """An analysis that watches the audit's batches; it never triggers a second pass over the data."""
+
+    def on_clean(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None: ...
+
+    def on_adversarial(self, run: AttackRun, x_adv: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None: ...
+
+    def finish(self, result: AuditResult) -> None: ...
+
+
+class Progress(Protocol):
+    def stage(self, text: str) -> None: ...
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+class _Silent:
+    def stage(self, text: str) -> None:
+        pass
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int) -> None:
+        pass
+
+
+def plan_attacks(config: AuditConfig) -> list[list[AttackRun]]:
+    """Per requested attack, its budgets in ascending order (one None budget for minimal-norm attacks)."""
+    budgets = parse_eps_list(config.eps)
+    plans, seen = [], set()
+    for name in config.attacks:
+        spec = get_spec(name)
+        if spec.name in seen:
+            continue
+        seen.add(spec.name)
+        if config.targeted and not spec.targeted:
+            supported = ", ".join(n for n, s in _registry().items() if s.targeted)
+            raise AuditError(f"attack '{spec.name}' has no targeted mode; targeted attacks: {supported}")
+        if not spec.bounded:
+            plans.append([AttackRun(spec, None, None)])
+        elif budgets:
+            plans.append([AttackRun(spec, value, text) for value, text in budgets])
+        else:
+            plans.append([AttackRun(spec, spec.default_eps, _fraction_text(spec.default_eps))])
+    return plans
+
+
+def _registry():
+    from attacks.registry import REGISTRY
+
+    return REGISTRY
+
+
+def _fraction_text(value: float) -> str:
+    for den in (255, 10, 100):
+        if abs(value * den - round(value * den)) < 1e-9:
+            return f"{round(value * den)}/{den}" if den == 255 else f"{value:g}"
+    return f"{value:g}"
+
+
+def run_audit(
+    config: AuditConfig, *, progress: Progress | None = None, observers: list[Observer] | None = None
+) -> AuditResult:
+    """Run a whole audit and return its result object (nothing is written to disk here)."""
+    progress = progress or _Silent()
+    observers = observers or []
+    started = time.perf_counter()
+    config.check()
+    plans = plan_attacks(config)
+    size = parse_input_size(config.input_size)
+    samples = parse_samples(config.samples)
+    given_classes = resolve_classes(config.classes) if isinstance(config.classes, str) else config.classes
+    device = resolve_device(config.device)
+    arch_kwargs = config.arch_kwargs if isinstance(config.arch_kwargs, dict) else parse_arch_kwargs(config.arch_kwargs)
+
+    progress.stage("loading the model")
+    loaded = load_model(config.model, arch=config.arch, arch_kwargs=arch_kwargs, trust_model=config.trust_model)
+    progress.stage("reading the data")
+    data = open_data(config.data, samples=samples, seed=config.seed)
+    if len(data) == 0:
+        raise AuditError(f"no samples to audit in {config.data}")
+    channels = config.channels or expected_channels(loaded.module) or data.native_channels
+    size = size or data.native_size
+    mean = parse_stats(config.mean, channels, "--mean")
+    std = parse_stats(config.std, channels, "--std")
+    audited = AuditedModel(loaded.module, mean, std, config.output_key).to(device)
+    load_s = time.perf_counter() - started
+
+    with eval_mode(audited):
+        batches = data.batches(config.batch_size, size=size, channels=channels)
+        first = next(batches, None)
+        if first is None:
+            raise AuditError(f"none of the {len(data)} chosen samples in {config.data} could be read")
+        probed = probe(audited, first.x[:8].to(device), len(given_classes) if given_classes else None)
+        names = given_classes or data.classes or [str(c) for c in range(probed.num_outputs)]
+        if len(names) != probed.num_outputs:
+            raise AuditError(
+                f"the model has {probed.num_outputs} outputs but the data names {len(names)} classes: "
+                "give the model's class names with --classes"
+            )
+        relabel = align_labels(data.classes, names, data.labels)
+        run = _Pass(config, audited, device, plans, names, relabel, observers)
+        progress.stage("attacking")
+        progress.start(len(data))
+        for batch in _chain(first, batches):
+            run.batch(batch.x, batch.y)
+            progress.advance(len(batch.y))
+
+    warnings = list(probed.warnings)
+    if data.corrupt:
+        warnings.append(f"{len(data.corrupt)} of {len(data)} chosen images could not be read and were skipped")
+    warnings += [f"{e['name']} at eps {e['eps_text']}: {e['budget_note']}" for e in run.entries() if e["budget_note"]]
+    result = AuditResult(
+        tool={"name": "robustness-audit", "version": __version__},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model={
+            "path": loaded.path, "label": config.label, "sha256": loaded.sha256, "format": loaded.format,
+            "load_policy": loaded.load_policy, "arch": loaded.arch, "arch_kwargs": arch_kwargs,
+            "num_classes": probed.num_outputs, "input_shape": [channels, size[0], size[1]],
+            "mean": list(mean) if mean else None, "std": list(std) if std else None,
+            "output_kind": probed.output_kind, "output_type": probed.output_type,
+            "deterministic": probed.deterministic,
+        },
+        data={
+            "source": data.source, "format": data.format, "n_available": data.n_available,
+            "n_samples": run.clean.n, "n_chosen": len(data), "n_corrupt": len(data.corrupt),
+            "corrupt": data.corrupt[:20], "classes": names,
+            "class_counts": [int(c) for c in run.clean.total],
+        },
+        seed=config.seed,
+        device=str(device),
+        settings={
+            "attacks": [p[0].spec.name for p in plans], "eps": [r.eps_text for r in plans[0]] if plans else [],
+            "steps": config.steps, "targeted": config.targeted, "batch_size": config.batch_size,
+            "samples": "all" if samples is None else samples,
+        },
+        clean={
+            "accuracy": run.clean.accuracy, "n": run.clean.n, "n_correct": int(run.clean.hits.sum()),
+            "per_class": run.clean.per_class(names),
+        },
+        attacks=run.entries(),
+        warnings=warnings,
+        environment=_environment(),
+        timing={"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - started, 3)},
+    )
+    for observer in observers:
+        observer.finish(result)
+    return result
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+class _Pass:
+    """The state of the single pass over the data: clean tally, one tally per attack run, observers."""
+
+    def __init__(self, config, model, device, plans, names, relabel, observers):
+        self.config, self.model, self.device = config, model, device
+        self.plans, self.names, self.relabel, self.observers = plans, names, relabel, observers
+        self.clean = ClassCounts(len(names))
+        self.tallies = {run: AttackTally(len(names)) for plan in plans for run in plan}
+        self.seen = 0
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x = x.to(self.device)
+        y = torch.as_tensor(self.relabel[y.numpy()], device=self.device)
+        if int(y.max()) >= len(self.names) or int(y.min()) < 0:
+            raise AuditError(f"the data has label {int(y.max())}, but the model has only {len(self.names)} classes")
+        with torch.no_grad():
+            clean_logits = self.model(x)
+        clean_correct = clean_logits.argmax(1) == y
+        labels_np = y.cpu().numpy()
+        self.clean.add(labels_np, clean_correct.cpu().numpy())
+        for observer in self.observers:
+            observer.on_clean(x, y, clean_logits)
+        for plan in self.plans:
+            spec = plan[0].spec
+            targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen)
+            outcomes = run_cascade(
+                spec, self.model, x, y, clean_logits, [r.eps for r in plan], steps=self._steps(spec),
+                num_classes=len(self.names), seed=self.config.seed + self.seen, targets=targets,
+            )
+            for run, outcome in zip(plan, outcomes):
+                delta = (outcome.x_adv - x).flatten(1)
+                adv_correct = outcome.logits.argmax(1) == y
+                self.tallies[run].add(
+                    labels=labels_np, clean_correct=clean_correct.cpu().numpy(),
+                    adv_correct=adv_correct.cpu().numpy(), goal=outcome.goal.cpu().numpy(),
+                    linf=delta.abs().amax(1).cpu().numpy(), l2=delta.norm(dim=1).cpu().numpy(), outcome=outcome,
+                )
+                for observer in self.observers:
+                    observer.on_adversarial(run, outcome.x_adv, y, outcome.logits)
+        self.seen += len(y)
+
+    def _steps(self, spec: AttackSpec) -> int | None:
+        return self.config.steps if self.config.steps is not None else spec.default_steps
+
+    def entries(self) -> list[dict]:
+        out = []
+        for plan in self.plans:
+            for k, run in enumerate(plan):
+                spec, steps = run.spec, self._steps(run.spec)
+                standard = spec.is_standard(steps)
+                note = "" if standard else (
+                    f"non-standard budget: {steps} {spec.steps_unit} where the reference protocol uses "
+                    f"{spec.reference_steps} ({spec.reference}); robustness may be overestimated"
+                )
+                out.append({
+                    "name": spec.name, "title": spec.title, "eps": run.eps, "eps_text": run.eps_text,
+                    "norm": spec.norm, "bounded": spec.bounded, "steps": steps, "steps_unit": spec.steps_unit,
+                    "targeted": self.config.targeted, "threat_model": spec.threat_model,
+                    "standard_budget": standard, "reference_steps": spec.reference_steps, "budget_note": note,
+                    "cascade": k > 0,
+                    **self.tallies[run].summary(self.names),
+                })
+        return out
+
+
+def _environment() -> dict:
+    import torchattacks
+
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
+        "torchattacks": torchattacks.__version__, "numpy": np.__version__,
+    }

@@ -1,0 +1,64 @@
+"""The one result object of an audit, and its JSON form.
+
+Renderers read only this object (or the JSON it writes); nothing here imports torch. The JSON contract is
+pinned by ``report.schema.json`` beside this file; bump ``SCHEMA_VERSION`` when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+
+
+@dataclass
+class AuditResult:
+    tool: dict  # name, version
+    created: str  # ISO 8601, UTC
+    model: dict  # path, sha256, format, load_policy, arch, num_classes, input_shape, mean, std, output_kind, ...
+    data: dict  # source, format, n_available, n_samples, n_corrupt, corrupt, classes, class_counts
+    seed: int
+    device: str
+    settings: dict  # what was asked: attacks, eps, steps, targeted, batch size
+    clean: dict  # accuracy, n, n_correct, per_class
+    attacks: list[dict]  # one entry per attack and budget
+    warnings: list[str] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)  # python, torch, torchattacks, platform
+    timing: dict = field(default_factory=dict)  # total_s, load_s, ...
+    analyses: dict = field(default_factory=dict)  # sections written by observers (per-layer analyses)
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AuditResult":
+        return cls(**data)
+
+    @classmethod
+    def read_json(cls, path: str | Path) -> "AuditResult":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` so that ``path`` holds either the old content or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,70 @@
+"""The terminal summary of an audit (rich). Reads only the result object; every untrusted string is escaped."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reports.schema import AuditResult
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def attack_table(result: AuditResult, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col, justify in [("attack", "left"), ("eps", "right"), ("norm", "left"), ("budget", "right"),
+                         ("robust acc", "right"), ("success", "right"), ("mean ‖δ‖∞", "right"),
+                         ("mean ‖δ‖₂", "right"), ("fwd/bwd passes", "right"), ("time", "right")]:
+        table.add_column(col, justify=justify)
+    for e in result.attacks:
+        budget = f"{e['steps']} {e['steps_unit']}" if e["steps"] else "1 step"
+        if not e["standard_budget"]:
+            budget += " [yellow](non-standard)[/]"
+        p = e["perturbation"]
+        table.add_row(
+            escape(e["name"]), escape(e["eps_text"] or "min-norm"), e["norm"], budget,
+            f"[bold]{pct(e['robust_accuracy'])}[/]", pct(e["success_rate"]), num(p["linf_mean"], 3),
+            num(p["l2_mean"], 3), f"{e['forward_passes']:,}/{e['backward_passes']:,}", f"{e['wall_time_s']:.1f}s",
+        )
+    return table
+
+
+def render_summary(result: AuditResult, console: Console, report_path: str | None = None) -> None:
+    m, d = result.model, result.data
+    name = m.get("label") or m["path"]
+    console.print(f"[bold]Model[/] {escape(str(name))}  [dim]{m['format']}, sha256 {m['sha256'][:12]}…, "
+                  f"{escape(m['load_policy'])}[/]")
+    shape = "×".join(str(s) for s in m["input_shape"])
+    console.print(f"[bold]Data[/] {escape(str(d['source']))}  [dim]{d['format']}, {d['n_samples']} of "
+                  f"{d['n_available']} samples, {len(d['classes'])} classes, input {shape}, seed {result.seed}[/]")
+    if d["n_corrupt"]:
+        console.print(f"[yellow]{d['n_corrupt']} unreadable images skipped[/]")
+    console.print(f"[bold]Clean accuracy[/] {pct(result.clean['accuracy'])} "
+                  f"({result.clean['n_correct']}/{result.clean['n']})")
+    console.print(attack_table(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if report_path:
+        console.print(f"report: {escape(report_path)}")
+
+
+def contrast_table(results: dict[str, AuditResult]) -> Table:
+    """Robust accuracy of several audited models side by side, one row per attack and budget."""
+    table = Table(title="robust accuracy", title_justify="left", header_style="bold")
+    table.add_column("attack")
+    table.add_column("eps", justify="right")
+    for key in results:
+        table.add_column(escape(key), justify="right")
+    first = next(iter(results.values()))
+    table.add_row("clean", "—", *[pct(r.clean["accuracy"]) for r in results.values()])
+    for i, entry in enumerate(first.attacks):
+        row = [pct(r.attacks[i]["robust_accuracy"]) if i < len(r.attacks) else "—" for r in results.values()]
+        table.add_row(escape(entry["name"]), escape(entry["eps_text"] or "min-norm"), *row)
+    return table
