@@ -1,0 +1,30 @@
+# Two commands do all set-up from a clean clone:  make demo  |  make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Real images for the data tests (foolbox ships 20 real images per dataset; installed without its dependencies,
+# and never imported).
+TEST_DATA := foolbox==3.3.4
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(TEST_DATA)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/audit demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo-out audit-out *.egg-info .pytest_cache
