@@ -111,13 +111,13 @@ def run_cascade(
     logits = clean_logits.clone()
     goal = clean_pred != y if targets is None else clean_pred == targets
     broken = clean_pred != y
-    for k, eps in enumerate(budgets):
+    for eps in budgets:
         alive = (clean_pred == y) & ~goal
         idx = alive.nonzero().flatten()
         eps_excess = box_excess = 0.0
         counter, seconds = PassCounter(), 0.0
         if idx.numel():
-            torch.manual_seed(seed * 1009 + k)
+            torch.manual_seed(seed * 1_000_003 + round((eps or 0.0) * 1e6))  # same seed for a budget however it is reached
             attack = spec.build(BuildArgs(model, eps, steps, num_classes, seed))
             labels = y[idx]
             if targets is not None:
