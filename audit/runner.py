@@ -25,8 +25,8 @@ from audit.epsilon import parse_eps_list
 from audit.errors import AuditError
 from audit.labels import align_labels, resolve_classes
 from audit.metrics import AttackTally, ClassCounts
-from audit.model import AuditedModel, eval_mode, expected_channels, load_model, parse_arch_kwargs, parse_stats
-from audit.model import probe, resolve_device
+from audit.model import load_model, parse_arch_kwargs, parse_stats, resolve_device
+from audit.probe import AuditedModel, eval_mode, expected_channels, probe
 from audit.targets import choose_targets
 from reports.schema import AuditResult
 

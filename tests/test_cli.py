@@ -1,0 +1,137 @@
+"""End-to-end runs of the `audit` command on the shipped demo, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from audit.demo import ARCH, ASSETS
+from reports.schema import SCHEMA_PATH
+
+STANDARD = str(ASSETS / "fashion_cnn.safetensors")
+ADVERSARIAL = str(ASSETS / "fashion_cnn_adv.safetensors")
+ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def audit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=600)
+
+
+def demo_args(model: str, out: Path, *extra: str) -> list[str]:
+    return [model, "--arch", ARCH, "--data", "demo", "--classes", "fashion-mnist", "--out", str(out), *extra]
+
+
+def test_version_and_help_answer_without_importing_torch():
+    code = (
+        "import sys\nfrom audit.cli import main\n"
+        "for a in (['--version'], ['--help']):\n"
+        "    try:\n        main(a)\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "robustness-audit 0.1.0" in proc.stdout
+    assert "Exit codes" in proc.stdout and "attacks" in proc.stdout
+
+
+def test_attacks_lists_every_attack_with_defaults():
+    proc = audit("attacks")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("fgsm", "pgd", "pgdl2", "mifgsm", "apgd", "apgdt", "square", "cw", "deepfool", "fab", "autoattack"):
+        assert f"\n│ {name} " in proc.stdout or f"┃ {name} " in proc.stdout or f" {name} " in proc.stdout
+    assert "0.03137" in proc.stdout  # 8/255, the Linf default
+
+
+@pytest.fixture(scope="module")
+def pgd_report(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("pgd")
+    proc = audit(*demo_args(STANDARD, out, "--attack", "pgd", "--attack", "fgsm", "--eps", "0.05,0.1",
+                            "--steps", "10", "--samples", "60", "--seed", "3"))
+    assert proc.returncode == 0, proc.stderr
+    assert "robust acc" in proc.stdout and "Clean accuracy" in proc.stdout
+    return json.loads((out / "report.json").read_text())
+
+
+def test_report_follows_the_schema_and_holds_the_promised_fields(pgd_report):
+    jsonschema.validate(pgd_report, json.loads(SCHEMA_PATH.read_text()))
+    r = pgd_report
+    assert r["model"]["format"] == "safetensors" and r["model"]["input_shape"] == [1, 28, 28]
+    assert r["model"]["num_classes"] == 10 and len(r["model"]["sha256"]) == 64
+    assert r["data"]["n_samples"] == 60 and r["data"]["class_counts"] == [6] * 10
+    assert r["seed"] == 3 and r["clean"]["accuracy"] > 0.7
+    names = [(a["name"], a["eps_text"]) for a in r["attacks"]]
+    assert names == [("pgd", "0.05"), ("pgd", "0.1"), ("fgsm", "0.05"), ("fgsm", "0.1")]
+    pgd05, pgd10 = r["attacks"][:2]
+    assert pgd05["robust_accuracy"] >= pgd10["robust_accuracy"]  # a curve, monotone by construction
+    assert not pgd05["standard_budget"] and "non-standard" in pgd05["budget_note"]  # 10 < 40 steps
+    assert pgd10["n_attacked_at_this_eps"] < pgd05["n_attacked_at_this_eps"]  # the cascade attacks survivors
+    assert pgd05["perturbation"]["linf_max"] <= 0.05 + 1e-6
+    assert pgd05["backward_passes"] >= 10 * pgd05["n_attacked_at_this_eps"]
+    assert any("non-standard" in w for w in r["warnings"])
+
+
+def test_demo_contrasts_the_two_models(tmp_path):
+    proc = audit("demo", "--out", str(tmp_path), "--attack", "pgd", "--eps", "0.1", "--steps", "10",
+                 "--samples", "100")
+    assert proc.returncode == 0, proc.stderr
+    std = json.loads((tmp_path / "standard" / "report.json").read_text())
+    adv = json.loads((tmp_path / "adversarial" / "report.json").read_text())
+    assert adv["attacks"][0]["robust_accuracy"] > std["attacks"][0]["robust_accuracy"] + 0.3
+    assert "Contrast" in proc.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["missing.pt", "--data", "demo"], "missing.pt"),
+    ([STANDARD, "--data", "demo"], "--arch"),
+    ([STANDARD, "--arch", ARCH, "--attack", "pgx"], "unknown attack"),
+    ([STANDARD, "--arch", ARCH, "--eps", "8/"], "--eps"),
+    ([STANDARD, "--arch", ARCH, "--device", "cuda"], "cuda"),
+    ([STANDARD, "--arch", ARCH, "--samples", "-3"], "--samples"),
+    ([STANDARD, "--arch", ARCH, "--data", "nowhere/"], "nowhere"),
+    ([STANDARD, "--arch", ARCH, "--classes", "cifar100"], "100"),
+    ([STANDARD, "--arch", ARCH, "--targeted", "random", "--attack", "deepfool"], "targeted"),
+    ([STANDARD, "--arch", "audit.demo_model:Nope"], "Nope"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_report(tmp_path, args, needle):
+    if "cuda" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    out = tmp_path / "out"
+    proc = audit(*args, "--out", str(out), "--samples", "20") if "--samples" not in args else \
+        audit(*args, "--out", str(out))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "report.json").exists()
+
+
+def test_pickled_model_is_refused_without_trust_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "evil.pt"
+    script = (
+        "import torch, os\n"
+        "class Evil:\n"
+        f"    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'model': Evil()}}, '{payload}')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env=ENV)
+    proc = audit(str(payload), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "--trust-model" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = audit(*demo_args(STANDARD, target, "--samples", "10"))
+    assert proc.returncode == 2 and "not a directory" in proc.stderr
