@@ -1,0 +1,74 @@
+"""The Python API on the shipped demo weights: observers, label alignment, corrupt images, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from audit import AuditConfig, run_audit
+from audit.demo import ARCH, ASSETS
+from audit.errors import AuditError
+from audit.labels import FASHION_MNIST, align_labels
+
+WEIGHTS = str(ASSETS / "fashion_cnn.safetensors")
+
+
+def config(**kw) -> AuditConfig:
+    base = dict(model=WEIGHTS, arch=ARCH, data="demo", classes="fashion-mnist", attacks=["fgsm"], eps="0.05,0.1",
+                samples=40, batch_size=16, device="cpu")
+    return AuditConfig(**{**base, **kw})
+
+
+class Recorder:
+    def __init__(self):
+        self.clean, self.adversarial, self.finished = 0, {}, None
+
+    def on_clean(self, x, y, logits):
+        self.clean += len(y)
+
+    def on_adversarial(self, run, x_adv, y, logits):
+        assert x_adv.shape[0] == len(y) == logits.shape[0]
+        self.adversarial[run.key] = self.adversarial.get(run.key, 0) + len(y)
+
+    def finish(self, result):
+        self.finished = result
+        result.analyses["recorder"] = {"clean": self.clean}
+
+
+def test_observers_see_every_clean_and_adversarial_batch_in_one_pass():
+    recorder = Recorder()
+    result = run_audit(config(), observers=[recorder])
+    assert recorder.clean == 40
+    assert recorder.adversarial == {"fgsm@0.05": 40, "fgsm@0.1": 40}
+    assert recorder.finished is result and result.analyses["recorder"] == {"clean": 40}
+
+
+def test_same_seed_same_report_numbers():
+    a, b = run_audit(config(seed=5)), run_audit(config(seed=5))
+    strip = lambda r: [(e["robust_accuracy"], e["n_success"], e["perturbation"]["linf_mean"]) for e in r.attacks]
+    assert strip(a) == strip(b) and a.clean == b.clean
+
+
+def test_imagefolder_by_class_name_with_a_corrupt_file(tmp_path):
+    data = np.load(ASSETS / "fashion_mnist_test.npz")
+    for label in (1, 8):  # Trouser, Bag
+        folder = tmp_path / FASHION_MNIST[label]
+        folder.mkdir()
+        for i, img in enumerate(data["x"][data["y"] == label][:5]):
+            Image.fromarray(img).save(folder / f"{i}.png")
+    (tmp_path / "Bag" / "broken.png").write_bytes(b"not a png")
+    result = run_audit(config(data=str(tmp_path), samples="all", eps="0.05"))
+    assert result.data["n_corrupt"] == 1 and result.data["n_samples"] == 10
+    assert any("could not be read" in w for w in result.warnings)
+    assert result.data["class_counts"][1] == 5 and result.data["class_counts"][8] == 5
+    assert result.clean["accuracy"] >= 0.8  # trousers and bags are easy: the labels were aligned by name
+
+
+def test_align_labels_by_name_index_or_order():
+    names = ["cat", "lawn mower", "dog"]
+    assert align_labels(["dog", "lawn_mower"], names, np.array([0, 1])).tolist() == [2, 1]
+    assert align_labels(["2", "0"], names, np.array([0, 1])).tolist() == [2, 0]
+    assert align_labels(["a", "b", "c"], names, np.array([0, 2])).tolist() == [0, 1, 2]
+    with pytest.raises(AuditError, match="not among the model's 3 class names"):
+        align_labels(["zebra"], names, np.array([0]))
