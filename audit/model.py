@@ -1,0 +1,438 @@
+"""Loading a user's classifier without running code it carries, and the command-line values around it.
+
+Formats are recognised by content, never by extension. Weight files (safetensors, torch state dicts) are read
+with loaders that cannot execute code; a full pickle is only unpickled with ``--trust-model``. A torch.export
+program also needs ``--trust-model``: ``torch.export.load`` falls back to full unpickling for some payloads and
+parses expressions with ``sympy.sympify`` (``eval``), so a crafted ``.pt2`` runs code on load. TorchScript archives
+carry no Python code and are loaded directly. :class:`AuditedModel`, :func:`eval_mode` and :func:`probe` live in
+:mod:`audit.probe` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import pickle
+import re
+import struct
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from audit.errors import AuditError
+from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
+
+__all__ = [
+    "AuditedModel",
+    "LoadedModel",
+    "ProbeResult",
+    "eval_mode",
+    "expected_channels",
+    "load_model",
+    "parse_arch_kwargs",
+    "parse_stats",
+    "probe",
+    "resolve_device",
+]
+
+POLICY_WEIGHTS = "weights only, no code executed"
+POLICY_TORCHSCRIPT = "TorchScript archive (no Python code executed)"
+POLICY_EXPORT = "torch.export program, trusted by --trust-model"
+POLICY_PICKLE = "full pickle, trusted by --trust-model"
+
+_READABLE = "safetensors, state_dict .pt, TorchScript, torch.export .pt2, or a full pickle with --trust-model"
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch's pre-1.6 file magic number
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+@dataclass
+class LoadedModel:
+    module: torch.nn.Module
+    path: str
+    sha256: str
+    format: str
+    load_policy: str
+    arch: str | None
+
+
+def _unreadable(path: Path, reason: str) -> AuditError:
+    return AuditError(f"{path} is not a model file this tool can read ({_READABLE}): {reason}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- format detection ------------------------------------------------------------------------------------
+
+
+def _zip_kind(names: list[str]) -> str:
+    # torch writes every entry under one top folder, "<archive name>/..."; the markers are the rest of the path
+    inner = {name.split("/", 1)[1] for name in names if "/" in name}
+    if "archive_format" in inner or any(n.endswith("serialized_exported_program.json") for n in names):
+        return (
+            "torch.export"  # torch.export.save (pt2 archive; 2.1-2.5 wrote serialized_exported_program.json)
+        )
+    if "constants.pkl" in inner and any(n.startswith("code/") for n in inner):
+        return "torchscript"
+    if "data.pkl" in inner:
+        return "torch"  # torch.save
+    return "unknown"
+
+
+def _sniff(path: Path) -> str:
+    """One of safetensors, torchscript, torch.export, torch, unknown, decided from the bytes."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    size = path.stat().st_size
+    if len(head) > 8:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and header_len <= size - 8:
+            return "safetensors"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _zip_kind(archive.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "unknown"
+    if head[:1] == b"\x80" and _LEGACY_MAGIC in head:
+        return "torch"  # legacy (non-zip) torch.save file: a pickle protocol marker, then the magic number
+    return "unknown"
+
+
+# --- reading each format ---------------------------------------------------------------------------------
+
+
+def _refusal(path: Path, what: str, detail: str) -> AuditError:
+    return AuditError(
+        f"refusing to load {path}: it is {what} ({detail}), and unpickling it can run arbitrary code; "
+        "if you trust its source, pass --trust-model (nothing in the file was executed)"
+    )
+
+
+def _torch_load(path: Path, trust_model: bool) -> tuple[Any, str]:
+    """torch.load with weights_only=True; a full unpickling only when trusted and the safe loader cannot."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), POLICY_WEIGHTS
+    except pickle.UnpicklingError as exc:
+        message = str(exc)
+        if "Weights only load failed" not in message:
+            raise _unreadable(path, short_reason(exc)) from exc
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        detail = (
+            f"it references {found.group(1)}" if found else "it uses pickle features beyond plain weights"
+        )
+        if not trust_model:
+            raise _refusal(path, "a full pickled model or checkpoint", detail) from None
+    except Exception as exc:
+        raise _unreadable(path, short_reason(exc)) from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False), POLICY_PICKLE
+    except Exception as exc:
+        raise AuditError(
+            f"could not unpickle {path} even with --trust-model ({short_reason(exc)}); the Python classes it "
+            "references must be importable: run from the project that saved it, or save a state_dict instead"
+        ) from exc
+
+
+def _guarded(path: Path, label: str, load: Callable[[], Any]) -> Any:
+    """Run a third-party loader; whatever it raises becomes one line that names the file and the reason."""
+    try:
+        return load()
+    except Exception as exc:
+        raise _unreadable(path, f"{label}: {short_reason(exc)}") from exc
+
+
+# --- state dicts and --arch ------------------------------------------------------------------------------
+
+
+def _is_weights(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _unwrap(obj: Any) -> Any:
+    """A checkpoint's network or weights: the object itself, or what a common wrapper key holds."""
+    if isinstance(obj, Mapping) and not _is_weights(obj):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, torch.nn.Module) or _is_weights(inner):
+                return inner
+    return obj
+
+
+def _strip_prefixes(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in _PREFIXES * 2:  # twice: the two wrappers nest either way round
+        if all(k.startswith(prefix) for k in weights):
+            weights = {k[len(prefix) :]: v for k, v in weights.items()}
+    return dict(weights)
+
+
+def _import_target(spec: str, target: str):
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        file = Path(target)
+        if not file.is_file():
+            raise AuditError(
+                f"--arch {spec}: {file} does not exist; give an existing .py file or a module name"
+            )
+        name = "_audit_arch_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
+        module_spec = importlib.util.spec_from_file_location(name, file)
+        if module_spec is None or module_spec.loader is None:
+            raise AuditError(f"--arch {spec}: {file} cannot be imported as Python; give a .py file")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses and pickling look classes up in sys.modules
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise AuditError(
+                f"--arch {spec}: running {file} failed ({type(exc).__name__}: {short_reason(exc)})"
+            ) from exc
+        return module
+    if not _DOTTED.fullmatch(target):
+        raise AuditError(f"--arch {spec}: {target!r} is neither a module name nor a .py file")
+    try:
+        if target.split(".")[0] == "torchvision":
+            from audit.tv import import_torchvision
+
+            import_torchvision()
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        raise AuditError(
+            f"--arch {spec}: cannot import {target} ({short_reason(exc)}); check the spelling and the environment, "
+            "or point at a file: --arch path/to/net.py:Net"
+        ) from exc
+    except Exception as exc:
+        raise AuditError(
+            f"--arch {spec}: importing {target} failed ({type(exc).__name__}: {short_reason(exc)})"
+        ) from exc
+
+
+def _build_network(spec: str, kwargs: dict) -> torch.nn.Module:
+    target, _, attr = spec.rpartition(":")
+    if not target or not _DOTTED.fullmatch(attr):
+        raise AuditError(
+            f"--arch {spec!r} is not of the form package.module:callable or path/to/file.py:callable, "
+            "e.g. --arch torchvision.models:resnet18"
+        )
+    factory: Any = _import_target(spec, target)
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise AuditError(
+                f"--arch {spec}: {target} has no attribute {attr!r}; check the name after the ':'"
+            )
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise AuditError(f"--arch {spec}: {attr} is a {type(factory).__name__}, not a class or function")
+    try:
+        network = factory(**kwargs)
+    except Exception as exc:
+        raise AuditError(
+            f"--arch {spec}: calling {attr}(**{json.dumps(kwargs)}) failed ({type(exc).__name__}: {short_reason(exc)}); "
+            "check --arch-kwargs"
+        ) from exc
+    if not isinstance(network, torch.nn.Module):
+        raise AuditError(
+            f"--arch {spec}: {attr}(...) returned a {type(network).__name__}, not a torch.nn.Module"
+        )
+    return network
+
+
+def _listed(items: list[str], noun: str, plural: str, sep: str = ", ") -> str:
+    shown = sep.join(items[:3]) + (f"{sep}..." if len(items) > 3 else "")
+    return f"{len(items)} {noun if len(items) == 1 else plural} ({shown})"
+
+
+def _fit_weights(network: torch.nn.Module, weights: dict, spec: str, kwargs: dict, path: Path) -> None:
+    """load_state_dict(strict=True), with a one-line account of every missing, unexpected and misshapen key."""
+    own = network.state_dict()
+    clashes = {
+        k: (weights[k], v)
+        for k, v in own.items()
+        if k in weights and not torch.nn.parameter.is_lazy(v) and weights[k].shape != v.shape
+    }
+    try:  # strict=False so that the module's own hooks decide what is missing, and we can say all of it
+        result = network.load_state_dict({k: v for k, v in weights.items() if k not in clashes}, strict=False)
+    except Exception as exc:
+        raise AuditError(
+            f"loading the weights of {path} into --arch {spec} failed: {short_reason(exc)}"
+        ) from exc
+    missing = [k for k in result.missing_keys if k not in clashes]
+    unexpected = list(result.unexpected_keys)
+    if not (clashes or missing or unexpected):
+        return
+    parts = [_listed(missing, "missing key", "missing keys")] if missing else []
+    parts += [_listed(unexpected, "unexpected key", "unexpected keys")] if unexpected else []
+    if clashes:
+        dims = {
+            k: ("x".join(map(str, a.shape)), "x".join(map(str, b.shape))) for k, (a, b) in clashes.items()
+        }
+        shapes = [f"{k}: checkpoint {a}, model {b}" for k, (a, b) in dims.items()]
+        parts.append(_listed(shapes, "shape mismatch", "shape mismatches", sep="; "))
+    hint = "check that --arch and --arch-kwargs build the network these weights were trained with"
+    heads = [a.shape[0] for a, b in clashes.values() if a.dim() == b.dim() > 0 and a.shape[1:] == b.shape[1:]]
+    if heads and kwargs.get("num_classes") != heads[-1]:
+        hint = f"did you mean --arch-kwargs '{json.dumps({**kwargs, 'num_classes': heads[-1]})}'?"
+    raise AuditError(f"the weights in {path} do not fit --arch {spec}: {', '.join(parts)} — {hint}")
+
+
+def _network_from(obj: Any, path: Path, arch: str | None, arch_kwargs: dict) -> tuple[torch.nn.Module, str]:
+    """(network, format) from what a torch or safetensors file held."""
+    obj = _unwrap(obj)
+    if isinstance(obj, torch.nn.Module):
+        _reject_arch(arch, path, "a pickled network")
+        return obj, "pickle"
+    if not _is_weights(obj):
+        raise AuditError(
+            f"{path} holds a {type(obj).__name__}, neither a network nor a state_dict of tensors; "
+            "save model.state_dict() or the model itself"
+        )
+    if arch is None:
+        raise AuditError(
+            f"{path} holds only weights (a state_dict); say which network they belong to with "
+            "--arch package.module:callable, e.g. --arch torchvision.models:resnet18"
+        )
+    network = _build_network(arch, arch_kwargs)
+    _fit_weights(network, _strip_prefixes(obj), arch, arch_kwargs, path)
+    return network, "state_dict"
+
+
+def _reject_arch(arch: str | None, path: Path, what: str) -> None:
+    if arch is not None:
+        raise AuditError(
+            f"--arch is only used with weight files (safetensors / state_dict); {path} is {what} "
+            "that already holds its network: drop --arch"
+        )
+
+
+def load_model(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict | None = None,
+    trust_model: bool = False,
+) -> LoadedModel:
+    """Load a classifier from ``path`` under the policy in the module docstring, on CPU."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise AuditError(f"model file {path} does not exist; check the path")
+    if not path.is_file():
+        raise AuditError(f"{path} is a directory, not a model file; pass the checkpoint file itself")
+    if arch_kwargs and arch is None:
+        raise AuditError(
+            "--arch-kwargs needs --arch: they are the arguments the --arch callable is called with"
+        )
+    if path.stat().st_size == 0:
+        raise _unreadable(path, "the file is empty")
+    kind = _sniff(path)
+    if kind == "unknown":
+        raise _unreadable(path, "its content matches none of these formats")
+    sha256 = _sha256(path)
+    if kind == "torchscript":
+        _reject_arch(arch, path, "a TorchScript archive")
+        network = _guarded(path, "TorchScript", lambda: torch.jit.load(str(path), map_location="cpu"))
+        return LoadedModel(network, str(path), sha256, kind, POLICY_TORCHSCRIPT, None)
+    if kind == "torch.export":
+        _reject_arch(arch, path, "a torch.export program")
+        if not trust_model:
+            why = "torch.export.load unpickles parts of it and evaluates expressions"
+            raise _refusal(path, "a torch.export program", why)
+        network = _guarded(path, "torch.export", lambda: torch.export.load(str(path)).module())
+        return LoadedModel(network, str(path), sha256, kind, POLICY_EXPORT, None)
+    if kind == "safetensors":
+        obj, policy = (
+            _guarded(path, "safetensors", lambda: load_file(str(path), device="cpu")),
+            POLICY_WEIGHTS,
+        )
+    else:
+        obj, policy = _torch_load(path, trust_model)
+    network, fmt = _network_from(obj, path, arch, dict(arch_kwargs or {}))
+    fmt = "safetensors" if kind == "safetensors" else fmt
+    return LoadedModel(network.cpu(), str(path), sha256, fmt, policy, arch)
+
+
+# --- command-line values ---------------------------------------------------------------------------------
+
+
+def parse_arch_kwargs(text: str | None) -> dict:
+    if text is None or not text.strip():
+        return {}
+    example = """e.g. --arch-kwargs '{"num_classes": 10}'"""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AuditError(
+            f"--arch-kwargs is not valid JSON ({exc.msg} at column {exc.colno}); {example}"
+        ) from None
+    if not isinstance(value, dict):
+        raise AuditError(
+            f"--arch-kwargs must be a JSON object of keyword arguments, not {type(value).__name__}; {example}"
+        )
+    return value
+
+
+def parse_stats(text: str | None, channels: int, name: str) -> tuple[float, ...] | None:
+    if text is None or not text.strip():
+        return None
+    example = f"e.g. {name} 0.485,0.456,0.406"
+    items = [s.strip() for s in text.strip().strip("[]()").split(",")]
+    values = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise AuditError(
+                f"{name} {text!r}: {item!r} is not a number; give comma-separated numbers, {example}"
+            ) from None
+        if not math.isfinite(value):
+            raise AuditError(f"{name} {text!r}: values must be finite numbers, {example}")
+        values.append(value)
+    if name == "--std" and any(v <= 0 for v in values):
+        raise AuditError(f"--std {text!r}: every value must be > 0 (the input is divided by it)")
+    if len(values) == 1:
+        return tuple(values) * channels
+    if len(values) != channels:
+        raise AuditError(
+            f"{name} has {len(values)} values but the images have {channels} channels; give 1 or {channels} values"
+        )
+    return tuple(values)
+
+
+def resolve_device(spec: str) -> torch.device:
+    text = spec.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    found = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if found is None:
+        raise AuditError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+        raise AuditError(
+            f"--device {spec} was asked for, but no CUDA GPU is available ({build}); use --device cpu or --device auto"
+        )
+    index = int(found.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise AuditError(
+            f"--device {spec}: there are only {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...)"
+        )
+    return torch.device("cuda", index)
