@@ -11,7 +11,7 @@ labelled non-standard in the report, because a reduced budget can report robustn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from audit.errors import AuditError
 

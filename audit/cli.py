@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -113,23 +112,23 @@ def _write_report(result, out: Path) -> Path:
 
 @app.command("run", help="Audit MODEL (the default command: `audit MODEL ...` means `audit run MODEL ...`).")
 def run(
-    model: str = typer.Argument(..., help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
+    model: str = typer.Argument(..., metavar="MODEL", help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
                                 "or a full pickle (only with --trust-model)."),
     data: str = typer.Option("demo", help="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or 'demo'."),
-    arch: Optional[str] = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
-    arch_kwargs: Optional[str] = typer.Option(None, help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.'),
+    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
+    arch_kwargs: str | None = typer.Option(None, help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.'),
     trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
-    classes: Optional[str] = typer.Option(None, help="Class names: imagenet-1k, cifar10, cifar100, fashion-mnist, "
+    classes: str | None = typer.Option(None, help="Class names: imagenet-1k, cifar10, cifar100, fashion-mnist, "
                                           "mnist, a file with one name per line, or a comma list."),
-    input_size: Optional[str] = typer.Option(None, help="Model input size: one int or HxW (default: the data's)."),
-    channels: Optional[int] = typer.Option(None, help="Input channels, 1 or 3 (default: the model's first layer)."),
-    mean: Optional[str] = typer.Option(None, help="Normalization mean, comma list or one value (applied inside the model)."),
-    std: Optional[str] = typer.Option(None, help="Normalization std, comma list or one value."),
-    output_key: Optional[str] = typer.Option(None, help="Key or index of the logits in a dict/tuple output."),
+    input_size: str | None = typer.Option(None, help="Model input size: one int or HxW (default: the data's)."),
+    channels: int | None = typer.Option(None, help="Input channels, 1 or 3 (default: the model's first layer)."),
+    mean: str | None = typer.Option(None, help="Normalization mean, comma list or one value (applied inside the model)."),
+    std: str | None = typer.Option(None, help="Normalization std, comma list or one value."),
+    output_key: str | None = typer.Option(None, help="Key or index of the logits in a dict/tuple output."),
     attack: list[str] = typer.Option(["pgd"], "--attack", "-a", help="Attack name; repeat for several (see `audit attacks`)."),
-    eps: Optional[list[str]] = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
-    steps: Optional[int] = typer.Option(None, help="Iterations (queries for square); default: each attack's."),
-    targeted: Optional[str] = typer.Option(None, help="Targeted attack: random or least-likely."),
+    eps: list[str] | None = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
+    steps: int | None = typer.Option(None, help="Iterations (queries for square); default: each attack's."),
+    targeted: str | None = typer.Option(None, help="Targeted attack: random or least-likely."),
     samples: str = typer.Option("500", help="Number of images drawn stratified per class, or 'all'."),
     seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
     batch_size: int = typer.Option(64, help="Images per batch."),
@@ -192,7 +191,7 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Output directory (one report per model)."),
     attack: list[str] = typer.Option(["fgsm", "pgd"], "--attack", "-a", help="Attacks to run."),
     eps: str = typer.Option("0.05,0.1,0.2,0.3", help="Budgets (Linf, [0,1] pixels)."),
-    steps: Optional[int] = typer.Option(None, help="Iterations (default: each attack's reference budget)."),
+    steps: int | None = typer.Option(None, help="Iterations (default: each attack's reference budget)."),
     samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
     seed: int = typer.Option(0, help="Seed."),
 ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from audit.errors import AuditError
 
 _LABEL_DIR = Path(__file__).parent / "label_sets"
@@ -14,13 +16,7 @@ FASHION_MNIST = (
 )
 MNIST = tuple(str(d) for d in range(10))
 CIFAR100 = tuple(
-    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can
-    castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
-    elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard lobster
-    man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck
-    pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk
-    skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
-    tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+    ["apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"]
 )
 
 BUILTIN = {
@@ -68,15 +64,13 @@ def _norm_name(name: str) -> str:
     return name.strip().lower().replace("_", " ")
 
 
-def align_labels(data_classes: list[str] | None, names: list[str], labels) -> "np.ndarray":
+def align_labels(data_classes: list[str] | None, names: list[str], labels) -> np.ndarray:
     """A lookup array from the data's label indices to the model's class indices.
 
     Folder or file class names are matched to the model's class names by name (``lawn_mower`` matches
     ``lawn mower``); folders named by class index (``0``, ``1``, …) map to that index; otherwise the data's
     classes are taken to be the model's, in the same order (torchvision's convention for ImageNet folders).
     """
-    import numpy as np
-
     top = int(labels.max()) + 1 if len(labels) else 0
     identity = np.arange(max(top, len(names)))
     if not data_classes or list(data_classes) == list(names):

@@ -33,7 +33,7 @@ class ClassCounts:
         self.total += _bincount(labels, self.num_classes)
         self.hits += _bincount(labels[hit], self.num_classes)
 
-    def merge(self, other: "ClassCounts") -> None:
+    def merge(self, other: ClassCounts) -> None:
         self.total += other.total
         self.hits += other.hits
 
@@ -96,7 +96,7 @@ class AttackTally:
         self.eps_violation = max(self.eps_violation, outcome.eps_violation)
         self.box_violation = max(self.box_violation, outcome.box_violation)
 
-    def merge(self, other: "AttackTally") -> None:
+    def merge(self, other: AttackTally) -> None:
         for f in fields(self):
             if f.name == "num_classes":
                 continue
@@ -109,7 +109,8 @@ class AttackTally:
                 setattr(self, f.name, mine + theirs)
 
     def summary(self, names: list[str]) -> dict:
-        mean = (lambda s: s / self.perturbed if self.perturbed else None)
+        def mean(s):
+            return (s / self.perturbed if self.perturbed else None)
         return {
             "robust_accuracy": self.robust.accuracy,
             "success_rate": self.success / self.attacked if self.attacked else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Protocol
 
 import numpy as np
@@ -158,10 +158,11 @@ def run_audit(
     warnings = list(probed.warnings)
     if data.corrupt:
         warnings.append(f"{len(data.corrupt)} of {len(data)} chosen images could not be read and were skipped")
-    warnings += [f"{e['name']} at eps {e['eps_text']}: {e['budget_note']}" for e in run.entries() if e["budget_note"]]
+    notes = {e["name"]: e["budget_note"] for e in run.entries() if e["budget_note"]}
+    warnings += [f"{name}: {note}" for name, note in notes.items()]
     result = AuditResult(
         tool={"name": "robustness-audit", "version": __version__},
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         model={
             "path": loaded.path, "label": config.label, "sha256": loaded.sha256, "format": loaded.format,
             "load_policy": loaded.load_policy, "arch": loaded.arch, "arch_kwargs": arch_kwargs,
@@ -231,7 +232,7 @@ class _Pass:
                 spec, self.model, x, y, clean_logits, [r.eps for r in plan], steps=self._steps(spec),
                 num_classes=len(self.names), seed=self.config.seed + self.seen, targets=targets,
             )
-            for run, outcome in zip(plan, outcomes):
+            for run, outcome in zip(plan, outcomes, strict=False):
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
                 self.tallies[run].add(
@@ -244,6 +245,8 @@ class _Pass:
         self.seen += len(y)
 
     def _steps(self, spec: AttackSpec) -> int | None:
+        if spec.default_steps is None:  # a single-step attack: --steps does not apply
+            return None
         return self.config.steps if self.config.steps is not None else spec.default_steps
 
     def entries(self) -> list[dict]:

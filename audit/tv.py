@@ -10,6 +10,7 @@ We only do this after a real import failure, so a healthy torchvision is left un
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
@@ -17,7 +18,7 @@ _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 )
-_library = None  # keeps the fragment alive for the life of the process
+_fragments: list = []  # keeps the schema fragment alive for the life of the process
 
 
 def _drop_partial_import() -> None:
@@ -27,7 +28,6 @@ def _drop_partial_import() -> None:
 
 def import_torchvision():
     """Import torchvision, repairing the missing operator schemas of a CUDA wheel on a CPU torch."""
-    global _library
     try:
         return importlib.import_module("torchvision")
     except RuntimeError as exc:
@@ -36,13 +36,12 @@ def import_torchvision():
         _drop_partial_import()
     import torch
 
-    if _library is None:
-        _library = torch.library.Library("torchvision", "FRAGMENT")
+    if not _fragments:
+        library = torch.library.Library("torchvision", "FRAGMENT")
         for schema in _SCHEMAS:
-            try:
-                _library.define(schema)
-            except RuntimeError:
-                pass  # already defined by a partial load
+            with contextlib.suppress(RuntimeError):  # already defined by a partial load
+                library.define(schema)
+        _fragments.append(library)
     return importlib.import_module("torchvision")
 
 

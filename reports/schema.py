@@ -41,11 +41,11 @@ class AuditResult:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AuditResult":
+    def from_dict(cls, data: dict) -> AuditResult:
         return cls(**data)
 
     @classmethod
-    def read_json(cls, path: str | Path) -> "AuditResult":
+    def read_json(cls, path: str | Path) -> AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -17,21 +18,26 @@ def num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
+NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
+
+
 def attack_table(result: AuditResult, title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for col, justify in [("attack", "left"), ("eps", "right"), ("norm", "left"), ("budget", "right"),
-                         ("robust acc", "right"), ("success", "right"), ("mean ‖δ‖∞", "right"),
-                         ("mean ‖δ‖₂", "right"), ("fwd/bwd passes", "right"), ("time", "right")]:
-        table.add_column(col, justify=justify)
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, justify in [("attack", "left"), ("budget", "right"), ("steps", "right"), ("robust\nacc", "right"),
+                         ("success\nrate", "right"), ("mean\n‖δ‖∞", "right"), ("mean\n‖δ‖₂", "right"),
+                         ("passes\nfwd/bwd", "right"), ("time", "right")]:
+        table.add_column(col, justify=justify, no_wrap=True)
     for e in result.attacks:
-        budget = f"{e['steps']} {e['steps_unit']}" if e["steps"] else "1 step"
+        steps = str(e["steps"]) if e["steps"] else "1"
+        if e["steps_unit"] == "queries":
+            steps += "q"
         if not e["standard_budget"]:
-            budget += " [yellow](non-standard)[/]"
+            steps = f"[yellow]{steps}*[/]"
         p = e["perturbation"]
         table.add_row(
-            escape(e["name"]), escape(e["eps_text"] or "min-norm"), e["norm"], budget,
+            escape(e["name"]), f"{NORM_SIGN[e['norm']]} {escape(e['eps_text'] or 'min')}", steps,
             f"[bold]{pct(e['robust_accuracy'])}[/]", pct(e["success_rate"]), num(p["linf_mean"], 3),
-            num(p["l2_mean"], 3), f"{e['forward_passes']:,}/{e['backward_passes']:,}", f"{e['wall_time_s']:.1f}s",
+            num(p["l2_mean"], 3), f"{e['forward_passes']}/{e['backward_passes']}", f"{e['wall_time_s']:.1f}s",
         )
     return table
 
@@ -49,6 +55,8 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
     console.print(f"[bold]Clean accuracy[/] {pct(result.clean['accuracy'])} "
                   f"({result.clean['n_correct']}/{result.clean['n']})")
     console.print(attack_table(result))
+    if not all(e["standard_budget"] for e in result.attacks):
+        console.print("[yellow]*[/] non-standard budget: below the attack's reference protocol (see warnings)")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if report_path:

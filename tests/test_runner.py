@@ -46,7 +46,8 @@ def test_observers_see_every_clean_and_adversarial_batch_in_one_pass():
 
 def test_same_seed_same_report_numbers():
     a, b = run_audit(config(seed=5)), run_audit(config(seed=5))
-    strip = lambda r: [(e["robust_accuracy"], e["n_success"], e["perturbation"]["linf_mean"]) for e in r.attacks]
+    def strip(r):
+        return [(e["robust_accuracy"], e["n_success"], e["perturbation"]["linf_mean"]) for e in r.attacks]
     assert strip(a) == strip(b) and a.clean == b.clean
 
 
