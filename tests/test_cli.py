@@ -55,7 +55,7 @@ def pgd_report(tmp_path_factory) -> dict:
     proc = audit(*demo_args(STANDARD, out, "--attack", "pgd", "--attack", "fgsm", "--eps", "0.05,0.1",
                             "--steps", "10", "--samples", "60", "--seed", "3"))
     assert proc.returncode == 0, proc.stderr
-    assert "robust acc" in proc.stdout and "Clean accuracy" in proc.stdout
+    assert "Clean accuracy" in proc.stdout and "L∞ 0.05" in proc.stdout and "10*" in proc.stdout
     return json.loads((out / "report.json").read_text())
 
 
