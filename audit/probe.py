@@ -229,7 +229,9 @@ def _input_error(net: torch.nn.Module, x: torch.Tensor, exc: Exception) -> Audit
             f"the model does not accept a batch of {x.shape[0]} ({reason}): it was exported for a fixed batch "
             "size; re-export it with a dynamic batch dimension (torch.export.export(..., dynamic_shapes=...))"
         )
-    if not any(word in reason.lower() for word in _SHAPE_WORDS):
+    channels = expected_channels(net)
+    mismatch = channels is not None and channels != x.shape[1]
+    if not mismatch and not any(word in reason.lower() for word in _SHAPE_WORDS):
         return AuditError(
             f"the model failed on a batch of shape {'x'.join(map(str, x.shape))} ({type(exc).__name__}: {reason}); "
             "its forward must run on (N, C, H, W) float images: check the model and --input-size / --channels"
