@@ -185,7 +185,7 @@ def stratified_indices(labels: np.ndarray, n: int | None, seed: int) -> np.ndarr
     classes, inverse = np.unique(labels, return_inverse=True)
     members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
     quotas = even_quotas(np.array([len(m) for m in members], dtype=np.int64), n, rng)
-    chosen = [rng.choice(m, size=int(q), replace=False) for m, q in zip(members, quotas) if q > 0]
+    chosen = [rng.choice(m, size=int(q), replace=False) for m, q in zip(members, quotas, strict=True) if q > 0]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 

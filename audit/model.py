@@ -11,14 +11,11 @@ carry no Python code and are loaded directly. :class:`AuditedModel`, :func:`eval
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
 import math
 import pickle
 import re
 import struct
-import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from audit.arch import build_network, fit_weights
 from audit.errors import AuditError
 from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
 
@@ -53,7 +51,6 @@ _READABLE = "safetensors, state_dict .pt, TorchScript, torch.export .pt2, or a f
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch's pre-1.6 file magic number
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 @dataclass
@@ -186,114 +183,6 @@ def _strip_prefixes(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return dict(weights)
 
 
-def _import_target(spec: str, target: str):
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        file = Path(target)
-        if not file.is_file():
-            raise AuditError(
-                f"--arch {spec}: {file} does not exist; give an existing .py file or a module name"
-            )
-        name = "_audit_arch_" + hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:12]
-        module_spec = importlib.util.spec_from_file_location(name, file)
-        if module_spec is None or module_spec.loader is None:
-            raise AuditError(f"--arch {spec}: {file} cannot be imported as Python; give a .py file")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module  # dataclasses and pickling look classes up in sys.modules
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            del sys.modules[name]
-            raise AuditError(
-                f"--arch {spec}: running {file} failed ({type(exc).__name__}: {short_reason(exc)})"
-            ) from exc
-        return module
-    if not _DOTTED.fullmatch(target):
-        raise AuditError(f"--arch {spec}: {target!r} is neither a module name nor a .py file")
-    try:
-        if target.split(".")[0] == "torchvision":
-            from audit.tv import import_torchvision
-
-            import_torchvision()
-        return importlib.import_module(target)
-    except ModuleNotFoundError as exc:
-        raise AuditError(
-            f"--arch {spec}: cannot import {target} ({short_reason(exc)}); check the spelling and the environment, "
-            "or point at a file: --arch path/to/net.py:Net"
-        ) from exc
-    except Exception as exc:
-        raise AuditError(
-            f"--arch {spec}: importing {target} failed ({type(exc).__name__}: {short_reason(exc)})"
-        ) from exc
-
-
-def _build_network(spec: str, kwargs: dict) -> torch.nn.Module:
-    target, _, attr = spec.rpartition(":")
-    if not target or not _DOTTED.fullmatch(attr):
-        raise AuditError(
-            f"--arch {spec!r} is not of the form package.module:callable or path/to/file.py:callable, "
-            "e.g. --arch torchvision.models:resnet18"
-        )
-    factory: Any = _import_target(spec, target)
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise AuditError(
-                f"--arch {spec}: {target} has no attribute {attr!r}; check the name after the ':'"
-            )
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise AuditError(f"--arch {spec}: {attr} is a {type(factory).__name__}, not a class or function")
-    try:
-        network = factory(**kwargs)
-    except Exception as exc:
-        raise AuditError(
-            f"--arch {spec}: calling {attr}(**{json.dumps(kwargs)}) failed ({type(exc).__name__}: {short_reason(exc)}); "
-            "check --arch-kwargs"
-        ) from exc
-    if not isinstance(network, torch.nn.Module):
-        raise AuditError(
-            f"--arch {spec}: {attr}(...) returned a {type(network).__name__}, not a torch.nn.Module"
-        )
-    return network
-
-
-def _listed(items: list[str], noun: str, plural: str, sep: str = ", ") -> str:
-    shown = sep.join(items[:3]) + (f"{sep}..." if len(items) > 3 else "")
-    return f"{len(items)} {noun if len(items) == 1 else plural} ({shown})"
-
-
-def _fit_weights(network: torch.nn.Module, weights: dict, spec: str, kwargs: dict, path: Path) -> None:
-    """load_state_dict(strict=True), with a one-line account of every missing, unexpected and misshapen key."""
-    own = network.state_dict()
-    clashes = {
-        k: (weights[k], v)
-        for k, v in own.items()
-        if k in weights and not torch.nn.parameter.is_lazy(v) and weights[k].shape != v.shape
-    }
-    try:  # strict=False so that the module's own hooks decide what is missing, and we can say all of it
-        result = network.load_state_dict({k: v for k, v in weights.items() if k not in clashes}, strict=False)
-    except Exception as exc:
-        raise AuditError(
-            f"loading the weights of {path} into --arch {spec} failed: {short_reason(exc)}"
-        ) from exc
-    missing = [k for k in result.missing_keys if k not in clashes]
-    unexpected = list(result.unexpected_keys)
-    if not (clashes or missing or unexpected):
-        return
-    parts = [_listed(missing, "missing key", "missing keys")] if missing else []
-    parts += [_listed(unexpected, "unexpected key", "unexpected keys")] if unexpected else []
-    if clashes:
-        dims = {
-            k: ("x".join(map(str, a.shape)), "x".join(map(str, b.shape))) for k, (a, b) in clashes.items()
-        }
-        shapes = [f"{k}: checkpoint {a}, model {b}" for k, (a, b) in dims.items()]
-        parts.append(_listed(shapes, "shape mismatch", "shape mismatches", sep="; "))
-    hint = "check that --arch and --arch-kwargs build the network these weights were trained with"
-    heads = [a.shape[0] for a, b in clashes.values() if a.dim() == b.dim() > 0 and a.shape[1:] == b.shape[1:]]
-    if heads and kwargs.get("num_classes") != heads[-1]:
-        hint = f"did you mean --arch-kwargs '{json.dumps({**kwargs, 'num_classes': heads[-1]})}'?"
-    raise AuditError(f"the weights in {path} do not fit --arch {spec}: {', '.join(parts)} — {hint}")
-
-
 def _network_from(obj: Any, path: Path, arch: str | None, arch_kwargs: dict) -> tuple[torch.nn.Module, str]:
     """(network, format) from what a torch or safetensors file held."""
     obj = _unwrap(obj)
@@ -310,8 +199,8 @@ def _network_from(obj: Any, path: Path, arch: str | None, arch_kwargs: dict) -> 
             f"{path} holds only weights (a state_dict); say which network they belong to with "
             "--arch package.module:callable, e.g. --arch torchvision.models:resnet18"
         )
-    network = _build_network(arch, arch_kwargs)
-    _fit_weights(network, _strip_prefixes(obj), arch, arch_kwargs, path)
+    network = build_network(arch, arch_kwargs)
+    fit_weights(network, _strip_prefixes(obj), arch, arch_kwargs, path)
     return network, "state_dict"
 
 

@@ -442,7 +442,7 @@ def test_demo_set():
     assert images.native_size == (28, 28) and images.native_channels == 1 and len(images) == 50
     assert np.bincount(images.labels, minlength=10).tolist() == [5] * 10
     x, _, _ = all_batches(images, 32)
-    assert x.shape == (50, 1, 28, 28) and 0 <= x.min() and x.max() <= 1 and x.std() > 0.1
+    assert x.shape == (50, 1, 28, 28) and x.min() >= 0 and x.max() <= 1 and x.std() > 0.1
 
 
 def test_real_cifar10_images_from_foolbox(tmp_path: Path):
@@ -463,6 +463,6 @@ def test_real_cifar10_images_from_foolbox(tmp_path: Path):
     assert len(set(names)) == min(10, len(images.classes))  # stratified: one per class where possible
     x, _, index = all_batches(images, 4, size=(64, 64))
     assert x.shape == (10, 3, 64, 64) and index.tolist() == list(range(10)) and not images.corrupt
-    assert 0 <= x.min() and x.max() <= 1 and x.std() > 0.1  # real photos, not blanks
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0.1  # real photos, not blanks
     gray = all_batches(images, 10, channels=1)[0]
     assert gray.shape == (10, 1, 32, 32)
