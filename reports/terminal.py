@@ -65,14 +65,14 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:
     """Robust accuracy of several audited models side by side, one row per attack and budget."""
-    table = Table(title="robust accuracy", title_justify="left", header_style="bold")
+    table = Table(title="robust accuracy", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     table.add_column("attack")
-    table.add_column("eps", justify="right")
+    table.add_column("budget", justify="right")
     for key in results:
         table.add_column(escape(key), justify="right")
     first = next(iter(results.values()))
     table.add_row("clean", "—", *[pct(r.clean["accuracy"]) for r in results.values()])
     for i, entry in enumerate(first.attacks):
         row = [pct(r.attacks[i]["robust_accuracy"]) if i < len(r.attacks) else "—" for r in results.values()]
-        table.add_row(escape(entry["name"]), escape(entry["eps_text"] or "min-norm"), *row)
+        table.add_row(escape(entry["name"]), f"{NORM_SIGN[entry['norm']]} {escape(entry['eps_text'] or 'min')}", *row)
     return table
