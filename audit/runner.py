@@ -180,7 +180,8 @@ def run_audit(
         seed=config.seed,
         device=str(device),
         settings={
-            "attacks": [p[0].spec.name for p in plans], "eps": [r.eps_text for r in plans[0]] if plans else [],
+            "attacks": [p[0].spec.name for p in plans],
+            "eps": [text for _, text in parse_eps_list(config.eps)] or "each attack's default",
             "steps": config.steps, "targeted": config.targeted, "batch_size": config.batch_size,
             "samples": "all" if samples is None else samples,
         },
