@@ -35,12 +35,11 @@ from audit.datasets_io import (
     to_chw,
 )
 from audit.errors import AuditError
+from audit.labels import FASHION_MNIST
 
 ACCEPTED = ("an ImageFolder directory (DIR/<class>/<images>), CIFAR-10/100 python batches, "
             "MNIST-style IDX files (.gz ok), an .npz with 'x' and 'y', or 'demo'")
 DEMO_FILE = Path(__file__).parent / "demo_assets" / "fashion_mnist_test.npz"
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def parse_samples(text: str | int | None) -> int | None:
@@ -302,7 +301,7 @@ def _npz(path: Path, fmt: str = "npz", classes: list[str] | None = None) -> _Sou
 def _demo() -> _Source:
     if not DEMO_FILE.is_file():
         raise AuditError(f"the built-in demo set is missing ({DEMO_FILE}); reinstall robustness-audit")
-    return _npz(DEMO_FILE, fmt="demo", classes=list(FASHION_MNIST_CLASSES))
+    return _npz(DEMO_FILE, fmt="demo", classes=list(FASHION_MNIST))
 
 
 def _from_directory(path: Path) -> _Source:

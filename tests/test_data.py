@@ -15,9 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from audit.data import DEMO_FILE, FASHION_MNIST_CLASSES, ImageSet, open_data, parse_samples
+from audit.data import DEMO_FILE, ImageSet, open_data, parse_samples
 from audit.datasets_io import even_quotas, load_restricted_pickle, stratified_indices
 from audit.errors import AuditError
+from audit.labels import FASHION_MNIST
 
 # ------------------------------------------------------------------------------------------------- helpers
 
@@ -438,7 +439,7 @@ def test_demo_set():
     if not DEMO_FILE.is_file():
         pytest.skip(f"demo asset {DEMO_FILE} not generated yet")
     images = open_data("demo", samples=50, seed=0)
-    assert images.format == "demo" and images.source == "demo" and images.classes == FASHION_MNIST_CLASSES
+    assert images.format == "demo" and images.source == "demo" and images.classes == list(FASHION_MNIST)
     assert images.native_size == (28, 28) and images.native_channels == 1 and len(images) == 50
     assert np.bincount(images.labels, minlength=10).tolist() == [5] * 10
     x, _, _ = all_batches(images, 32)
