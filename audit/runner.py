@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from attacks.cascade import run_cascade
+from attacks.checks import attack_warnings
 from attacks.registry import AttackSpec, get_spec
 from audit import __version__
 from audit.config import AuditConfig, parse_input_size
@@ -158,8 +159,10 @@ def run_audit(
     warnings = list(probed.warnings)
     if data.corrupt:
         warnings.append(f"{len(data.corrupt)} of {len(data)} chosen images could not be read and were skipped")
-    notes = {e["name"]: e["budget_note"] for e in run.entries() if e["budget_note"]}
+    entries = run.entries()
+    notes = {e["name"]: e["budget_note"] for e in entries if e["budget_note"]}
     warnings += [f"{name}: {note}" for name, note in notes.items()]
+    warnings += attack_warnings(entries, run.clean.n)
     result = AuditResult(
         tool={"name": "robustness-audit", "version": __version__},
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -189,7 +192,7 @@ def run_audit(
             "accuracy": run.clean.accuracy, "n": run.clean.n, "n_correct": int(run.clean.hits.sum()),
             "per_class": run.clean.per_class(names),
         },
-        attacks=run.entries(),
+        attacks=entries,
         warnings=warnings,
         environment=_environment(),
         timing={"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - started, 3)},

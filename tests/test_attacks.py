@@ -200,3 +200,27 @@ def test_every_attack_runs_and_respects_its_threat_model(name):
         size = size.abs().amax(1) if spec.norm == "Linf" else size.norm(dim=1)
         assert size.max() <= eps + 1e-5
     assert o.forward > 0
+
+
+def entry(name, eps, robust, steps=40, eps_violation=0.0, box_violation=0.0):
+    return {"name": name, "eps": eps, "eps_text": str(eps), "norm": "Linf", "robust_accuracy": robust,
+            "steps": steps, "checks": {"max_eps_violation": eps_violation, "max_box_violation": box_violation}}
+
+
+def test_checks_flag_an_iterative_attack_weaker_than_fgsm():
+    from attacks.checks import attack_warnings
+
+    fine = [entry("fgsm", 0.1, 0.30, steps=None), entry("pgd", 0.1, 0.20)]
+    assert attack_warnings(fine, 100) == []
+    masked = [entry("fgsm", 0.1, 0.30, steps=None), entry("pgd", 0.1, 0.45), entry("pgd", 0.2, 0.9)]
+    warnings = attack_warnings(masked, 100)
+    assert len(warnings) == 1 and "pgd at eps 0.1" in warnings[0] and "45.0% vs 30.0%" in warnings[0]
+    assert attack_warnings([entry("fgsm", 0.1, 0.30, steps=None), entry("pgd", 0.1, 0.305)], 100) == []
+
+
+def test_checks_flag_adversarials_outside_the_threat_model():
+    from attacks.checks import attack_warnings
+
+    warnings = attack_warnings([entry("fab", 0.03, 0.5, eps_violation=0.02)], 10)
+    assert len(warnings) == 1 and "outside its threat model" in warnings[0]
+    assert attack_warnings([entry("fab", 0.03, 0.5, eps_violation=3e-8)], 10) == []
