@@ -12,6 +12,11 @@ from pathlib import Path
 
 import typer
 
+try:  # older typer releases build on the click package
+    from click.exceptions import UsageError
+except ImportError:  # newer ones vendor it
+    from typer._click.exceptions import UsageError
+
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
@@ -202,11 +207,16 @@ def demo_cmd(
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
         args.insert(0, "run")
     try:
-        app(args=args, prog_name="audit", standalone_mode=True)
+        code = app(args=args, prog_name="audit", standalone_mode=False)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "audit"
+        _fail(f"error: {exc.format_message()} (see `{command} --help`)", EXIT_USAGE)
+    except typer.Abort:
+        _fail("interrupted", 130)
     except AuditError as exc:
         _fail(f"error: {exc}", exc.exit_code)
     except GateFailed as exc:
@@ -218,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(set AUDIT_DEBUG=1 for the traceback, and please report it)", EXIT_INTERNAL)
+    else:
+        raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:

@@ -135,3 +135,16 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     target.write_text("x")
     proc = audit(*demo_args(STANDARD, target, "--samples", "10"))
     assert proc.returncode == 2 and "not a directory" in proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["model.pt", "--steps", "abc"], "--steps"),
+    (["model.pt", "--bogus"], "--bogus"),
+    (["demo", "--bogus"], "--bogus"),
+    (["run"], "MODEL"),
+])
+def test_usage_errors_are_one_line_exit_2(args, needle):
+    proc = audit(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
