@@ -138,6 +138,7 @@ def run(
     seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
     batch_size: int = typer.Option(64, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     out: Path = typer.Option(Path("audit-out"), help="Output directory for report.json."),
 ):
     from audit.config import AuditConfig
@@ -146,6 +147,7 @@ def run(
         model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, trust_model=trust_model, classes=classes,
         input_size=input_size, channels=channels, mean=mean, std=std, output_key=output_key, attacks=attack,
         eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
+        threads=threads,
     )
     _audit_and_report(config, out)
 

@@ -30,6 +30,7 @@ class AuditConfig:
     seed: int = 0
     batch_size: int = 64
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch (None: torch's default)
     label: str | None = None  # a display name for the model in reports
 
     def check(self) -> None:
@@ -40,6 +41,8 @@ class AuditConfig:
             raise AuditError(f"--steps must be a positive integer, got {self.steps}")
         if self.batch_size < 1:
             raise AuditError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise AuditError(f"--threads must be a positive integer, got {self.threads}")
         if self.channels is not None and self.channels not in (1, 3):
             raise AuditError(f"--channels must be 1 or 3, got {self.channels}")
         if not self.attacks:

@@ -175,16 +175,20 @@ class ProbeResult:
 
 
 def _first_layer(net: torch.nn.Module) -> tuple[str, int] | None:
-    """("Conv2d", in_channels) or ("Linear", in_features) of the first such layer, in registration order."""
+    """("Conv2d", in_channels) or ("Linear", in_features) of the first such layer, in registration order.
+
+    Any module with a 4-D weight counts as a convolution (subclasses such as same-padding convolutions, and
+    TorchScript modules, which keep only the original class name).
+    """
     for sub in net.modules():
-        kind = getattr(sub, "original_name", None) or type(sub).__name__  # ScriptModules keep the name
         weight = getattr(sub, "weight", None)
         if not isinstance(weight, torch.Tensor) or torch.nn.parameter.is_lazy(weight):
             continue
-        if kind == "Conv2d" and weight.dim() == 4:
-            return kind, weight.shape[1] * int(getattr(sub, "groups", 1))
-        if kind == "Linear" and weight.dim() == 2:
-            return kind, weight.shape[1]
+        kind = getattr(sub, "original_name", None) or type(sub).__name__
+        if weight.dim() == 4 and "Transpose" not in kind:
+            return "Conv2d", weight.shape[1] * int(getattr(sub, "groups", 1))
+        if weight.dim() == 2 and (isinstance(sub, torch.nn.Linear) or kind == "Linear"):
+            return "Linear", weight.shape[1]
     return None
 
 

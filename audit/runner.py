@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Protocol
@@ -111,7 +112,16 @@ def _fraction_text(value: float) -> str:
 def run_audit(
     config: AuditConfig, *, progress: Progress | None = None, observers: list[Observer] | None = None
 ) -> AuditResult:
-    """Run a whole audit and return its result object (nothing is written to disk here)."""
+    """Run a whole audit and return its result object (nothing is written to disk here).
+
+    The audit seeds torch's generators (and building a network from ``--arch`` draws from them); the
+    caller's random state is restored afterwards.
+    """
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        return _run_audit(config, progress, observers)
+
+
+def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[Observer] | None) -> AuditResult:
     progress = progress or _Silent()
     observers = observers or []
     started = time.perf_counter()
@@ -136,7 +146,7 @@ def run_audit(
     audited = AuditedModel(loaded.module, mean, std, config.output_key).to(device)
     load_s = time.perf_counter() - started
 
-    with eval_mode(audited):
+    with _threads(config.threads), eval_mode(audited):
         batches = data.batches(config.batch_size, size=size, channels=channels)
         first = next(batches, None)
         if first is None:
@@ -200,6 +210,18 @@ def run_audit(
     for observer in observers:
         observer.finish(result)
     return result
+
+
+@contextmanager
+def _threads(count: int | None):
+    """Use ``count`` CPU threads for the audit (None: torch's default), and restore the caller's setting."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _chain(first, rest):

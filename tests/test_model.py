@@ -593,3 +593,16 @@ def test_probe_names_the_expected_input(images):
     with pytest.raises(AuditError, match="first layer is a Linear that expects 784 values"):
         probe(AuditedModel(mlp, None, None), images, None)
     assert expected_channels(mlp) is None and expected_channels(Wrap(None, 1)) == 1
+
+
+def test_expected_channels_sees_conv2d_subclasses():
+    from torch import nn
+
+    from audit.probe import expected_channels
+
+    class SamePaddingConv(nn.Conv2d):
+        pass
+
+    net = nn.Sequential(SamePaddingConv(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    assert expected_channels(net) == 3
+    assert expected_channels(torch.jit.script(net)) == 3

@@ -73,3 +73,15 @@ def test_align_labels_by_name_index_or_order():
     assert align_labels(["a", "b", "c"], names, np.array([0, 2])).tolist() == [0, 1, 2]
     with pytest.raises(AuditError, match="not among the model's 3 class names"):
         align_labels(["zebra"], names, np.array([0]))
+
+
+def test_the_callers_random_state_and_threads_are_left_alone():
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    threads = torch.get_num_threads()
+    run_audit(config(samples=10, eps="0.05", attacks=["pgd"], steps=2, threads=1))
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
