@@ -210,6 +210,9 @@ def demo_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
+    # OpenMP threads that spin while waiting make torch several times slower on a shared or busy CPU; waiting
+    # passively costs little on an idle one. Set before torch is imported; the user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
         args.insert(0, "run")
     try:
