@@ -196,7 +196,7 @@ def attacks_cmd():
 @app.command("demo", help="Audit the shipped Fashion-MNIST CNN and its adversarially trained twin, offline.")
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Output directory (one report per model)."),
-    attack: list[str] = typer.Option(["fgsm", "pgd"], "--attack", "-a", help="Attacks to run."),
+    attack: list[str] = typer.Option(["fgsm", "pgd", "apgd"], "--attack", "-a", help="Attacks to run."),
     eps: str = typer.Option("0.05,0.1,0.2,0.3", help="Budgets (Linf, [0,1] pixels)."),
     steps: int | None = typer.Option(None, help="Iterations (default: each attack's reference budget)."),
     samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
