@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 import torchattacks
 from safetensors.torch import load_file
@@ -16,15 +15,6 @@ from audit.demo_model import FashionCNN
 
 WEIGHTS = Path(audit.__file__).resolve().parent / "demo_assets" / "fashion_cnn_adv.safetensors"
 EPS, STEPS, SAMPLES = 0.1, 20, 100
-
-
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine this runs ~10x faster than torch's default."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_pgd_robust_accuracy_matches_direct_torchattacks(one_thread):

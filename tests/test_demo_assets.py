@@ -64,16 +64,7 @@ def test_standard_model_is_accurate(demo_tensors):
     assert accuracy(load_model("standard"), *demo_tensors) >= 0.80
 
 
-@pytest.fixture
-def single_thread():
-    """Run torch on one thread: with tiny batches this is as fast, and far faster on a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def test_adversarial_twin_is_far_more_robust(demo_tensors, single_thread):
+def test_adversarial_twin_is_far_more_robust(demo_tensors, one_thread):
     x, y = demo_tensors
     x, y = x[::3], y[::3]  # 100 images, all classes
     robust = {}
