@@ -153,13 +153,18 @@ def test_pass_counter_counts_images_and_removes_its_hook():
     assert not model._forward_hooks
 
 
-def test_targeted_cascade_reaches_the_targets():
+def micro_batch(n: int):
+    """A 4-class micro CNN and n random images labelled with its own predictions (all clean-correct)."""
     torch.manual_seed(0)
     model = MicroCNN(classes=4).eval()
-    x = torch.rand(32, 1, 8, 8)
+    x = torch.rand(n, 1, 8, 8)
     with torch.no_grad():
         logits = model(x)
-    y = logits.argmax(1)
+    return model, x, logits.argmax(1), logits
+
+
+def test_targeted_cascade_reaches_the_targets():
+    model, x, y, logits = micro_batch(32)
     targets = choose_targets("random", logits, y, seed=3, offset=0)
     assert (targets != y).all()
     outs = list(run_cascade(get_spec("pgd"), model, x, y, logits, [0.05, 0.3], steps=20, num_classes=4, seed=0,
@@ -182,12 +187,7 @@ def test_targets_are_stable_across_batch_sizes_and_least_likely_is_the_minimum()
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_every_attack_runs_and_respects_its_threat_model(name):
-    torch.manual_seed(0)
-    model = MicroCNN(classes=4).eval()
-    x = torch.rand(6, 1, 8, 8)
-    with torch.no_grad():
-        logits = model(x)
-    y = logits.argmax(1)
+    model, x, y, logits = micro_batch(6)
     spec = get_spec(name)
     eps = spec.default_eps
     steps = {"square": 50, "autoattack": 2}.get(name, 3 if spec.default_steps else None)
