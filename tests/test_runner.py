@@ -85,3 +85,12 @@ def test_the_callers_random_state_and_threads_are_left_alone():
     run_audit(config(samples=10, eps="0.05", attacks=["pgd"], steps=2, threads=1))
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
+
+
+def test_targeted_audit_reports_target_success_separately_from_robustness():
+    result = run_audit(config(attacks=["pgd"], eps="0.3", steps=20, targeted="least-likely", samples=30))
+    entry = result.attacks[0]
+    assert entry["targeted"] == "least-likely" and result.settings["targeted"] == "least-likely"
+    # reaching the least-likely class is harder than leaving the true class: success <= 1 - robust share
+    broken_share = 1 - entry["robust_accuracy"] / result.clean["accuracy"]
+    assert 0 < entry["success_rate"] <= broken_share + 1e-9
