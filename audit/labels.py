@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,10 @@ def align_labels(data_classes: list[str] | None, names: list[str], labels) -> np
     identity = np.arange(max(top, len(names)))
     if not data_classes or list(data_classes) == list(names):
         return identity
-    index = {_norm_name(n): i for i, n in enumerate(names)}
+    normed = [_norm_name(n) for n in names]
+    counts = Counter(normed)
+    # names that occur twice (ImageNet has two "missile" and two "sunglasses") cannot identify a class
+    index = {n: i for i, n in enumerate(normed) if counts[n] == 1}
     if all(_norm_name(c) in index for c in data_classes):
         return np.array([index[_norm_name(c)] for c in data_classes])
     if all(c.strip().isdigit() for c in data_classes):

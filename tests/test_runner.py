@@ -94,3 +94,10 @@ def test_targeted_audit_reports_target_success_separately_from_robustness():
     # reaching the least-likely class is harder than leaving the true class: success <= 1 - robust share
     broken_share = 1 - entry["robust_accuracy"] / result.clean["accuracy"]
     assert 0 < entry["success_rate"] <= broken_share + 1e-9
+
+
+def test_align_labels_never_maps_by_an_ambiguous_name():
+    names = ["missile", "cat", "missile"]
+    with pytest.raises(AuditError, match="not among"):
+        align_labels(["missile", "cat"], names + ["dog"], np.array([0, 1]))
+    assert align_labels(["cat"], names, np.array([0])).tolist() == [1]
