@@ -19,7 +19,7 @@ import torch
 
 from attacks.cascade import run_cascade
 from attacks.checks import attack_warnings
-from attacks.registry import AttackSpec, get_spec
+from attacks.registry import REGISTRY, AttackSpec, get_spec
 from audit import __version__
 from audit.config import AuditConfig, parse_input_size
 from audit.data import open_data, parse_samples
@@ -85,28 +85,21 @@ def plan_attacks(config: AuditConfig) -> list[list[AttackRun]]:
             continue
         seen.add(spec.name)
         if config.targeted and not spec.targeted:
-            supported = ", ".join(n for n, s in _registry().items() if s.targeted)
+            supported = ", ".join(n for n, s in REGISTRY.items() if s.targeted)
             raise AuditError(f"attack '{spec.name}' has no targeted mode; targeted attacks: {supported}")
         if not spec.bounded:
             plans.append([AttackRun(spec, None, None)])
         elif budgets:
             plans.append([AttackRun(spec, value, text) for value, text in budgets])
         else:
-            plans.append([AttackRun(spec, spec.default_eps, _fraction_text(spec.default_eps))])
+            plans.append([AttackRun(spec, spec.default_eps, _budget_text(spec.default_eps))])
     return plans
 
 
-def _registry():
-    from attacks.registry import REGISTRY
-
-    return REGISTRY
-
-
-def _fraction_text(value: float) -> str:
-    for den in (255, 10, 100):
-        if abs(value * den - round(value * den)) < 1e-9:
-            return f"{round(value * den)}/{den}" if den == 255 else f"{value:g}"
-    return f"{value:g}"
+def _budget_text(value: float) -> str:
+    """A default budget as people write it: 8/255 rather than 0.0313725."""
+    steps = value * 255
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-9 else f"{value:g}"
 
 
 def run_audit(
