@@ -244,9 +244,9 @@ class _Pass:
         self.clean.add(labels_np, clean_correct.cpu().numpy())
         for observer in self.observers:
             observer.on_clean(x, y, clean_logits)
+        targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen)
         for plan in self.plans:
             spec = plan[0].spec
-            targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen)
             outcomes = run_cascade(
                 spec, self.model, x, y, clean_logits, [r.eps for r in plan], steps=self._steps(spec),
                 num_classes=len(self.names), seed=self.config.seed + self.seen, targets=targets,
