@@ -239,9 +239,9 @@ class _Pass:
             raise AuditError(f"the data has label {int(y.max())}, but the model has only {len(self.names)} classes")
         with torch.no_grad():
             clean_logits = self.model(x)
-        clean_correct = clean_logits.argmax(1) == y
+        clean_correct = (clean_logits.argmax(1) == y).cpu().numpy()
         labels_np = y.cpu().numpy()
-        self.clean.add(labels_np, clean_correct.cpu().numpy())
+        self.clean.add(labels_np, clean_correct)
         for observer in self.observers:
             observer.on_clean(x, y, clean_logits)
         targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen)
@@ -255,7 +255,7 @@ class _Pass:
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
                 self.tallies[run].add(
-                    labels=labels_np, clean_correct=clean_correct.cpu().numpy(),
+                    labels=labels_np, clean_correct=clean_correct,
                     adv_correct=adv_correct.cpu().numpy(), goal=outcome.goal.cpu().numpy(),
                     linf=delta.abs().amax(1).cpu().numpy(), l2=delta.norm(dim=1).cpu().numpy(), outcome=outcome,
                 )

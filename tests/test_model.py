@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import inspect
 import io
 import random
 import zipfile
@@ -27,28 +28,8 @@ from audit.model import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
-ARCH_SOURCE = """
-import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self, num_classes=3, width=4):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, width, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(width)
-        self.fc = torch.nn.Linear(width, num_classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
-
-
-def not_a_network():
-    return 42
-"""
-
-
 class TinyNet(torch.nn.Module):
-    """The same network as ARCH_SOURCE's Net, importable by pickle from this test module."""
+    """A micro network; also written out as a user's architecture file (ARCH_SOURCE, class Net)."""
 
     def __init__(self, num_classes: int = 3, width: int = 4):
         super().__init__()
@@ -58,6 +39,14 @@ class TinyNet(torch.nn.Module):
 
     def forward(self, x):
         return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+# The same network as a user's --arch file: its class is called Net there, beside a factory that builds no network.
+ARCH_SOURCE = (
+    "import torch\n\n\n"
+    + inspect.getsource(TinyNet).replace("class TinyNet", "class Net")
+    + "\n\ndef not_a_network():\n    return 42\n"
+)
 
 
 class Wrap(torch.nn.Module):
