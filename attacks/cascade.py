@@ -2,7 +2,9 @@
 
 Attacking eps_k only on the samples that resisted every smaller budget gives the whole robust-accuracy curve
 for little more than the cost of one attack: an adversarial example found inside a smaller ball is also
-inside every larger one, so those samples are already broken at the larger budgets.
+inside every larger one, so those samples are already broken at the larger budgets. An entry of such a
+*cumulative* attack therefore reports robustness against the attack at every budget up to its eps. One-shot
+attacks (FGSM) are not monotone in eps, so they run *independently* at each budget instead.
 
 Every adversarial batch is checked against its threat model: the largest step outside the eps-ball and
 outside the [0, 1] box is recorded, and the batch is projected back before it is evaluated, so the reported
@@ -50,7 +52,11 @@ def count_passes(model: torch.nn.Module):
 
 @dataclass
 class StepOutcome:
-    """The state of a batch after the attack at one budget (cumulative over the smaller budgets)."""
+    """The state of a batch after the attack at one budget.
+
+    For a cumulative attack the state carries over from the smaller budgets (a sample broken there stays broken,
+    with its smaller adversarial); for an independent one (``spec.cumulative`` False) it is this budget's alone.
+    """
 
     eps: float | None
     x_adv: torch.Tensor  # best adversarial so far per sample (the clean image where none was found)
@@ -62,6 +68,7 @@ class StepOutcome:
     seconds: float
     eps_violation: float  # largest excursion beyond eps before projection (0 when valid)
     box_violation: float  # largest excursion outside [0, 1] before projection
+    found: torch.Tensor | None = None  # bool: samples whose x_adv was found at this budget (not a smaller one)
 
 
 def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> torch.Tensor:
@@ -101,17 +108,21 @@ def run_cascade(
     seed: int,
     targets: torch.Tensor | None = None,
 ):
-    """Yield a :class:`StepOutcome` per budget, ascending; only samples not yet broken are attacked.
+    """Yield a :class:`StepOutcome` per budget, ascending.
 
-    ``targets`` (targeted mode) holds one target class per sample; otherwise the attack is untargeted.
-    Samples the model already misclassifies are never attacked: they count as not robust.
+    A cumulative attack attacks at each budget only the samples no smaller budget broke; an independent one
+    (``spec.cumulative`` False: one-shot attacks, not monotone in eps) attacks every clean-correct sample at
+    every budget. ``targets`` (targeted mode) holds one target class per sample; otherwise the attack is
+    untargeted. Samples the model already misclassifies are never attacked: they count as not robust.
     """
     clean_pred = clean_logits.argmax(1)
-    best = x.clone()
-    logits = clean_logits.clone()
-    goal = clean_pred != y if targets is None else clean_pred == targets
-    broken = clean_pred != y
-    for eps in budgets:
+    for k, eps in enumerate(budgets):
+        if k == 0 or not spec.cumulative:
+            best = x.clone()
+            logits = clean_logits.clone()
+            goal = clean_pred != y if targets is None else clean_pred == targets
+            broken = clean_pred != y
+        found = torch.zeros_like(goal)
         alive = (clean_pred == y) & ~goal
         idx = alive.nonzero().flatten()
         eps_excess = box_excess = 0.0
@@ -137,9 +148,10 @@ def run_cascade(
             take = newly_goal | newly_broken
             best[idx[take]] = adv[take]
             logits[idx[take]] = adv_logits[take]
+            found[idx[take]] = True
             goal[idx[newly_goal]] = True
             broken[idx[pred != y[idx]]] = True
         yield StepOutcome(
             eps, best.clone(), logits.clone(), goal.clone(), int(idx.numel()), counter.forward, counter.backward,
-            seconds, eps_excess, box_excess,
+            seconds, eps_excess, box_excess, found,
         )

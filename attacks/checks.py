@@ -45,4 +45,26 @@ def attack_warnings(entries: list[dict], n_samples: int) -> list[str]:
                     f"({100 * e['robust_accuracy']:.1f}% vs {100 * single['robust_accuracy']:.1f}%): the iterative "
                     "attack is failing (too few steps, or masked gradients); do not trust its number"
                 )
+    warnings += _minimal_weaker_than_bounded(entries, n_samples)
+    return warnings
+
+
+def _minimal_weaker_than_bounded(entries: list[dict], n_samples: int) -> list[str]:
+    """A minimal-perturbation attack whose norms imply more robustness at some eps than a bounded attack of the
+    same norm found at that eps has not converged: its norms overestimate the true minimal perturbations."""
+    warnings = []
+    for m in entries:
+        block = m.get("minimal_perturbation")
+        if not block:
+            continue
+        implied = {point["eps"]: point["robust_accuracy"] for point in block["curve"]}
+        for e in entries:
+            if e["norm"] != m["norm"] or e["eps"] not in implied or e["robust_accuracy"] is None:
+                continue
+            if implied[e["eps"]] > e["robust_accuracy"] + _margin(n_samples):
+                warnings.append(
+                    f"{m['name']} implies {100 * implied[e['eps']]:.1f}% robust at {m['norm']} eps {e['eps_text']} "
+                    f"where {e['name']} leaves {100 * e['robust_accuracy']:.1f}%: its minimal perturbations are "
+                    "overestimated (too few steps); do not trust its norms"
+                )
     return warnings

@@ -17,6 +17,9 @@ from audit.errors import AuditError
 
 LINF_DEFAULT_EPS = 8 / 255
 L2_DEFAULT_EPS = 0.5
+# Where the accuracy-vs-eps curve implied by a minimal-perturbation attack's norms is read (besides --eps).
+MINIMAL_CURVE_EPS = {"L2": (0.1, 0.25, 0.5, 1.0, 2.0, 4.0), "Linf": (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)}
+CW_SEARCH_STEPS = 9  # binary-search rounds over c; --steps sets the iterations of each round
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class AttackSpec:
     steps_unit: str  # "steps", "queries" or "" (single step)
     reference: str
     build: Callable[[BuildArgs], object]
+    # True: over an eps list the attack runs on the survivors of the smaller budgets and an entry counts a
+    # sample broken when any budget up to its eps broke it. False (one-shot attacks such as FGSM, whose
+    # result is not monotone in eps): every budget is an independent attack on all clean-correct samples.
+    cumulative: bool = True
 
     @property
     def default_eps(self) -> float | None:
@@ -56,6 +63,12 @@ class AttackSpec:
         ball = f"{self.norm} ball of radius eps" if self.bounded else f"unbounded, minimal {self.norm} perturbation"
         return f"{box}; {ball}; pixels stay in [0, 1]"
 
+    @property
+    def budget_mode(self) -> str:
+        if not self.bounded:
+            return "minimal"
+        return "cumulative" if self.cumulative else "independent"
+
     def is_standard(self, steps: int | None) -> bool:
         return self.reference_steps is None or (steps is not None and steps >= self.reference_steps)
 
@@ -64,6 +77,12 @@ def _ta():
     import torchattacks
 
     return torchattacks
+
+
+def _minimal():
+    from attacks import minimal
+
+    return minimal
 
 
 def _target_slots(num_classes: int) -> int:
@@ -90,7 +109,7 @@ _SPECS = [
     AttackSpec(
         "fgsm", "Fast Gradient Sign Method", "Linf", True, True, True, None, None, "",
         "Goodfellow et al. 2015 (one step by definition)",
-        lambda a: _ta().FGSM(a.model, eps=a.eps),
+        lambda a: _ta().FGSM(a.model, eps=a.eps), cumulative=False,
     ),
     AttackSpec(
         "pgd", "Projected Gradient Descent (random start)", "Linf", True, True, True, 40, 40, "steps",
@@ -126,14 +145,15 @@ _SPECS = [
         lambda a: _ta().Square(a.model, norm="Linf", eps=a.eps, n_queries=a.steps, n_restarts=1, seed=a.seed),
     ),
     AttackSpec(
-        "cw", "Carlini-Wagner L2 (fixed c = 1, no binary search)", "L2", False, True, True, 100, 1000, "steps",
-        "Carlini & Wagner 2017: 1000+ steps with a binary search over c",
-        lambda a: _ta().CW(a.model, c=1, kappa=0, steps=a.steps, lr=0.01),
+        "cw", "Carlini-Wagner L2 (binary search over c)", "L2", False, True, True, 100, 10000, "steps",
+        "Carlini & Wagner 2017: Adam (lr 0.01), 9 binary-search steps over c from 1e-3, up to 10,000 "
+        "iterations each",
+        lambda a: _minimal().CarliniWagnerL2(a.model, steps=a.steps, search_steps=CW_SEARCH_STEPS),
     ),
     AttackSpec(
-        "deepfool", "DeepFool (minimal L2)", "L2", False, True, False, 50, 50, "steps",
-        "Moosavi-Dezfooli et al. 2016: at most 50 iterations, overshoot 0.02",
-        lambda a: _ta().DeepFool(a.model, steps=a.steps, overshoot=0.02),
+        "deepfool", "DeepFool (minimal L2, overshoot on the total perturbation)", "L2", False, True, False, 50,
+        50, "steps", "Moosavi-Dezfooli et al. 2016: at most 50 iterations, overshoot 0.02, 10 candidate classes",
+        lambda a: _minimal().DeepFoolL2(a.model, steps=a.steps, overshoot=0.02),
     ),
     AttackSpec(
         "fab", "Fast Adaptive Boundary", "Linf", True, True, False, 100, 100, "steps",

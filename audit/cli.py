@@ -132,7 +132,8 @@ def run(
     output_key: str | None = typer.Option(None, help="Key or index of the logits in a dict/tuple output."),
     attack: list[str] = typer.Option(["pgd"], "--attack", "-a", help="Attack name; repeat for several (see `audit attacks`)."),
     eps: list[str] | None = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
-    steps: int | None = typer.Option(None, help="Iterations (queries for square); default: each attack's."),
+    steps: int | None = typer.Option(None, help="Iterations (queries for square); default: each attack's default "
+                                  "budget (see `audit attacks`; below the reference for cw and autoattack)."),
     targeted: str | None = typer.Option(None, help="Targeted attack: random or least-likely."),
     samples: str = typer.Option("500", help="Number of images drawn stratified per class, or 'all'."),
     seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
@@ -198,7 +199,9 @@ def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), help="Output directory (one report per model)."),
     attack: list[str] = typer.Option(["fgsm", "pgd", "apgd"], "--attack", "-a", help="Attacks to run."),
     eps: str = typer.Option("0.05,0.1,0.2,0.3", help="Budgets (Linf, [0,1] pixels)."),
-    steps: int | None = typer.Option(None, help="Iterations (default: each attack's reference budget)."),
+    steps: int | None = typer.Option(None, help="Iterations (default: each attack's default budget, see `audit attacks`: "
+                                   "the reference one for fgsm, pgd and apgd; below it, and labelled non-standard, "
+                                   "for cw and autoattack)."),
     samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
     seed: int = typer.Option(0, help="Seed."),
 ):

@@ -62,7 +62,7 @@ class AttackTally:
     attacked: int = 0  # clean-correct samples the attack had to break
     attacked_now: int = 0  # samples actually attacked at this budget (cascade survivors)
     success: int = 0  # of `attacked`, how many reached the attack's goal
-    perturbed: int = 0  # samples whose adversarial is misclassified (perturbation stats are over these)
+    perturbed: int = 0  # misclassified adversarials found at this budget (perturbation stats are over these)
     linf_sum: float = 0.0
     linf_max: float = 0.0
     l2_sum: float = 0.0
@@ -72,17 +72,24 @@ class AttackTally:
     seconds: float = 0.0
     eps_violation: float = 0.0
     box_violation: float = 0.0
+    norms: list = field(default_factory=list)  # minimal-perturbation attacks: per-sample norm arrays
 
     def __post_init__(self):
         if self.robust is None:
             self.robust = ClassCounts(self.num_classes)
 
-    def add(self, *, labels, clean_correct, adv_correct, goal, linf, l2, outcome) -> None:
-        """Add one batch; array arguments are numpy arrays over the batch."""
+    def add(self, *, labels, clean_correct, adv_correct, goal, linf, l2, outcome, found, minimal_norm=None) -> None:
+        """Add one batch; array arguments are numpy arrays over the batch.
+
+        ``found`` marks the samples whose adversarial was found at this budget: perturbation statistics cover
+        those that are misclassified. ``minimal_norm`` (minimal-perturbation attacks) is that norm per sample.
+        """
         self.robust.add(labels, adv_correct)
         self.attacked += int(clean_correct.sum())
         self.success += int((goal & clean_correct).sum())
-        fooled = clean_correct & ~adv_correct
+        if minimal_norm is not None:
+            self.norms.append(minimal_sizes(minimal_norm, clean_correct, goal))
+        fooled = clean_correct & ~adv_correct & found
         self.perturbed += int(fooled.sum())
         if fooled.any():
             self.linf_sum += float(linf[fooled].sum())
@@ -103,30 +110,82 @@ class AttackTally:
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if isinstance(mine, ClassCounts):
                 mine.merge(theirs)
+            elif isinstance(mine, list):
+                mine.extend(theirs)
             elif f.name.endswith(("_max", "_violation")):
                 setattr(self, f.name, max(mine, theirs))
             else:
                 setattr(self, f.name, mine + theirs)
 
-    def summary(self, names: list[str]) -> dict:
+    def summary(self, names: list[str], *, budget_mode: str, curve_eps: list[float] = ()) -> dict:
+        """The report entry's numbers. ``budget_mode``: cumulative, independent or minimal (see the registry)."""
         def mean(s):
             return (s / self.perturbed if self.perturbed else None)
+        minimal = budget_mode == "minimal"
         return {
-            "robust_accuracy": self.robust.accuracy,
+            "budget_mode": budget_mode,
+            # a minimal-perturbation attack measures norms, not robustness: its failure rate is no robust accuracy
+            "robust_accuracy": None if minimal else self.robust.accuracy,
+            "failure_rate": self.robust.accuracy if minimal else None,
             "success_rate": self.success / self.attacked if self.attacked else None,
             "n_attacked": self.attacked,
             "n_attacked_at_this_eps": self.attacked_now,
             "n_success": self.success,
+            "minimal_perturbation": minimal_summary(np.concatenate(self.norms), curve_eps) if minimal else None,
             "perturbation": {
+                "covers": PERTURBATION_COVERS[budget_mode],
                 "n": self.perturbed,
                 "linf_mean": mean(self.linf_sum),
                 "linf_max": self.linf_max if self.perturbed else None,
                 "l2_mean": mean(self.l2_sum),
                 "l2_max": self.l2_max if self.perturbed else None,
             },
-            "per_class_robust_accuracy": self.robust.per_class(names),
+            "per_class_robust_accuracy": [] if minimal else self.robust.per_class(names),
             "wall_time_s": self.seconds,
             "forward_passes": self.forward,
             "backward_passes": self.backward,
             "checks": {"max_eps_violation": self.eps_violation, "max_box_violation": self.box_violation},
         }
+
+
+PERTURBATION_COVERS = {
+    "cumulative": "misclassified adversarials first found at this budget (samples broken at a smaller budget "
+                  "count as broken here, with their smaller adversarials, but not in these statistics)",
+    "independent": "misclassified adversarials found by this budget's own attack",
+    "minimal": "misclassified adversarials the attack found",
+}
+
+
+def minimal_sizes(norm: np.ndarray, clean_correct: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Per-sample minimal perturbation size: 0 where the clean image is already wrong, the adversarial's norm
+    where the attack reached its goal, infinity where it failed (the sample resisted the attack)."""
+    size = np.where(goal, norm, np.inf).astype(np.float64)
+    return np.where(clean_correct, size, 0.0)
+
+
+def minimal_summary(sizes: np.ndarray, curve_eps) -> dict:
+    """What a minimal-perturbation attack measures: the distribution of per-sample minimal norms.
+
+    The median and quartiles are over the clean-correct samples (failures count as infinite; a statistic that
+    is infinite is reported as null with ``n_failed`` saying why). The curve is the accuracy-vs-eps curve the
+    norms imply over all samples: the share whose minimal norm exceeds eps (as foolbox computes it).
+    """
+    attacked = sizes[sizes > 0]
+    finite = attacked[np.isfinite(attacked)]
+
+    def stat(q):
+        if not attacked.size:
+            return None
+        value = float(np.quantile(attacked, q, method="lower"))
+        return value if np.isfinite(value) else None
+
+    return {
+        "n": int(attacked.size),
+        "n_failed": int((~np.isfinite(attacked)).sum()),
+        "median": stat(0.5),
+        "q25": stat(0.25),
+        "q75": stat(0.75),
+        "mean_of_found": float(finite.mean()) if finite.size else None,
+        "curve": [{"eps": float(e), "robust_accuracy": float((sizes > e).mean()) if sizes.size else None}
+                  for e in sorted(set(curve_eps))],
+    }

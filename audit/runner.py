@@ -19,7 +19,7 @@ import torch
 
 from attacks.cascade import run_cascade
 from attacks.checks import attack_warnings
-from attacks.registry import REGISTRY, AttackSpec, get_spec
+from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
 from audit import __version__
 from audit.config import AuditConfig, parse_input_size
 from audit.data import open_data, parse_samples
@@ -254,10 +254,12 @@ class _Pass:
             for run, outcome in zip(plan, outcomes, strict=False):
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
+                sizes = {"Linf": delta.abs().amax(1).cpu().numpy(), "L2": delta.norm(dim=1).cpu().numpy()}
                 self.tallies[run].add(
                     labels=labels_np, clean_correct=clean_correct,
                     adv_correct=adv_correct.cpu().numpy(), goal=outcome.goal.cpu().numpy(),
-                    linf=delta.abs().amax(1).cpu().numpy(), l2=delta.norm(dim=1).cpu().numpy(), outcome=outcome,
+                    linf=sizes["Linf"], l2=sizes["L2"], outcome=outcome, found=outcome.found.cpu().numpy(),
+                    minimal_norm=None if spec.bounded else sizes[spec.norm],
                 )
                 for observer in self.observers:
                     observer.on_adversarial(run, outcome.x_adv, y, outcome.logits)
@@ -267,6 +269,12 @@ class _Pass:
         if spec.default_steps is None:  # a single-step attack: --steps does not apply
             return None
         return self.config.steps if self.config.steps is not None else spec.default_steps
+
+    def _curve_eps(self, spec: AttackSpec) -> list[float]:
+        """Where a minimal-perturbation attack's implied accuracy curve is read: the user's budgets and a grid."""
+        if spec.bounded:
+            return []
+        return [value for value, _ in parse_eps_list(self.config.eps)] + list(MINIMAL_CURVE_EPS[spec.norm])
 
     def entries(self) -> list[dict]:
         out = []
@@ -283,8 +291,9 @@ class _Pass:
                     "norm": spec.norm, "bounded": spec.bounded, "steps": steps, "steps_unit": spec.steps_unit,
                     "targeted": self.config.targeted, "threat_model": spec.threat_model,
                     "standard_budget": standard, "reference_steps": spec.reference_steps, "budget_note": note,
-                    "cascade": k > 0,
-                    **self.tallies[run].summary(self.names),
+                    "cascade": k > 0 and spec.cumulative,
+                    **self.tallies[run].summary(self.names, budget_mode=spec.budget_mode,
+                                                curve_eps=self._curve_eps(spec)),
                 })
         return out
 

@@ -57,10 +57,47 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
     console.print(attack_table(result))
     if not all(e["standard_budget"] for e in result.attacks):
         console.print("[yellow]*[/] non-standard budget: below the attack's reference protocol (see warnings)")
+    for line in budget_mode_notes(result.attacks):
+        console.print(f"[dim]{line}[/]")
+    for line in minimal_lines(result.attacks):
+        console.print(line)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if report_path:
         console.print(f"report: {escape(report_path)}")
+
+
+def budget_mode_notes(entries: list[dict]) -> list[str]:
+    """Say what an eps list means for the attacks in the table (cumulative vs independent budgets)."""
+    modes: dict[str, list[str]] = {}
+    for e in entries:
+        if e["eps"] is not None and e["name"] not in modes.get(e["budget_mode"], []):
+            modes.setdefault(e["budget_mode"], []).append(e["name"])
+    if sum(1 for e in entries if e["eps"] is not None) <= len({e["name"] for e in entries}):
+        return []  # one budget per attack: nothing to explain
+    notes = []
+    if "cumulative" in modes:
+        notes.append(f"{escape(', '.join(modes['cumulative']))}: a sample counts as broken at eps when any budget "
+                     "up to eps broke it (survivors attacked at each larger budget)")
+    if "independent" in modes:
+        notes.append(f"{escape(', '.join(modes['independent']))}: one-shot, an independent attack at each budget")
+    return notes
+
+
+def minimal_lines(entries: list[dict]) -> list[str]:
+    """Minimal-perturbation attacks measure per-sample norms: their median and the accuracy they imply."""
+    lines = []
+    for e in entries:
+        m = e.get("minimal_perturbation")
+        if not m:
+            continue
+        sign = f"‖δ‖{'₂' if e['norm'] == 'L2' else '∞'}"
+        median = num(m["median"], 3) if m["median"] is not None else "∞ (most samples resisted)"
+        curve = ", ".join(f"{point['eps']:g}→{pct(point['robust_accuracy'])}" for point in m["curve"])
+        lines.append(f"[bold]{escape(e['name'])}[/] (minimal {NORM_SIGN[e['norm']]}, no budget): median {sign} "
+                     f"{median} over {m['n']} clean-correct samples, {m['n_failed']} not broken; "
+                     f"implied accuracy at eps {curve}")
+    return lines
 
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:

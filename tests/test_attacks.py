@@ -94,15 +94,26 @@ def test_bad_eps_is_one_clear_error(bad):
         parse_eps_list(bad) if "," in bad or not bad else parse_eps_value(bad)
 
 
-def test_cascade_curve_equals_independent_attacks_exactly_on_a_linear_model():
+def test_one_shot_fgsm_runs_independently_at_every_budget():
     model, x, y = linear_data()
     budgets = [0.01, 0.03, 0.05, 0.1, 0.2]
-    cascade, outs = curve("fgsm", model, x, y, budgets)
+    listed, outs = curve("fgsm", model, x, y, budgets)
     independent = [curve("fgsm", model, x, y, [eps])[0][0] for eps in budgets]
-    assert cascade == independent
-    assert cascade[0] > cascade[-1]  # the curve is not flat: the test can fail
-    # only survivors are attacked: later budgets attack fewer samples
-    assert [o.attacked for o in outs] == [len(y)] + cascade[:-1]
+    assert listed == independent
+    assert listed[0] > listed[-1]  # the curve is not flat: the test can fail
+    assert [o.attacked for o in outs] == [len(y)] * len(budgets)  # every budget attacks every sample
+    assert all(torch.equal(o.found, o.logits.argmax(1) != y) for o in outs)  # each budget's own adversarials
+
+
+def test_cumulative_attacks_attack_only_the_survivors():
+    model, x, y = linear_data()
+    budgets = [0.01, 0.03, 0.05, 0.1, 0.2]
+    robust, outs = curve("pgd", model, x, y, budgets, steps=10)
+    assert robust[0] > robust[-1]
+    assert [o.attacked for o in outs] == [len(y)] + robust[:-1]
+    # an entry's perturbation statistics cover the adversarials found at its own budget
+    found = [int(o.found.sum()) for o in outs]
+    assert found == [len(y) - robust[0]] + [a - b for a, b in zip(robust, robust[1:], strict=False)]
 
 
 def test_cascade_curve_matches_independent_pgd_on_a_cnn():

@@ -148,3 +148,20 @@ def test_usage_errors_are_one_line_exit_2(args, needle):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+
+
+def test_minimal_perturbation_attacks_report_norms_not_robust_accuracy(tmp_path):
+    proc = audit(*demo_args(STANDARD, tmp_path, "--attack", "deepfool", "--attack", "cw", "--attack", "pgdl2",
+                            "--eps", "1.0", "--steps", "8", "--samples", "20", "--seed", "1"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
+    deepfool, cw, pgdl2 = report["attacks"]
+    for entry in (deepfool, cw):
+        assert entry["budget_mode"] == "minimal" and entry["robust_accuracy"] is None
+        block = entry["minimal_perturbation"]
+        assert block["n"] == report["clean"]["n_correct"] and 1.0 in [p["eps"] for p in block["curve"]]
+        assert f"{entry['name']} (minimal L2, no budget): median" in proc.stdout
+    assert pgdl2["budget_mode"] == "cumulative" and pgdl2["minimal_perturbation"] is None
+        # the samples the attack failed on are exactly those it left correctly classified
+        assert round(entry["failure_rate"] * report["data"]["n_samples"]) == block["n_failed"]
