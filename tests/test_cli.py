@@ -162,6 +162,6 @@ def test_minimal_perturbation_attacks_report_norms_not_robust_accuracy(tmp_path)
         block = entry["minimal_perturbation"]
         assert block["n"] == report["clean"]["n_correct"] and 1.0 in [p["eps"] for p in block["curve"]]
         assert f"{entry['name']} (minimal L2, no budget): median" in proc.stdout
-    assert pgdl2["budget_mode"] == "cumulative" and pgdl2["minimal_perturbation"] is None
         # the samples the attack failed on are exactly those it left correctly classified
         assert round(entry["failure_rate"] * report["data"]["n_samples"]) == block["n_failed"]
+    assert pgdl2["budget_mode"] == "cumulative" and pgdl2["minimal_perturbation"] is None
