@@ -6,15 +6,18 @@ forward returned a tensor, with its output shape and how many times it ran.
 
 ``--layers auto`` picks a depth series of at most 12 layers, in the order they run. A layer is *eligible* when
 it ran exactly once and returned a floating tensor of batch size N; modules after the classifier head are never
-picked. The *head* is the last ``Linear`` (any module with a 2-D weight) to run; the *penultimate layer* is the
-module whose output the head reads: among the modules whose output shares the head input's storage, the last
-to run that is not a no-op (``Dropout``, ``Identity``, ``Flatten``) — ResNet ``avgpool``, EfficientNet
-``_avg_pooling``, a LeNet's last hidden ReLU; failing that, the last eligible module before the head.
+picked. A *weighted* module has a weight of its own with 2 or more dimensions (a conv or linear layer). The
+*head* is the last weighted module with a flat (N, K) output to run (the classifier's ``Linear``). The
+*penultimate layer* is the module whose output the head reads: among the modules whose output shares the head
+input's storage, the last to run that is not a no-op (``Dropout``, ``Identity``, ``Flatten``) — ResNet
+``avgpool``, EfficientNet ``_avg_pooling``, a LeNet's last hidden ReLU; failing that (pooling done by a
+function in ``forward``), the last eligible module before the head.
 
-1. Block networks. A *block* is a module that runs once and holds at least two weighted layers (a conv or a
-   linear layer: a >= 2-D weight). The *trunk* is the outermost container (shallowest name; the most blocks on
-   a tie) with at least three block children. The series is: the stem, when the last eligible module before
-   the first block is an activation or a pooling layer (ResNet ``maxpool``); the trunk's blocks, subsampled
+1. Block networks. A *block* is a module that runs once and holds at least two weighted layers. The *trunk*
+   is the outermost container (shallowest name; the most blocks on a tie) with at least three block children.
+   The series is: the stem, when the last eligible leaf module before the first block is an activation or a
+   pooling layer (ResNet ``maxpool``; the outermost module returning that same tensor, so a torchvision
+   ``Conv2dNormActivation`` is named rather than its inner activation); the trunk's blocks, subsampled
    evenly (first and last always kept) to fit in 12; the penultimate layer. torchvision ResNets give
    ``maxpool, layer1..layer4, avgpool``; EfficientNet-Lite its ``_blocks.i`` and ``_avg_pooling``; torchvision
    EfficientNet / MobileNet the stages of ``features``.

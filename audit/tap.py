@@ -185,6 +185,8 @@ def run_tap(
     its class, so image i's gradient maps are those of its own logit (images do not interact in eval mode).
     The caller decides train/eval mode (the runner holds eval mode for the whole audit).
     """
+    if isinstance(gradient_of, str) and gradient_of != "predicted":
+        raise ValueError(f"gradient_of must be None, a tensor of classes or 'predicted', not {gradient_of!r}")
     names = list(dict.fromkeys(layers))
     want_grad = gradient_of is not None
     with count_passes(model) as counter, tap(model, names, keep_maps=want_grad) as recorder:
