@@ -20,7 +20,7 @@ except ImportError:  # newer ones vendor it
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
-COMMANDS = {"run", "attacks", "demo"}
+COMMANDS = {"run", "attacks", "demo", "layers"}
 
 app = typer.Typer(
     add_completion=False,
@@ -29,7 +29,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Audit the adversarial robustness of a PyTorch image classifier.\n\n"
     "Usage: audit MODEL --data PATH [options]  (the `run` command is the default), "
-    "audit attacks, audit demo.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
+    "audit attacks, audit demo, audit layers MODEL.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
     "3 internal error.",
 )
 
@@ -192,6 +192,40 @@ def attacks_cmd():
             "yes" if spec.targeted else "no", spec.threat_model,
         )
     _console().print(table)
+
+
+@app.command("layers", help="List MODEL's layers with their output shapes and mark the ones --layers picks.")
+def layers_cmd(
+    model: str = typer.Argument(..., metavar="MODEL", help="Model file, as for `audit run`."),
+    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
+    arch_kwargs: str | None = typer.Option(None, help='JSON keyword arguments for --arch.'),
+    trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
+    input_size: str | None = typer.Option(None, help="Input size: one int or HxW (default: 224 for 3 channels, else 28)."),
+    channels: int | None = typer.Option(None, help="Input channels (default: the model's first layer, else 3)."),
+    layers: str = typer.Option("auto", help="auto, none, or module names separated by commas."),
+):
+    from rich.markup import escape
+    from rich.table import Table
+
+    from audit.config import parse_input_size
+    from audit.layers import candidate_layers, example_batch, resolve_layers
+    from audit.model import AuditedModel, load_model, parse_arch_kwargs
+
+    loaded = load_model(model, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs), trust_model=trust_model)
+    audited = AuditedModel(loaded.module, None, None)
+    x = example_batch(audited, channels, parse_input_size(input_size))
+    candidates = candidate_layers(audited, x)
+    chosen = {info.name for info in resolve_layers(audited, layers, x, candidates)}
+    table = Table(header_style="bold")
+    for col in ("layer", "type", "output shape", "runs", f"--layers {escape(layers)}"):
+        table.add_column(col)
+    for info in candidates:
+        table.add_row(escape(info.name), escape(info.kind), "x".join(map(str, info.shape)) or "scalar",
+                      str(info.calls), "✓" if info.name in chosen else "")
+    console = _console()
+    console.print(table)
+    shape = "x".join(map(str, x.shape[1:]))
+    console.print(f"input {shape}; --layers {escape(layers)} picks {len(chosen)} layer(s)")
 
 
 @app.command("demo", help="Audit the shipped Fashion-MNIST CNN and its adversarially trained twin, offline.")

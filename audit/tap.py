@@ -1,0 +1,214 @@
+"""The layer tap: one forward with hooks (and, when an analysis needs gradients, one backward) per batch.
+
+Every per-layer analysis reads the same pass. :func:`run_tap` runs the model once on a batch with forward hooks
+on the chosen layers and returns a :class:`TapResult`: the logits, one **pooled vector per image and layer**,
+and, when gradients are asked for, every layer's activation map and its gradient from ONE backward of the sum
+over the batch of each image's chosen-class logit.
+
+Pooling (one vector per image): a layer output of shape
+
+- (N, C, H, W) (or any rank >= 4, e.g. 3-D convolutions) is averaged over every axis after the channel axis:
+  global average pooling, one value per channel;
+- (N, D) is taken as it is;
+- (N, L, D) is read as a token sequence (transformers, ``batch_first``) and averaged over the L tokens.
+
+In-place operations: a module's output may be overwritten later by an in-place op (``ReLU(inplace=True)`` in
+torchvision's ResNet, ``out += identity`` on a block's last BatchNorm output). The pooled vector is computed
+inside the hook, before anything downstream runs; when maps are kept, the hook hands the rest of the network a
+clone of the output, so the kept map keeps the values the layer produced and stays a valid autograd node.
+
+Hooks are registered on the user's network (``AuditedModel.net``; layer names carry no wrapper prefix) and are
+removed when the context ends, also on an exception. Nothing outlives the call: returned tensors are detached,
+and the autograd graph is freed by the one backward (or never built when no gradient is asked for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from attacks.cascade import count_passes
+from audit.errors import AuditError
+from audit.probe import AuditedModel
+
+
+def network_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's network: ``model.net`` for an :class:`AuditedModel`, else ``model`` itself."""
+    return model.net if isinstance(model, AuditedModel) else model
+
+
+def pool(output: torch.Tensor) -> torch.Tensor:
+    """One (N, D) vector per image from a layer output (the rule in the module docstring), detached."""
+    output = output.detach()
+    if output.dim() >= 4:
+        return output.mean(dim=tuple(range(2, output.dim())))
+    if output.dim() == 3:
+        return output.mean(dim=1)
+    if output.dim() == 2:
+        return output
+    return output.reshape(output.shape[0], -1)
+
+
+@contextmanager
+def hooked(
+    modules: Iterable[tuple[str, torch.nn.Module]],
+    after: Callable[[str, torch.nn.Module, tuple, object], object],
+    before: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Call ``after(name, module, inputs, output)`` (and ``before(name)``) around each module's forward.
+
+    What ``after`` returns replaces the module's output when it is not None. Every hook is removed on exit.
+    """
+    handles = []
+    try:
+        modules = list(modules)
+        if any(isinstance(module, torch.jit.ScriptModule) for _, module in modules):
+            raise AuditError(
+                "the network is a TorchScript archive, whose layers cannot be hooked: use --layers none, "
+                "or load its weights into the Python network with --arch"
+            )
+        for name, module in modules:
+            handles.append(module.register_forward_hook(lambda m, i, o, name=name: after(name, m, i, o)))
+            if before is not None:
+                handles.append(module.register_forward_pre_hook(lambda m, i, name=name: before(name)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class Tap:
+    """What the hooks of :func:`tap` recorded during the last forward of the network.
+
+    ``pooled[name]`` is the (N, D) pooled vector of the layer (detached). With ``keep_maps``, ``maps[name]``
+    is the layer's output still attached to the autograd graph: call :meth:`gradients` once after the forward.
+    """
+
+    def __init__(self, names: list[str], keep_maps: bool):
+        self.names, self.keep_maps = names, keep_maps
+        self.pooled: dict[str, torch.Tensor] = {}
+        self.maps: dict[str, torch.Tensor] = {}
+        self._seen: set[str] = set()
+
+    def _start(self) -> None:  # forget the previous forward
+        self.pooled, self.maps, self._seen = {}, {}, set()
+
+    def _record(self, name: str, output: object) -> torch.Tensor | None:
+        if not isinstance(output, torch.Tensor):
+            raise AuditError(f"layer {name!r} returns a {type(output).__name__}, not a tensor; choose another layer")
+        if name in self._seen:
+            raise AuditError(
+                f"layer {name!r} runs more than once per forward (a module shared by several places); "
+                "choose a module that runs once (see `audit layers MODEL`)"
+            )
+        self._seen.add(name)
+        self.pooled[name] = pool(output)
+        if not self.keep_maps:
+            return None
+        self.maps[name] = output
+        return output.clone()  # downstream in-place ops write into the clone, never into the kept map
+
+    def missing(self) -> list[str]:
+        return [name for name in self.names if name not in self._seen]
+
+    def gradients(self, score: torch.Tensor) -> dict[str, torch.Tensor]:
+        """d score / d map for every kept map, from ONE backward; the graph is freed afterwards."""
+        if not self.keep_maps:
+            raise ValueError("gradients need a tap opened with keep_maps=True")
+        names = [n for n in self.names if n in self.maps and self.maps[n].requires_grad]
+        if len(names) != len(self.names):
+            raise ValueError("gradients need a forward run with autograd enabled and every layer recorded")
+        grads = torch.autograd.grad(score, [self.maps[n] for n in names], allow_unused=True)
+        return {
+            n: torch.zeros_like(self.maps[n]).detach() if g is None else g.detach()
+            for n, g in zip(names, grads, strict=True)
+        }
+
+
+@contextmanager
+def tap(model: torch.nn.Module, layer_names: Iterable[str], *, keep_maps: bool = False) -> Iterator[Tap]:
+    """Hook the named layers of ``model``'s network (names as in ``named_modules()``, no wrapper prefix).
+
+    Each forward of the network refills the yielded :class:`Tap`. Hooks are always removed on exit; the tap's
+    records are dropped with it.
+    """
+    net = network_of(model)
+    names = list(dict.fromkeys(layer_names))
+    modules = dict(net.named_modules())
+    unknown = [n for n in names if n not in modules or n == ""]
+    if unknown:
+        raise AuditError(f"no layer named {unknown[0]!r} in the network (see `audit layers MODEL`)")
+    recorder = Tap(names, keep_maps)
+
+    def after(name: str, _module, _inputs, output):
+        return None if name == "" else recorder._record(name, output)
+
+    def before(name: str) -> None:
+        if name == "":  # a forward of the whole network begins
+            recorder._start()
+
+    try:
+        with hooked([("", net), *((n, modules[n]) for n in names)], after, before):
+            yield recorder
+    finally:
+        recorder._start()
+
+
+@dataclass
+class TapResult:
+    """One batch seen through the tap. Every tensor is detached; nothing references the autograd graph."""
+
+    logits: torch.Tensor  # (N, K)
+    pooled: dict[str, torch.Tensor]  # layer -> (N, D), in the order the layers were given
+    maps: dict[str, torch.Tensor] | None = None  # layer -> its output, when gradients were taken
+    grads: dict[str, torch.Tensor] | None = None  # layer -> d score / d output, same shape
+    classes: torch.Tensor | None = None  # (N,) the class whose logit was differentiated per image
+    forward_images: int = 0  # images sent forward through the model (counted as attacks.cascade does)
+    backward_images: int = 0  # images whose gradients were taken
+
+
+def run_tap(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    layers: Iterable[str],
+    *,
+    gradient_of: torch.Tensor | Literal["predicted"] | None = None,
+) -> TapResult:
+    """ONE forward of ``model`` on ``x`` with the tap on ``layers``, and ONE backward when ``gradient_of`` is set.
+
+    ``gradient_of``: None (forward only, under ``no_grad``); a (N,) tensor of class indices; or "predicted"
+    (each image's argmax class). The backward differentiates the sum over the batch of each image's logit for
+    its class, so image i's gradient maps are those of its own logit (images do not interact in eval mode).
+    The caller decides train/eval mode (the runner holds eval mode for the whole audit).
+    """
+    if isinstance(gradient_of, str) and gradient_of != "predicted":
+        raise ValueError(f"gradient_of must be None, a tensor of classes or 'predicted', not {gradient_of!r}")
+    names = list(dict.fromkeys(layers))
+    want_grad = gradient_of is not None
+    with count_passes(model) as counter, tap(model, names, keep_maps=want_grad) as recorder:
+        if not want_grad:
+            with torch.no_grad():
+                logits = model(x)
+            _check_recorded(recorder)
+            return TapResult(logits.detach(), dict(recorder.pooled), forward_images=counter.forward)
+        with torch.enable_grad():
+            logits = model(x.detach().requires_grad_(True))  # every map needs grad, even with frozen weights
+            _check_recorded(recorder)
+            classes = logits.argmax(1) if isinstance(gradient_of, str) else gradient_of.to(logits.device)
+            score = logits.gather(1, classes.view(-1, 1)).sum()
+            grads = recorder.gradients(score)
+        maps = {n: recorder.maps[n].detach() for n in names}
+        pooled = dict(recorder.pooled)
+    return TapResult(logits.detach(), pooled, maps, grads, classes.detach(), counter.forward, counter.backward)
+
+
+def _check_recorded(recorder: Tap) -> None:
+    missing = recorder.missing()
+    if missing:
+        raise AuditError(
+            f"layer {missing[0]!r} did not run during the forward; choose layers that do (see `audit layers MODEL`)"
+        )
