@@ -16,6 +16,8 @@ matrix ``A B^T`` and elementwise work on n x n arrays, done in row blocks that s
 
 A row that is constant over the remaining columns has no Pearson r: its terms are NaN and every comparison
 that involves it counts as a failure (``NaN > x`` is false), as a literal loop with ``np.corrcoef`` would.
+A margin within ``TIE`` (1e-9) of zero is a tie, not a success: with few classes (four leave two columns, and
+every r is then +1 or -1) exact ties are common and rounding noise must not decide them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 # variance below this fraction of the mean square: the row is constant over the remaining columns
 _FLAT = 1e-10
 _BLOCK_BYTES = 1 << 18
+# a margin this close to zero is a tie (rounding noise decides its sign), and a tie is not a success
+TIE = 1e-9
 
 
 def _unit_rows(s: np.ndarray) -> np.ndarray:
@@ -147,7 +151,7 @@ def margin_matrix(net: NetSide, word: WordSide, perm: np.ndarray | None = None) 
 
 
 def count_successes(d: np.ndarray) -> int:
-    """Pairs i < j with ``D[i, j] + D[j, i] > 0`` (NaN counts as a failure)."""
+    """Pairs i < j with ``D[i, j] + D[j, i] > TIE`` (NaN counts as a failure)."""
     n = len(d)
     step = _block_rows(n)
     total = 0
@@ -155,9 +159,9 @@ def count_successes(d: np.ndarray) -> int:
         for start in range(0, n, step):
             stop = min(n, start + step)
             tile = d[start:stop, start:stop]
-            total += int(np.count_nonzero(np.triu(tile + tile.T > 0, 1)))
+            total += int(np.count_nonzero(np.triu(tile + tile.T > TIE, 1)))
             if stop < n:
-                total += int(np.count_nonzero(d[start:stop, stop:] + d[stop:, start:stop].T > 0))
+                total += int(np.count_nonzero(d[start:stop, stop:] + d[stop:, start:stop].T > TIE))
     return total
 
 

@@ -51,7 +51,8 @@ def two_vs_two(s_a: np.ndarray, s_b: np.ndarray) -> float:
     For every pair i < j, drop columns i and j from rows i and j of both matrices; the pair is a success when
     ``r(A_i, B_i) + r(A_j, B_j) > r(A_i, B_j) + r(A_j, B_i)`` (Pearson r over the n - 2 remaining columns,
     strict ``>``). Returns successes / (n (n - 1) / 2); chance is 0.5. Vectorised: sufficient statistics and one
-    cross-product matrix, no loop over pairs. A pair whose r is undefined (a constant row) counts as a failure.
+    cross-product matrix, no loop over pairs. A pair whose r is undefined (a constant row) counts as a failure,
+    and so does a tie (the two sides equal within 1e-9, where rounding noise would decide).
     """
     d = margin_matrix(NetSide.of(s_a), WordSide.of(s_b))
     n = len(d)
