@@ -66,15 +66,14 @@ class NetSide:
 
     z: np.ndarray  # row-normalised matrix
     d: np.ndarray  # its diagonal
-    p: np.ndarray  # m / sqrt(V)
-    q: np.ndarray  # S / sqrt(V)
+    p: np.ndarray  # m / sqrt(V); S / sqrt(V) = -p (d[x] + z[x, y]) / m follows from z
 
     @classmethod
     def of(cls, s: np.ndarray) -> NetSide:
         s = _check(s, "s_a")
         z = _unit_rows(s)
-        d, ss, inv = _row_terms(z)
-        return cls(z=z, d=d, p=(len(s) - 2) * inv, q=ss * inv)
+        d, _, inv = _row_terms(z)
+        return cls(z=z, d=d, p=(len(s) - 2) * inv)
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class WordSide:
     inv_t: np.ndarray  # its transpose (row y, columns x, y dropped), contiguous
     e2: np.ndarray  # (inv * z)^T
     f: np.ndarray  # inv * z - inv^T * d[y]
-    dw: np.ndarray  # S inv - (S inv)^T
+    dw: np.ndarray  # (S inv - (S inv)^T) / m
     u_t: np.ndarray | None  # z = u diag(sv) v^T, kept when the rank is low
     sv: np.ndarray | None
     v: np.ndarray | None
@@ -108,7 +107,7 @@ class WordSide:
                 u_t, sv, v = np.ascontiguousarray(u[:, :rank].T), sv_all[:rank], vt[:rank].T
         return cls(
             z=z, d=d, inv=inv, inv_t=inv_t, e2=np.ascontiguousarray(g.T), f=g - inv_t * d[None, :],
-            dw=w - w.T, u_t=u_t, sv=sv, v=v,
+            dw=(w - w.T) / (len(z) - 2), u_t=u_t, sv=sv, v=v,
         )
 
 
@@ -135,18 +134,19 @@ def margin_matrix(net: NetSide, word: WordSide, perm: np.ndarray | None = None) 
         for start in range(0, n, step):
             rows = slice(start, min(n, start + step))
             if perm is None:
-                zp, pp, qp = net.z[rows], net.p[rows], net.q[rows]
+                zp, pp = net.z[rows], net.p[rows]
             else:  # relabel one block of rows at a time, in cache
-                zp, pp, qp = (a[perm[rows]][:, perm] for a in (net.z, net.p, net.q))
+                zp, pp = net.z[perm[rows]][:, perm], net.p[perm[rows]][:, perm]
             t = diag[rows, None] * word.inv[rows]
             t += dp[rows, None] * word.e2[rows]
             c = cross[rows] * word.inv_t[rows]
             t -= c
             np.multiply(zp, word.f[rows], out=c)
             t -= c
-            t *= pp
-            np.multiply(qp, word.dw[rows], out=c)
-            np.subtract(t, c, out=out[rows])
+            zp = zp + dp[rows, None]  # -S of the net rows
+            zp *= word.dw[rows]
+            t += zp
+            np.multiply(t, pp, out=out[rows])
     return out
 
 
