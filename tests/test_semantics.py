@@ -204,3 +204,11 @@ def test_severity_literal_and_normalised():
     i, j = np.triu_indices(6, 1)
     assert severity(w, i, j).mean() == pytest.approx(1.0)
     assert np.all(severity(w, np.arange(6), np.arange(6)) == pytest.approx(0.0, abs=1e-12))
+
+
+def test_package_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, audit.semantics; bad = {'gensim', 'torch'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
