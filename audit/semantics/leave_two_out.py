@@ -84,9 +84,8 @@ class WordSide:
     d: np.ndarray
     inv: np.ndarray  # 1/sqrt(V) of row x, columns x, y dropped
     inv_t: np.ndarray  # its transpose (row y, columns x, y dropped), contiguous
-    e2: np.ndarray  # (inv * z)^T
-    f: np.ndarray  # inv * z - inv^T * d[y]
-    dw: np.ndarray  # (S inv - (S inv)^T) / m
+    e: np.ndarray  # (inv z)^T + w, with w = (S inv - (S inv)^T) / m
+    g: np.ndarray  # w - inv z + inv^T d[y]
     u_t: np.ndarray | None  # z = u diag(sv) v^T, kept when the rank is low
     sv: np.ndarray | None
     v: np.ndarray | None
@@ -105,10 +104,8 @@ class WordSide:
             rank = int((sv_all > sv_all[0] * len(z) * np.finfo(np.float64).eps).sum())
             if rank < len(z) // 4:  # only then are two thin products cheaper than one square one
                 u_t, sv, v = np.ascontiguousarray(u[:, :rank].T), sv_all[:rank], vt[:rank].T
-        return cls(
-            z=z, d=d, inv=inv, inv_t=inv_t, e2=np.ascontiguousarray(g.T), f=g - inv_t * d[None, :],
-            dw=(w - w.T) / (len(z) - 2), u_t=u_t, sv=sv, v=v,
-        )
+        dw = (w - w.T) / (len(z) - 2)
+        return cls(z=z, d=d, inv=inv, inv_t=inv_t, e=g.T + dw, g=dw - g + inv_t * d[None, :], u_t=u_t, sv=sv, v=v)
 
 
 def _block_rows(n: int) -> int:
@@ -137,15 +134,14 @@ def margin_matrix(net: NetSide, word: WordSide, perm: np.ndarray | None = None) 
                 zp, pp = net.z[rows], net.p[rows]
             else:  # relabel one block of rows at a time, in cache
                 zp, pp = net.z[perm[rows]][:, perm], net.p[perm[rows]][:, perm]
+            # D = p (diag inv + d_a e - C inv^T + z_a g), the terms of R_self - R_cross gathered
             t = diag[rows, None] * word.inv[rows]
-            t += dp[rows, None] * word.e2[rows]
-            c = cross[rows] * word.inv_t[rows]
+            c = dp[rows, None] * word.e[rows]
+            t += c
+            np.multiply(cross[rows], word.inv_t[rows], out=c)
             t -= c
-            np.multiply(zp, word.f[rows], out=c)
-            t -= c
-            zp = zp + dp[rows, None]  # -S of the net rows
-            zp *= word.dw[rows]
-            t += zp
+            np.multiply(zp, word.g[rows], out=c)
+            t += c
             np.multiply(t, pp, out=out[rows])
     return out
 
