@@ -34,7 +34,7 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     words = rng.standard_normal((args.classes, 50))
-    net = similarity(words @ rng.standard_normal((50, 512)) + 12.0 * rng.standard_normal((args.classes, 512)))
+    net = similarity(words @ rng.standard_normal((50, 512)) + 40.0 * rng.standard_normal((args.classes, 512)))
     word = similarity(words)
 
     start = time.perf_counter()

@@ -36,6 +36,7 @@ def _same(loaded, kv):
     ("vec.vec", "w2v-text", lambda kv, p: kv.save_word2vec_format(p, binary=False)),  # fastText .vec layout
     ("glove.txt", "glove", lambda kv, p: kv.save_word2vec_format(p, binary=False, write_header=False)),
     ("vectors.kv", "kv", lambda kv, p: kv.save(p)),
+    ("split.kv", "kv", lambda kv, p: kv.save(p, sep_limit=0)),  # arrays beside it as .npy, as for large models
     ("vec.txt.gz", "w2v-text", lambda kv, p: kv.save_word2vec_format(p, binary=False)),
 ])
 def test_each_format_written_by_gensim_loads(tmp_path, kv, name, fmt, write):
