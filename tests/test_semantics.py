@@ -1,0 +1,214 @@
+"""The semantic-window math against literal loops and known answers."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from audit.semantics import (
+    fdr_bh,
+    flip_layer,
+    one_vs_two,
+    permutation_pvalues,
+    profile,
+    rsa,
+    severity,
+    similarity,
+    two_vs_two,
+)
+from audit.semantics.leave_two_out import TIE, WordSide, pair_margins
+
+
+def _r(a, b):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(a, b)[0, 1]
+
+
+def loop_margins(a, b):
+    """The 2 vs 2 test written out: every pair, columns i and j dropped, four Pearson r."""
+    n = len(a)
+    out = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            keep = [k for k in range(n) if k not in (i, j)]
+            ai, aj, bi, bj = a[i, keep], a[j, keep], b[i, keep], b[j, keep]
+            out.append(_r(ai, bi) + _r(aj, bj) - _r(ai, bj) - _r(aj, bi))
+    return np.array(out)
+
+
+def loop_two_vs_two(a, b):
+    return float(np.mean(loop_margins(a, b) > TIE))
+
+
+def sim(rng, n, d):
+    return np.corrcoef(rng.standard_normal((n, d)))
+
+
+@pytest.mark.parametrize("n", [5, 6, 9, 26])
+def test_two_vs_two_equals_literal_loop_on_random_matrices(n):
+    rng = np.random.default_rng(n)
+    for a, b in [(rng.random((n, n)), rng.random((n, n))), (sim(rng, n, 7), sim(rng, n, 3))]:
+        ref = loop_margins(a, b)
+        assert np.abs(pair_margins(a, b) - ref).max() < 1e-12
+        assert np.abs(ref).min() > 1e-6  # no near-ties: a plain ``> 0`` decides the same
+        assert abs(two_vs_two(a, b) - float(np.mean(ref > 0))) < 1e-12
+
+
+def test_two_vs_two_four_classes_ties_are_failures():
+    # two columns remain, so every r is +1 or -1 and margins are exact ties or multiples of 2
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        a, b = rng.random((4, 4)), rng.random((4, 4))
+        assert np.allclose(pair_margins(a, b), loop_margins(a, b), atol=1e-9)
+        assert two_vs_two(a, b) == loop_two_vs_two(a, b)
+
+
+def test_two_vs_two_known_answers():
+    rng = np.random.default_rng(0)
+    s = sim(rng, 12, 5)
+    assert two_vs_two(s, s) == 1.0
+    assert two_vs_two(s, s.copy() * 3 + 1) == 1.0  # Pearson r ignores scale and offset per row
+    assert two_vs_two(s, s) == loop_two_vs_two(s, s)
+
+
+def test_two_vs_two_label_permuted_copy_is_at_chance():
+    rng = np.random.default_rng(1)
+    scores = []
+    for _ in range(300):
+        s = sim(rng, 14, 6)
+        perm = rng.permutation(14)
+        scores.append(two_vs_two(s, s[perm][:, perm]))
+    assert abs(np.mean(scores) - 0.5) < 0.02
+
+
+def test_two_vs_two_constant_row_counts_as_failure_like_the_loop():
+    rng = np.random.default_rng(2)
+    a, b = sim(rng, 7, 4), sim(rng, 7, 4)
+    a[2] = 0.3  # row 2 is constant: its r is undefined
+    ref = loop_margins(a, b)
+    assert np.isnan(ref).any()
+    assert two_vs_two(a, b) == float(np.mean(ref > 0))
+
+
+def test_two_vs_two_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        two_vs_two(np.eye(3), np.eye(3))
+    with pytest.raises(ValueError):
+        two_vs_two(np.eye(5), np.eye(6))
+
+
+def literal_perms(n, n_perm, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(n_perm)]
+
+
+@pytest.mark.parametrize("n, word_dim", [(9, 4), (40, 5)])  # (40, 5): the word side takes its low-rank path
+def test_permutation_null_equals_literal_two_vs_two_of_permuted_word_matrix(n, word_dim):
+    rng = np.random.default_rng(3)
+    nets = [sim(rng, n, 6), sim(rng, n, 12)]
+    word = sim(rng, n, word_dim)
+    assert (WordSide.of(word, factor=True).u_t is not None) == (n == 40)
+    res = permutation_pvalues(nets, word, n_perm=12, seed=5)
+    for k, perm in enumerate(literal_perms(n, 12, 5)):
+        wp = word[perm][:, perm]
+        assert np.allclose(res.null[k], [two_vs_two(s, wp) for s in nets], atol=1e-12)
+    obs = np.array([two_vs_two(s, word) for s in nets])
+    assert np.array_equal(res.observed, obs)
+    assert np.array_equal(res.p_values, (1 + (res.null >= obs).sum(axis=0)) / 13)
+    threaded = permutation_pvalues(nets, word, n_perm=12, seed=5, workers=2)
+    assert np.array_equal(threaded.null, res.null)
+
+
+def test_permutation_pvalue_is_small_for_a_matching_layer_and_not_for_noise():
+    rng = np.random.default_rng(4)
+    word = sim(rng, 16, 5)
+    noise = sim(rng, 16, 5)
+    res = permutation_pvalues([word + 0.01 * noise, noise], word, n_perm=200, seed=0)
+    assert res.p_values[0] == 1 / 201
+    assert res.p_values[1] > 0.05
+
+
+def test_rsa_and_its_null_against_scipy():
+    rng = np.random.default_rng(6)
+    a, b = sim(rng, 10, 3), sim(rng, 10, 3)
+    iu = np.triu_indices(10, 1)
+    assert rsa(a, b) == pytest.approx(stats.spearmanr(a[iu], b[iu]).statistic, abs=1e-12)
+    res = permutation_pvalues([a], b, n_perm=6, seed=2, metric="rsa")
+    for k, perm in enumerate(literal_perms(10, 6, 2)):
+        assert res.null[k, 0] == pytest.approx(rsa(a, b[perm][:, perm]), abs=1e-12)
+
+
+def literal_bh(p):
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    q = [0.0] * m
+    for rank, i in enumerate(order, start=1):
+        q[i] = min([1.0] + [p[order[k]] * m / (k + 1) for k in range(rank - 1, m)])
+    return np.array(q)
+
+
+def test_fdr_bh_against_literal_and_scipy():
+    rng = np.random.default_rng(7)
+    p = np.concatenate([rng.random(9), [0.001, 0.001, 0.04]])
+    assert np.allclose(fdr_bh(p), literal_bh(list(p)), atol=1e-15)
+    assert np.allclose(fdr_bh(p), stats.false_discovery_control(p), atol=1e-15)
+    assert fdr_bh([]).size == 0
+
+
+def test_similarity_and_profile_are_pearson():
+    rng = np.random.default_rng(8)
+    reps, imgs = rng.standard_normal((5, 11)), rng.standard_normal((3, 11))
+    assert np.allclose(similarity(reps), np.corrcoef(reps), atol=1e-12)
+    expect = [[_r(x, c) for c in reps] for x in imgs]
+    assert np.allclose(profile(imgs, reps), expect, atol=1e-12)
+
+
+def loop_one_vs_two(prof, w, s, t):
+    out = []
+    for k in range(len(prof)):
+        ref = [c for c in range(w.shape[0]) if c not in (s[k], t[k])]
+        out.append(_r(prof[k, ref], w[s[k], ref]) > _r(prof[k, ref], w[t[k], ref]))
+    return np.array(out)
+
+
+def test_one_vs_two_against_loop_and_known_answer():
+    rng = np.random.default_rng(9)
+    w = sim(rng, 8, 3)
+    prof = rng.uniform(-1, 1, (50, 8))
+    s = rng.integers(0, 8, 50)
+    t = (s + rng.integers(1, 8, 50)) % 8
+    assert np.array_equal(one_vs_two(prof, w, s, t), loop_one_vs_two(prof, w, s, t))
+    # an image whose profile is its source's word row is source-like; its target's, not
+    assert one_vs_two(w[[2]], w, np.array([2]), np.array([5]))[0]
+    assert not one_vs_two(w[[5]], w, np.array([2]), np.array([5]))[0]
+    with pytest.raises(ValueError):
+        one_vs_two(prof[:1], w, np.array([1]), np.array([1]))
+
+
+def test_flip_layer():
+    assert flip_layer([0.9, 0.7, 0.5, 0.4, 0.2]) == 3
+    assert flip_layer([0.9, 0.8]) is None
+    assert flip_layer([float("nan"), 0.3]) == 1
+    assert flip_layer([]) is None
+
+
+def test_severity_literal_and_normalised():
+    rng = np.random.default_rng(10)
+    w = rng.standard_normal((6, 4))
+    true, pred = rng.integers(0, 6, 20), rng.integers(0, 6, 20)
+
+    def dist(i, j):
+        return 1 - w[i] @ w[j] / np.linalg.norm(w[i]) / np.linalg.norm(w[j])
+
+    mean = np.mean([dist(i, j) for i in range(6) for j in range(i + 1, 6)])
+    assert np.allclose(severity(w, true, pred), [dist(a, b) / mean for a, b in zip(true, pred, strict=True)], atol=1e-12)
+    i, j = np.triu_indices(6, 1)
+    assert severity(w, i, j).mean() == pytest.approx(1.0)
+    assert np.all(severity(w, np.arange(6), np.arange(6)) == pytest.approx(0.0, abs=1e-12))
+
+
+def test_package_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, audit.semantics; bad = {'gensim', 'torch'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
