@@ -1,0 +1,336 @@
+"""Saliency entropy, saliency maps and their statistics, checked against literal loops and known answers."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+import torch
+
+from audit.errors import AuditError
+from audit.saliency import entropy as entropy_module
+from audit.saliency import (
+    NoSpatialMap,
+    activation_energy,
+    auroc,
+    choose_levels,
+    detector_auroc,
+    grad_x_act,
+    gradcam,
+    needs_gradient,
+    quantise,
+    saliency_maps,
+    spatial_entropy,
+    stratified_split,
+    superization_index,
+    upsample,
+)
+from audit.saliency.stats import average_ranks, fit_logistic, spearman
+
+METHODS = ("glcm", "histogram", "2d")
+
+
+# ---- synthetic maps ---------------------------------------------------------------------------------------
+
+
+def blobs(centres, size=32, sigma=3.0):
+    y, x = np.mgrid[:size, :size]
+    return sum(np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2)) for cy, cx in centres)
+
+
+def ladder(sigma, seed=0, size=32):
+    """constant, one blob, four blobs, uniform noise."""
+    one = blobs([(size // 2, size // 2)], size, sigma)
+    q1, q3 = size // 4, 3 * size // 4
+    four = blobs([(q1, q1), (q1, q3), (q3, q1), (q3, q3)], size, sigma)
+    noise = np.random.default_rng(seed).random((size, size))
+    return np.stack([np.full((size, size), 2.5), one, four, noise])
+
+
+# ---- independent literal-loop references ------------------------------------------------------------------
+
+
+def ref_quantised(m, levels):
+    lo, hi = float(m.min()), float(m.max())
+    out = [[0] * m.shape[1] for _ in range(m.shape[0])]
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            s = (float(m[i, j]) - lo) / (hi - lo) if hi > lo else 0.0
+            out[i][j] = min(int(math.floor(s * levels)), levels - 1)
+    return out
+
+
+def ref_entropy(counter):
+    total = sum(counter.values())
+    return -sum(c / total * math.log2(c / total) for c in counter.values() if c) if total else 0.0
+
+
+def ref_glcm(m, levels, offsets=((0, 1), (1, 0))):
+    q, (h, w) = ref_quantised(m, levels), m.shape
+    counts = Counter()
+    for i in range(h):
+        for j in range(w):
+            for dy, dx in offsets:
+                if 0 <= i + dy < h and 0 <= j + dx < w:
+                    a, b = q[i][j], q[i + dy][j + dx]
+                    counts[(a, b)] += 1
+                    counts[(b, a)] += 1
+    return ref_entropy(counts)
+
+
+def ref_histogram(m, levels):
+    return ref_entropy(Counter(v for row in ref_quantised(m, levels) for v in row))
+
+
+def ref_2d(m, levels):
+    q, (h, w) = ref_quantised(m, levels), m.shape
+    lo, hi = float(m.min()), float(m.max())
+    counts = Counter()
+    for i in range(h):
+        for j in range(w):
+            inside = [(a, b) for a in range(i - 1, i + 2) for b in range(j - 1, j + 2) if 0 <= a < h and 0 <= b < w]
+            mean = sum((float(m[a, b]) - lo) / (hi - lo) for a, b in inside) / len(inside)
+            counts[(q[i][j], min(int(math.floor(mean * levels)), levels - 1))] += 1
+    return ref_entropy(counts)
+
+
+def test_levels_rule():
+    assert [choose_levels(s, s) for s in (1, 2, 4, 7, 14, 28, 32, 224)] == [2, 2, 2, 4, 8, 16, 16, 16]
+    assert entropy_module.neighbour_pairs(7, 7) == 84
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("levels", [None, 4, 8])
+@pytest.mark.parametrize("sigma", [2.0, 3.0, 4.0])
+def test_constant_lt_one_blob_lt_four_blobs_lt_noise(method, levels, sigma):
+    h = spatial_entropy(ladder(sigma, seed=int(sigma)), method=method, levels=levels)
+    assert h[0] == 0.0
+    assert 0.0 < h[1] < h[2] < h[3], h
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_constant_maps_have_zero_entropy(method):
+    maps = np.stack([np.zeros((5, 6)), np.full((5, 6), -3.0), np.full((5, 6), 1e-30), np.full((5, 6), 7e8)])
+    assert spatial_entropy(maps, method=method).tolist() == [0.0] * 4
+    assert spatial_entropy(np.ones((3, 1, 1)), method=method).tolist() == [0.0] * 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_invariant_to_positive_scaling(method):
+    rng = np.random.default_rng(1)
+    maps = np.concatenate([ladder(3.0)[1:], np.cumsum(rng.normal(size=(3, 32, 32)), axis=1), rng.random((3, 32, 32))])
+    base = spatial_entropy(maps, method=method, levels=8)
+    for factor in (2.0, 1e-3, 7.5, 3e4):
+        np.testing.assert_allclose(spatial_entropy(maps * factor, method=method, levels=8), base, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(quantise(maps * factor, 8), quantise(maps, 8))
+
+
+@pytest.mark.parametrize("shape", [(7, 7), (5, 9), (12, 4)])
+@pytest.mark.parametrize("levels", [2, 4, 16, None])
+def test_glcm_matches_literal_loop(shape, levels):
+    rng = np.random.default_rng(sum(shape))
+    smooth = np.cumsum(rng.normal(size=(3, *shape)), axis=2)
+    ties = rng.integers(0, 3, size=(3, *shape)).astype(float)
+    maps = np.concatenate([rng.random((3, *shape)), smooth, ties])
+    got = spatial_entropy(torch.tensor(maps, dtype=torch.float64), method="glcm", levels=levels)
+    want = [ref_glcm(m, levels or choose_levels(*shape)) for m in maps]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_glcm_custom_offsets_match_literal_loop():
+    maps = np.random.default_rng(5).random((4, 8, 10))
+    offsets = ((1, 1), (0, 2), (-1, 1))
+    got = spatial_entropy(maps, levels=4, offsets=offsets)
+    np.testing.assert_allclose(got, [ref_glcm(m, 4, offsets) for m in maps], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method,reference", [("histogram", ref_histogram), ("2d", ref_2d)])
+def test_histogram_and_2d_match_literal_loop(method, reference):
+    rng = np.random.default_rng(3)
+    maps = np.concatenate([rng.random((3, 7, 9)), np.cumsum(rng.normal(size=(3, 7, 9)), axis=1),
+                           rng.integers(0, 3, size=(2, 7, 9)).astype(float), blobs([(3, 4)], size=9)[None, :7]])
+    for levels in (2, 4, 8):
+        got = spatial_entropy(maps, method=method, levels=levels)
+        np.testing.assert_allclose(got, [reference(m, levels) for m in maps], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_equals_one_by_one_and_chunks(method, monkeypatch):
+    maps = np.random.default_rng(7).random((9, 6, 5)) ** 3
+    whole = spatial_entropy(maps, method=method)
+    single = [spatial_entropy(maps[i : i + 1], method=method)[0] for i in range(len(maps))]
+    np.testing.assert_array_equal(whole, single)
+    monkeypatch.setattr(entropy_module, "_CHUNK_PIXELS", 70)  # two maps per chunk
+    np.testing.assert_array_equal(spatial_entropy(maps, method=method), whole)
+
+
+def test_noise_reaches_the_maximum_and_torch_float32_input_works():
+    noise = np.random.default_rng(0).random((2, 64, 64))
+    assert spatial_entropy(noise, "glcm", 4) == pytest.approx([4.0, 4.0], abs=0.03)
+    assert spatial_entropy(noise, "histogram", 4) == pytest.approx([2.0, 2.0], abs=0.01)
+    as_tensor = spatial_entropy(torch.tensor(noise, dtype=torch.float32, requires_grad=True), "glcm", 4)
+    assert as_tensor.dtype == np.float64 and as_tensor.shape == (2,)
+
+
+def test_entropy_input_errors():
+    with pytest.raises(AuditError, match="unknown entropy method"):
+        spatial_entropy(np.zeros((1, 3, 3)), method="glcn")
+    with pytest.raises(AuditError, match="levels"):
+        spatial_entropy(np.zeros((1, 3, 3)), levels=1)
+    with pytest.raises(AuditError, match="offsets"):
+        spatial_entropy(np.zeros((1, 3, 3)), offsets=((0, 0),))
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        spatial_entropy(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        spatial_entropy(np.full((1, 3, 3), np.nan))
+
+
+# ---- saliency maps ----------------------------------------------------------------------------------------
+
+
+def test_gradcam_is_cam_for_a_global_pooling_head():
+    """For logit = Σ_c v_c · mean_hw(A_c), G_c = v_c / (H·W): Grad-CAM = ReLU(Σ_c v_c A_c) / (H·W)."""
+    torch.manual_seed(0)
+    a = torch.randn(3, 5, 4, 6, requires_grad=True)
+    v = torch.randn(5)
+    (logit,) = torch.autograd.grad((a.mean(dim=(2, 3)) @ v).sum(), a)
+    cam = gradcam(a, logit)
+    torch.testing.assert_close(cam, torch.relu(torch.einsum("nchw,c->nhw", a.detach(), v)) / 24)
+    assert not cam.requires_grad
+
+
+def test_gradcam_and_grad_x_act_match_literal_loops():
+    torch.manual_seed(1)
+    a, g = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    cam, gxa = gradcam(a, g), grad_x_act(a, g)
+    for n in range(2):
+        weights = [float(g[n, c].mean()) for c in range(3)]
+        for i in range(4):
+            for j in range(5):
+                assert float(cam[n, i, j]) == pytest.approx(max(0.0, sum(weights[c] * float(a[n, c, i, j])
+                                                                         for c in range(3))), abs=1e-5)
+                assert float(gxa[n, i, j]) == pytest.approx(abs(sum(float(g[n, c, i, j] * a[n, c, i, j])
+                                                                    for c in range(3))), abs=1e-5)
+
+
+def test_grad_x_act_sums_channels_before_the_magnitude():
+    a = torch.ones(1, 2, 1, 2)
+    g = torch.tensor([[[[1.0, 2.0]], [[-1.0, 1.0]]]])
+    assert grad_x_act(a, g).tolist() == [[[0.0, 3.0]]]
+    assert grad_x_act(a, -g).tolist() == [[[0.0, 3.0]]]
+
+
+def test_activation_energy_and_dispatch():
+    torch.manual_seed(2)
+    a, g = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(activation_energy(a), a.abs().sum(1) / 4)
+    torch.testing.assert_close(saliency_maps("activation", a), activation_energy(a))
+    torch.testing.assert_close(saliency_maps("gradcam", a, g), gradcam(a, g))
+    torch.testing.assert_close(saliency_maps("gradxact", a, g), grad_x_act(a, g))
+    assert [needs_gradient(m) for m in ("gradcam", "gradxact", "activation")] == [True, True, False]
+
+
+def test_map_errors():
+    with pytest.raises(NoSpatialMap, match="no spatial map"):
+        saliency_maps("gradcam", torch.randn(4, 10), torch.randn(4, 10))
+    with pytest.raises(NoSpatialMap):
+        saliency_maps("activation", torch.randn(4, 10))
+    with pytest.raises(ValueError, match="needs the gradient"):
+        saliency_maps("gradxact", torch.randn(1, 2, 3, 3))
+    with pytest.raises(ValueError, match="differs"):
+        gradcam(torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 4))
+    with pytest.raises(AuditError, match="unknown saliency method"):
+        saliency_maps("cam", torch.randn(1, 2, 3, 3))
+
+
+def test_upsample():
+    maps = torch.rand(2, 7, 7)
+    assert upsample(maps, 28).shape == (2, 28, 28)
+    assert upsample(maps, (14, 21)).shape == (2, 14, 21)
+    torch.testing.assert_close(upsample(torch.full((1, 3, 3), 0.25), 9), torch.full((1, 9, 9), 0.25))
+
+
+# ---- statistics -------------------------------------------------------------------------------------------
+
+
+def ref_auroc(pos, neg):
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_auroc_matches_pair_loop_with_ties():
+    rng = np.random.default_rng(0)
+    for n_pos, n_neg in [(1, 1), (5, 3), (40, 17), (30, 30)]:
+        pos, neg = rng.integers(0, 6, n_pos).astype(float), rng.integers(0, 5, n_neg).astype(float)
+        assert auroc(pos, neg) == pytest.approx(ref_auroc(pos, neg), abs=1e-12)
+        pos, neg = rng.normal(size=n_pos), rng.normal(0.5, size=n_neg)
+        assert auroc(pos, neg) == pytest.approx(ref_auroc(pos, neg), abs=1e-12)
+
+
+def test_auroc_known_answers():
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0
+    assert auroc([0, 1], [2, 3, 4]) == 0.0
+    assert auroc([1, 2, 3], [1, 2, 3]) == 0.5
+    assert auroc([], [1.0]) is None
+
+
+def test_ranks_and_spearman_match_scipy():
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 4, 25).astype(float), rng.normal(size=25)
+    np.testing.assert_allclose(average_ranks(x), scipy.stats.rankdata(x))
+    assert spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_superization_index():
+    falling = superization_index([5.0, 4.2, 4.5, 3.0, 1.0])
+    assert falling.index == pytest.approx(scipy.stats.spearmanr(range(5), [5.0, 4.2, 4.5, 3.0, 1.0]).statistic)
+    assert falling.index < 0
+    np.testing.assert_allclose(falling.differences, [-0.8, 0.3, -1.5, -2.0])
+    assert superization_index([1.0, 2.0, 3.0]).index == pytest.approx(1.0)
+    assert superization_index([2.0]).index is None and superization_index([2.0]).differences == ()
+    assert superization_index([2.0, 2.0, 2.0]).index is None
+
+
+def test_logistic_fit_matches_scipy_minimiser():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 3))
+    y = (x @ [1.5, -2.0, 0.3] + 0.4 + rng.logistic(size=120) > 0).astype(float)
+    w, b = fit_logistic(x, y, l2=0.05)
+
+    def objective(theta):
+        z = x @ theta[:3] + theta[3]
+        return np.mean(np.logaddexp(0, z) - y * z) + 0.025 * theta[:3] @ theta[:3]
+
+    best = scipy.optimize.minimize(objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(np.append(w, b), best, atol=1e-5)
+
+
+def test_detector_on_separable_and_identical_distributions():
+    rng = np.random.default_rng(8)
+    clean = rng.normal(size=(400, 5))
+    adv = rng.normal(size=(300, 5)) + [0, 4, 0, 0, -4]
+    separable = detector_auroc(clean, adv, seed=0)
+    assert separable.auroc > 0.99
+    assert (separable.n_test_clean, separable.n_test_adv) == (120, 90)
+    assert separable.n_train_clean + separable.n_test_clean == 400 and separable.n_train_adv == 210
+    same = detector_auroc(rng.normal(size=(1000, 5)), rng.normal(size=(1000, 5)), seed=0)
+    assert abs(same.auroc - 0.5) < 0.06
+    assert detector_auroc(clean, adv, seed=0) == separable
+
+
+def test_one_feature_detector_ranks_like_the_feature():
+    rng = np.random.default_rng(9)
+    clean, adv = rng.normal(size=60), rng.normal(0.7, size=50)
+    result = detector_auroc(clean, adv, seed=3)
+    _, te_c, _, te_a = stratified_split(60, 50, 0.3, 3)
+    assert result.weights[0] > 0
+    assert result.auroc == pytest.approx(auroc(adv[te_a], clean[te_c]), abs=1e-12)
+
+
+def test_detector_with_too_few_samples():
+    rng = np.random.default_rng(10)
+    result = detector_auroc(rng.normal(size=(20, 3)), rng.normal(size=(50, 3)), seed=0)
+    assert result.auroc is None and "too few" in result.reason
+    assert (result.n_test_clean, result.n_test_adv) == (6, 15)
