@@ -134,13 +134,24 @@ def run(
     eps: list[str] | None = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
     steps: int | None = typer.Option(None, help="Iterations (queries for square); default: each attack's default "
                                   "budget (see `audit attacks`; below the reference for cw and autoattack)."),
-    targeted: str | None = typer.Option(None, help="Targeted attack: random or least-likely."),
+    targeted: str | None = typer.Option(None, help="Targeted attack: random, least-likely, semantic-near or "
+                                         "semantic-far (the class nearest to / farthest from the true one in word space)."),
     samples: str = typer.Option("500", help="Number of images drawn stratified per class, or 'all'."),
     seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
     batch_size: int = typer.Option(64, help="Images per batch."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     out: Path = typer.Option(Path("audit-out"), help="Output directory for report.json."),
+    layers: str = typer.Option("auto", help="Layers of the per-layer analyses: auto, none, or module names "
+                               "name1,name2 (see `audit layers MODEL`)."),
+    embeddings: str | None = typer.Option(None, help="Word vectors: a word2vec/GloVe/fastText/.kv file, "
+                                          "glove-6b-50d (full vocabulary, optional package); default: the shipped "
+                                          "GloVe 6B 50d subset."),
+    class_words: str | None = typer.Option(None, help="File mapping class names to words (class<TAB>words, or JSON)."),
+    permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
+    export_representations: bool = typer.Option(False, "--export-representations",
+                                                help="Write OUT/representations.npz (class representations and "
+                                                "similarity matrices per layer, word similarity)."),
 ):
     from audit.config import AuditConfig
 
@@ -148,21 +159,40 @@ def run(
         model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, trust_model=trust_model, classes=classes,
         input_size=input_size, channels=channels, mean=mean, std=std, output_key=output_key, attacks=attack,
         eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
-        threads=threads,
+        threads=threads, layers=layers, embeddings=embeddings, class_words=class_words, permutations=permutations,
     )
-    _audit_and_report(config, out)
+    _audit_and_report(config, out, export=export_representations)
 
 
-def _audit_and_report(config, out: Path, label: str = "audit"):
+def _audit_and_report(config, out: Path, label: str = "audit", export: bool = False):
     from audit.runner import run_audit
     from reports.terminal import render_summary
 
     _check_out_dir(out)
     with _progress_context(label) as progress:
         result = run_audit(config, progress=progress)
+    if export:
+        _export_representations(result, out)
     path = _write_report(result, out)
     render_summary(result, _console(), str(path))
     return result
+
+
+def _export_representations(result, out: Path) -> None:
+    import io
+
+    import numpy as np
+
+    from reports.schema import write_atomic
+
+    arrays = result.artifacts.get("representations")
+    if arrays is None:
+        result.warnings.append("--export-representations: no semantic section, nothing exported")
+        return
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # plain arrays and unicode strings: loads with allow_pickle=False
+    write_atomic(out / "representations.npz", buffer.getvalue())
+    result.analyses["semantics"]["export"] = "representations.npz"
 
 
 def _check_out_dir(out: Path) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from audit.errors import AuditError
 
-TARGETED_MODES = ("random", "least-likely")
+TARGETED_MODES = ("random", "least-likely", "semantic-near", "semantic-far")
 
 
 @dataclass
@@ -32,6 +32,10 @@ class AuditConfig:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     label: str | None = None  # a display name for the model in reports
+    layers: str = "auto"  # per-layer analyses: "auto", "none", or a comma list of module names
+    embeddings: str | None = None  # word vectors: None (the shipped GloVe subset), "glove-6b-50d" or a file
+    class_words: str | None = None  # a file mapping class names to the words that stand for them
+    permutations: int = 1000  # label permutations of the semantic significance test
 
     def check(self) -> None:
         """Validate the knobs that need nothing loaded, so bad flags fail before any work starts."""
@@ -45,6 +49,8 @@ class AuditConfig:
             raise AuditError(f"--threads must be a positive integer, got {self.threads}")
         if self.channels is not None and self.channels not in (1, 3):
             raise AuditError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.permutations < 1:
+            raise AuditError(f"--permutations must be a positive integer, got {self.permutations}")
         if not self.attacks:
             raise AuditError("no attack given: use --attack NAME (see `audit attacks`)")
 

@@ -21,6 +21,7 @@ from attacks.cascade import run_cascade
 from attacks.checks import attack_warnings
 from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
 from audit import __version__
+from audit.analyses import build_analyses
 from audit.config import AuditConfig, parse_input_size
 from audit.data import open_data, parse_samples
 from audit.epsilon import parse_eps_list
@@ -47,11 +48,18 @@ class AttackRun:
 
 
 class Observer(Protocol):
-    """An analysis that watches the audit's batches; it never triggers a second pass over the data."""
+    """An analysis that watches the audit's batches; it never triggers a second pass over the attacks.
 
-    def on_clean(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None: ...
+    ``tap`` is the batch seen through the layer tap (pooled vectors per layer, and maps with their gradients
+    when an observer sets ``needs_gradients``), or None with ``--layers none``. An observer that sets
+    ``needs_prepass`` also gets ``on_prepare(x, y, tap)`` for every batch of a clean pre-pass and ``prepared()``
+    before the attacking pass starts.
+    """
 
-    def on_adversarial(self, run: AttackRun, x_adv: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None: ...
+    def on_clean(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, tap=None) -> None: ...
+
+    def on_adversarial(self, run: AttackRun, x_adv: torch.Tensor, y: torch.Tensor, logits: torch.Tensor,
+                       tap=None) -> None: ...
 
     def finish(self, result: AuditResult) -> None: ...
 
@@ -152,14 +160,22 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
                 "give the model's class names with --classes"
             )
         relabel = align_labels(data.classes, names, data.labels)
-        run = _Pass(config, audited, device, plans, names, relabel, observers)
+        analyses = build_analyses(config, audited, first.x[:2].to(device), names, observers)
+        run = _Pass(config, audited, device, plans, names, relabel, analyses)
+        if any(getattr(o, "needs_prepass", False) for o in analyses.observers):
+            progress.stage("clean pre-pass (class representations)")
+            for batch in data.batches(config.batch_size, size=size, channels=channels):
+                run.prepare(batch.x, batch.y)
+            for observer in analyses.observers:
+                if getattr(observer, "needs_prepass", False):
+                    observer.prepared()
         progress.stage("attacking")
         progress.start(len(data))
         for batch in _chain(first, batches):
             run.batch(batch.x, batch.y)
             progress.advance(len(batch.y))
 
-    warnings = list(probed.warnings)
+    warnings = list(probed.warnings) + analyses.notes
     if data.corrupt:
         warnings.append(f"{len(data.corrupt)} of {len(data)} chosen images could not be read and were skipped")
     entries = run.entries()
@@ -200,7 +216,9 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         environment=_environment(),
         timing={"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - started, 3)},
     )
-    for observer in observers:
+    if analyses.layers:
+        result.analyses["tap"] = analyses.section()
+    for observer in analyses.observers:
         observer.finish(result)
     return result
 
@@ -225,26 +243,46 @@ def _chain(first, rest):
 class _Pass:
     """The state of the single pass over the data: clean tally, one tally per attack run, observers."""
 
-    def __init__(self, config, model, device, plans, names, relabel, observers):
+    def __init__(self, config, model, device, plans, names, relabel, analyses):
         self.config, self.model, self.device = config, model, device
-        self.plans, self.names, self.relabel, self.observers = plans, names, relabel, observers
+        self.plans, self.names, self.relabel, self.analyses = plans, names, relabel, analyses
+        self.observers = analyses.observers
         self.clean = ClassCounts(len(names))
         self.tallies = {run: AttackTally(len(names)) for plan in plans for run in plan}
         self.seen = 0
 
-    def batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device)
         y = torch.as_tensor(self.relabel[y.numpy()], device=self.device)
         if int(y.max()) >= len(self.names) or int(y.min()) < 0:
             raise AuditError(f"the data has label {int(y.max())}, but the model has only {len(self.names)} classes")
-        with torch.no_grad():
-            clean_logits = self.model(x)
+        return x, y
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One batch of the clean pre-pass: a tapped forward, no attack."""
+        x, y = self._inputs(x, y)
+        tap = self.analyses.tap(self.model, x, "prepass_forward")
+        for observer in self.observers:
+            if getattr(observer, "needs_prepass", False):
+                observer.on_prepare(x, y, tap)
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x, y = self._inputs(x, y)
+        tapping = bool(self.analyses.layers)
+        clean_tap = self.analyses.tap(self.model, x, "clean_forward") if tapping else None
+        if clean_tap is not None:
+            clean_logits = clean_tap.logits
+        else:
+            with torch.no_grad():
+                clean_logits = self.model(x)
         clean_correct = (clean_logits.argmax(1) == y).cpu().numpy()
         labels_np = y.cpu().numpy()
         self.clean.add(labels_np, clean_correct)
         for observer in self.observers:
-            observer.on_clean(x, y, clean_logits)
-        targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen)
+            observer.on_clean(x, y, clean_logits, tap=clean_tap)
+        space = self.analyses.space
+        targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen,
+                                 distance=space.distance if space is not None else None)
         for plan in self.plans:
             spec = plan[0].spec
             outcomes = run_cascade(
@@ -261,8 +299,11 @@ class _Pass:
                     linf=sizes["Linf"], l2=sizes["L2"], outcome=outcome, found=outcome.found.cpu().numpy(),
                     minimal_norm=None if spec.bounded else sizes[spec.norm],
                 )
+                if not self.observers:
+                    continue
+                adv_tap = self.analyses.tap_adversarial(self.model, x, outcome.x_adv, clean_tap) if tapping else None
                 for observer in self.observers:
-                    observer.on_adversarial(run, outcome.x_adv, y, outcome.logits)
+                    observer.on_adversarial(run, outcome.x_adv, y, outcome.logits, tap=adv_tap)
         self.seen += len(y)
 
     def _steps(self, spec: AttackSpec) -> int | None:

@@ -6,10 +6,11 @@ pinned by ``report.schema.json`` beside this file; bump ``SCHEMA_VERSION`` when 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 SCHEMA_VERSION = "1.0"
@@ -32,9 +33,11 @@ class AuditResult:
     timing: dict = field(default_factory=dict)  # total_s, load_s, ...
     analyses: dict = field(default_factory=dict)  # sections written by observers (per-layer analyses)
     schema_version: str = SCHEMA_VERSION
+    # arrays and files the analyses produce beside the report (class representations, figures); never in JSON
+    artifacts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self) if f.name != "artifacts"})
         return {"schema_version": data.pop("schema_version"), **data}
 
     def to_json(self) -> str:
@@ -49,13 +52,17 @@ class AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` so that ``path`` holds either the old content or the whole new one, never a part."""
+def write_atomic(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) so that ``path`` holds either the old content or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.chmod(tmp, 0o666 & ~umask)  # the permissions of a plainly created file, not mkstemp's 0600
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:

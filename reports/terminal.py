@@ -61,6 +61,7 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
         console.print(f"[dim]{line}[/]")
     for line in minimal_lines(result.attacks):
         console.print(line)
+    render_semantics(result, console)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if report_path:
@@ -98,6 +99,42 @@ def minimal_lines(entries: list[dict]) -> list[str]:
                      f"{median} over {m['n']} clean-correct samples, {m['n_failed']} not broken; "
                      f"implied accuracy at eps {curve}")
     return lines
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def render_semantics(result: AuditResult, console: Console) -> None:
+    """The semantic window in a few lines: per layer, clean vs adversarial 2 vs 2 and the 1 vs 2 fraction."""
+    sem = result.analyses.get("semantics")
+    if not sem:
+        return
+    if "skipped" in sem:
+        console.print(f"[bold]Semantic window[/] skipped: {escape(sem['skipped'])}")
+        return
+    runs = sem["layers"][0]["adversarial"]
+    shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:] if runs else []
+    label = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
+    console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
+                  f"{sem['pixels']['two_vs_two']:.2f}); source-like: share of successful adversarials the 1 vs 2 "
+                  "test still puts with their true class (their clean versions: after the slash)")
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(label)}" if shown else "adv\n2v2",
+                "source-like\nadv / clean"):
+        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for layer in sem["layers"]:
+        c = layer["clean"]
+        adv = layer["adversarial"][shown[0]] if shown else None
+        table.add_row(
+            escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
+            _rate(adv["two_vs_two"]) if adv else "—",
+            f"{_rate(adv['source_like'])} / {_rate(adv['source_like_clean'])}" if adv else "—",
+        )
+    console.print(table)
+    console.print(escape(sem["interpretation"]))
+    for note in sem.get("notes", []):
+        console.print(f"[dim]note: {escape(note)}[/]")
 
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:

@@ -53,13 +53,37 @@ def test_attacks_lists_every_attack_with_defaults():
 def pgd_report(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("pgd")
     proc = audit(*demo_args(STANDARD, out, "--attack", "pgd", "--attack", "fgsm", "--eps", "0.05,0.1",
-                            "--steps", "10", "--samples", "60", "--seed", "3"))
+                            "--steps", "10", "--samples", "60", "--seed", "3", "--export-representations"))
     assert proc.returncode == 0, proc.stderr
     assert "Clean accuracy" in proc.stdout and "L∞ 0.05" in proc.stdout and "10*" in proc.stdout
-    return json.loads((out / "report.json").read_text())
+    assert "Semantic window" in proc.stdout and "source-like" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    report["_out"] = str(out)
+    return report
+
+
+def test_exported_representations_reproduce_every_layers_two_vs_two(pgd_report):
+    import itertools
+
+    import numpy as np
+
+    arrays = np.load(Path(pgd_report["_out"]) / "representations.npz", allow_pickle=False)
+    word = arrays["word_similarity"]
+    assert list(arrays["classes"]) == pgd_report["analyses"]["semantics"]["classes_used"]
+    for layer in pgd_report["analyses"]["semantics"]["layers"]:
+        reps = arrays[f"layer:{layer['name']}:representations"]
+        net = np.corrcoef(reps)  # Pearson similarity of the class representations
+        assert np.allclose(net, arrays[f"layer:{layer['name']}:similarity"], atol=1e-10)
+        n, hits = len(net), 0
+        for i, j in itertools.combinations(range(n), 2):
+            keep = [k for k in range(n) if k not in (i, j)]
+            r = [[np.corrcoef(net[a, keep], word[b, keep])[0, 1] for b in (i, j)] for a in (i, j)]
+            hits += r[0][0] + r[1][1] > r[0][1] + r[1][0]
+        assert layer["clean"]["two_vs_two"] == pytest.approx(hits / (n * (n - 1) / 2), abs=1e-12)
 
 
 def test_report_follows_the_schema_and_holds_the_promised_fields(pgd_report):
+    pgd_report = {k: v for k, v in pgd_report.items() if k != "_out"}
     jsonschema.validate(pgd_report, json.loads(SCHEMA_PATH.read_text()))
     r = pgd_report
     assert r["model"]["format"] == "safetensors" and r["model"]["input_shape"] == [1, 28, 28]
@@ -98,6 +122,10 @@ def test_demo_contrasts_the_two_models(tmp_path):
     ([STANDARD, "--arch", ARCH, "--classes", "cifar100"], "100"),
     ([STANDARD, "--arch", ARCH, "--targeted", "random", "--attack", "deepfool"], "targeted"),
     ([STANDARD, "--arch", "audit.demo_model:Nope"], "Nope"),
+    ([STANDARD, "--arch", ARCH, "--layers", "features.9"], "features"),
+    ([STANDARD, "--arch", ARCH, "--embeddings", str(ASSETS / "manifest.json")], "manifest.json"),
+    ([STANDARD, "--arch", ARCH, "--embeddings", "nowhere.vec"], "nowhere.vec"),
+    ([STANDARD, "--arch", ARCH, "--class-words", str(ASSETS / "FASHION_MNIST_LICENSE.txt")], "--class-words"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_report(tmp_path, args, needle):
     if "cuda" in args:
@@ -165,3 +193,12 @@ def test_minimal_perturbation_attacks_report_norms_not_robust_accuracy(tmp_path)
         # the samples the attack failed on are exactly those it left correctly classified
         assert round(entry["failure_rate"] * report["data"]["n_samples"]) == block["n_failed"]
     assert pgdl2["budget_mode"] == "cumulative" and pgdl2["minimal_perturbation"] is None
+
+
+def test_class_words_naming_an_unknown_class_is_one_line_exit_2(tmp_path):
+    words = tmp_path / "words.tsv"
+    words.write_text("Trouser\ttrousers pants\nZebra\tzebra\n")
+    proc = audit(*demo_args(STANDARD, tmp_path / "out", "--class-words", str(words), "--samples", "20"))
+    assert proc.returncode == 2 and "Zebra" in proc.stderr and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and not (tmp_path / "out" / "report.json").exists()

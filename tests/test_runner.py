@@ -24,10 +24,10 @@ class Recorder:
     def __init__(self):
         self.clean, self.adversarial, self.finished = 0, {}, None
 
-    def on_clean(self, x, y, logits):
+    def on_clean(self, x, y, logits, tap=None):
         self.clean += len(y)
 
-    def on_adversarial(self, run, x_adv, y, logits):
+    def on_adversarial(self, run, x_adv, y, logits, tap=None):
         assert x_adv.shape[0] == len(y) == logits.shape[0]
         self.adversarial[run.key] = self.adversarial.get(run.key, 0) + len(y)
 

@@ -1,0 +1,95 @@
+"""The per-layer analyses of an audit: which layers, which observers, and the tapped passes they share.
+
+The runner makes ONE tapped forward per clean batch and ONE per adversarial batch and budget (plus one backward
+each when an analysis needs gradients); every observer reads the same :class:`~audit.tap.TapResult`. Analyses
+that need the clean class representations before the attack (the semantic 1 vs 2 test) get a clean pre-pass:
+one tapped forward per image, no attack, whose sums are fixed before the attacking pass starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from audit.errors import AuditError
+from audit.tap import TapResult, run_tap
+
+SEMANTIC_TARGETS = ("semantic-near", "semantic-far")
+
+
+@dataclass
+class Analyses:
+    layers: list[str]
+    observers: list  # every observer, the user's and the built-in ones
+    space: object | None = None  # the WordSpace, when word vectors were loaded
+    notes: list[str] = field(default_factory=list)  # why an analysis is off, for the report's warnings
+    passes: dict = field(default_factory=lambda: {"prepass_forward": 0, "clean_forward": 0,
+                                                  "adversarial_forward": 0, "backward": 0})
+
+    @property
+    def gradient_of(self):
+        return "predicted" if any(getattr(o, "needs_gradients", False) for o in self.observers) else None
+
+    def tap(self, model: torch.nn.Module, x: torch.Tensor, kind: str) -> TapResult:
+        result = run_tap(model, x, self.layers, gradient_of=self.gradient_of if kind != "prepass_forward" else None)
+        self.passes[kind] += result.forward_images
+        self.passes["backward"] += result.backward_images
+        return result
+
+    def tap_adversarial(self, model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                        clean: TapResult) -> TapResult:
+        """The tapped pass over an adversarial batch; rows the attack left unchanged reuse the clean pass."""
+        changed = (x_adv != x).flatten(1).any(1)
+        if not changed.any():
+            return clean
+        return replace_rows(clean, changed, self.tap(model, x_adv[changed], "adversarial_forward"))
+
+    def section(self) -> dict:
+        return {"layers": self.layers, "pooling": "global average over space (N, C, H, W) -> (N, C); (N, D) as is",
+                "passes": dict(self.passes)}
+
+
+def replace_rows(base: TapResult, rows: torch.Tensor, part: TapResult) -> TapResult:
+    """``base`` with the rows selected by the boolean mask ``rows`` taken from ``part``."""
+    def put(whole, piece):
+        if whole is None or piece is None:
+            return None
+        out = whole.clone()
+        out[rows] = piece
+        return out
+
+    def put_all(whole: dict | None, piece: dict | None):
+        return None if whole is None or piece is None else {k: put(whole[k], piece[k]) for k in whole}
+
+    return TapResult(put(base.logits, part.logits), put_all(base.pooled, part.pooled), put_all(base.maps, part.maps),
+                     put_all(base.grads, part.grads), put(base.classes, part.classes))
+
+
+def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names: list[str],
+                   observers: list) -> Analyses:
+    """Choose the layers (``--layers``), load the word vectors and build the default observers."""
+    from audit.layers import resolve_layers
+
+    spec = config.layers.strip()
+    layers, notes = [], []
+    if spec.lower() != "none":
+        try:
+            layers = [info.name for info in resolve_layers(model, spec, example)]
+        except AuditError as exc:
+            if spec.lower() != "auto":
+                raise
+            notes.append(f"per-layer analyses skipped: {exc}")
+        if spec.lower() == "auto" and not layers and not notes:
+            notes.append("per-layer analyses skipped: no layer of the network runs as a module once per forward")
+    space = None
+    if layers or config.targeted in SEMANTIC_TARGETS:
+        from audit.semantics.space import build_word_space
+
+        space = build_word_space(names, config.embeddings, config.class_words)
+    built = list(observers)
+    if layers:
+        from audit.semantics.observer import SemanticObserver
+
+        built.append(SemanticObserver(space, layers, permutations=config.permutations, seed=config.seed))
+    return Analyses(layers, built, space, notes)

@@ -1,0 +1,275 @@
+"""The semantic analysis as an observer of the audit's single pass (Dharmaretnam, Foster & Fyshe 2021).
+
+Everything it keeps is a sum that merges by addition: per layer, per-class sums of pooled vectors and counts
+(clean, from the clean pre-pass; adversarial, one set per attack run), counts of source-like images per layer,
+and a class x class confusion count per attack run. ``finish`` turns the sums into the report section.
+
+The clean class representations come from a pre-pass (one tapped forward per image, no attack) so that the
+1 vs 2 test can score each adversarial image against them while the pass runs, with memory that does not grow
+with the number of images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from audit.semantics.metrics import (
+    fdr_bh, flip_layer, one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two,
+)
+from audit.semantics.space import MIN_CLASSES, WordSpace
+
+PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken
+SEVERITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, float("inf"))
+WORST = 10
+
+
+class ClassSums:
+    """Per-class sums of vectors and counts: class means that merge by addition."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes, self.sums, self.counts = num_classes, None, np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, vectors: torch.Tensor, labels: np.ndarray) -> None:
+        v = vectors.detach().double().cpu().numpy()
+        if self.sums is None:
+            self.sums = np.zeros((self.num_classes, v.shape[1]))
+        np.add.at(self.sums, labels, v)
+        self.counts += np.bincount(labels, minlength=self.num_classes)
+
+    def merge(self, other: ClassSums) -> None:
+        self.sums = other.sums if self.sums is None else self.sums + (0 if other.sums is None else other.sums)
+        self.counts += other.counts
+
+    def means(self, classes: np.ndarray) -> np.ndarray:
+        return self.sums[classes] / self.counts[classes, None]
+
+
+def pixel_vectors(x: torch.Tensor) -> torch.Tensor:
+    """Images as pixel vectors for the control, area-averaged to at most PIXEL_SIDE x PIXEL_SIDE."""
+    h, w = x.shape[-2:]
+    if h > PIXEL_SIDE or w > PIXEL_SIDE:
+        x = torch.nn.functional.adaptive_avg_pool2d(x, (min(h, PIXEL_SIDE), min(w, PIXEL_SIDE)))
+    return x.flatten(1)
+
+
+class SemanticObserver:
+    """Watches the clean pre-pass, the clean batches and every adversarial batch; writes ``analyses.semantics``."""
+
+    needs_prepass = True
+    needs_gradients = False
+
+    def __init__(self, space: WordSpace, layers: list[str], *, permutations: int = 1000, seed: int = 0):
+        self.space, self.layers, self.permutations, self.seed = space, layers, permutations, seed
+        k = len(space.names)
+        self.clean = {name: ClassSums(k) for name in layers}
+        self.pixels = ClassSums(k)
+        self.adv: dict = {}  # run key -> {"run", "sums": {layer: ClassSums}, "source_like", "n_flip", "confusion"}
+        self._clean_reps: dict[str, np.ndarray] | None = None
+        self._clean_correct: np.ndarray | None = None
+        self._clean_pooled: dict | None = None
+        self._word_sim: np.ndarray | None = None
+
+    # --- the passes -------------------------------------------------------------------------------------------
+
+    def on_prepare(self, x: torch.Tensor, y: torch.Tensor, tap) -> None:
+        labels = y.cpu().numpy()
+        for name in self.layers:
+            self.clean[name].add(tap.pooled[name], labels)
+        self.pixels.add(pixel_vectors(x), labels)
+
+    def prepared(self) -> None:
+        """The clean pre-pass is over: fix the classes the metrics use and their clean representations."""
+        counts = self.pixels.counts
+        self.used = np.flatnonzero(self.space.covered & (counts > 0))
+        self._word_sim = self.space.similarity(self.used) if len(self.used) >= MIN_CLASSES else None
+        self._position = np.full(len(self.space.names), -1)
+        self._position[self.used] = np.arange(len(self.used))
+        self._clean_reps = {n: self.clean[n].means(self.used) for n in self.layers} if len(self.used) else {}
+
+    def on_clean(self, x, y, logits, tap=None) -> None:
+        self._clean_correct = (logits.argmax(1) == y).cpu().numpy()
+        self._clean_pooled = tap.pooled if tap is not None else None
+
+    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
+        k = len(self.space.names)
+        state = self.adv.setdefault(run.key, {
+            "run": run, "sums": {n: ClassSums(k) for n in self.layers},
+            "source_like": np.zeros(len(self.layers), dtype=np.int64), "n_flip": 0,
+            "source_like_clean": np.zeros(len(self.layers), dtype=np.int64),
+            "confusion": np.zeros((k, k), dtype=np.int64),
+        })
+        labels, pred = y.cpu().numpy(), logits.argmax(1).cpu().numpy()
+        for name in self.layers:
+            state["sums"][name].add(tap.pooled[name], labels)
+        fooled = self._clean_correct & (pred != labels)
+        np.add.at(state["confusion"], (labels[fooled], pred[fooled]), 1)
+        if self._word_sim is None:
+            return
+        # the 1 vs 2 test needs both classes among the classes with vectors, and two or more reference classes
+        scored = fooled & (self._position[labels] >= 0) & (self._position[pred] >= 0)
+        if not scored.any() or len(self.used) < MIN_CLASSES:
+            return
+        s, t = self._position[labels[scored]], self._position[pred[scored]]
+        rows = torch.as_tensor(scored)
+        for i, name in enumerate(self.layers):
+            for key, pooled in (("source_like", tap.pooled), ("source_like_clean", self._clean_pooled)):
+                prof = profile(pooled[name][rows].double().cpu().numpy(), self._clean_reps[name])
+                state[key][i] += int(one_vs_two(prof, self._word_sim, s, t).sum())
+        state["n_flip"] += int(scored.sum())
+
+    # --- the report -------------------------------------------------------------------------------------------
+
+    def finish(self, result) -> None:
+        section = {"method": METHOD, "embeddings": self.space.info, "coverage": self.space.coverage()}
+        used = self.used
+        if len(used) < MIN_CLASSES:
+            section["skipped"] = (
+                f"only {len(used)} classes have both a word vector and images in the sample; the semantic "
+                f"metrics need at least {MIN_CLASSES}"
+            )
+            result.analyses["semantics"] = section
+            return
+        word = self._word_sim
+        clean_sims = {n: similarity(self._clean_reps[n]) for n in self.layers}
+        pixel_sim = similarity(self.pixels.means(used))
+        test = permutation_pvalues([*clean_sims.values(), pixel_sim], word, n_perm=self.permutations,
+                                   seed=self.seed, workers=2)
+        adjusted = fdr_bh(test.p_values[:-1])
+        layers = []
+        for i, name in enumerate(self.layers):
+            entry = {
+                "name": name, "dimension": int(self._clean_reps[name].shape[1]),
+                "clean": {"two_vs_two": float(test.observed[i]), "rsa": _finite(rsa(clean_sims[name], word)),
+                          "p_value": float(adjusted[i]), "p_value_raw": float(test.p_values[i])},
+                "adversarial": [],
+            }
+            for state in self.adv.values():
+                reps = state["sums"][name]
+                adv_sim = similarity(reps.means(used))
+                run, n = state["run"], state["n_flip"]
+                tvt = two_vs_two(adv_sim, word)
+                entry["adversarial"].append({
+                    "attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "two_vs_two": tvt,
+                    "rsa": _finite(rsa(adv_sim, word)), "drift": float(test.observed[i]) - tvt,
+                    "n_scored": n, "source_like": float(state["source_like"][i] / n) if n else None,
+                    # the same test on the clean versions of the same images: the baseline to read it against
+                    "source_like_clean": float(state["source_like_clean"][i] / n) if n else None,
+                })
+            layers.append(entry)
+        section.update({
+            "classes_used": [self.space.names[c] for c in used],
+            "images_per_class": {"min": int(self.pixels.counts[used].min()), "max": int(self.pixels.counts[used].max())},
+            "permutations": self.permutations, "seed": self.seed,
+            "layers": layers,
+            "pixels": {"two_vs_two": float(test.observed[-1]), "rsa": _finite(rsa(pixel_sim, word)),
+                       "p_value_raw": float(test.p_values[-1]), "side": PIXEL_SIDE},
+            "one_vs_two": [self._flip(state, layers) for state in self.adv.values()],
+            "severity": [self._severity(state) for state in self.adv.values()],
+        })
+        section["notes"] = self._notes(section)
+        section["interpretation"] = interpret(section)
+        result.analyses["semantics"] = section
+        result.artifacts["representations"] = self._arrays(clean_sims, word)
+
+    def _flip(self, state: dict, layers: list[dict]) -> dict:
+        run = state["run"]
+        at = list(self.adv).index(run.key)
+        fractions = [entry["adversarial"][at]["source_like"] for entry in layers]
+        k = flip_layer([np.nan if f is None else f for f in fractions])
+        return {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n_scored": state["n_flip"],
+                "source_like": fractions,
+                "source_like_clean": [entry["adversarial"][at]["source_like_clean"] for entry in layers],
+                "flip_layer": None if k is None else self.layers[k]}
+
+    def _severity(self, state: dict) -> dict:
+        run, confusion = state["run"], state["confusion"]
+        vectors = self.space.vectors
+        pairs = [(s, t) for s, t in zip(*np.nonzero(confusion), strict=True)
+                 if self.space.covered[s] and self.space.covered[t]]
+        out = {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n": 0, "mean": None,
+               "median": None, "histogram": {"edges": [e for e in SEVERITY_BINS if np.isfinite(e)], "counts": []},
+               "worst": []}
+        if not pairs:
+            return out
+        s, t = (np.array(v) for v in zip(*pairs, strict=True))
+        covered = np.flatnonzero(self.space.covered)
+        pos = np.full(len(self.space.names), -1)
+        pos[covered] = np.arange(len(covered))
+        values = severity(vectors[covered], pos[s], pos[t])
+        counts = confusion[s, t]
+        spread = np.repeat(values, counts)
+        hist = np.histogram(spread, bins=np.array(SEVERITY_BINS))[0]
+        order = np.lexsort((-counts, -values))[:WORST]
+        names = self.space.names
+        out.update({
+            "n": int(counts.sum()), "mean": float(spread.mean()), "median": float(np.median(spread)),
+            "histogram": {"edges": out["histogram"]["edges"], "counts": hist.tolist()},
+            "worst": [{"true": names[s[i]], "predicted": names[t[i]], "count": int(counts[i]),
+                       "severity": float(values[i]), "word_distance": float(self.space.distance[s[i], t[i]])}
+                      for i in order],
+        })
+        return out
+
+    def _notes(self, section: dict) -> list[str]:
+        n = len(self.used)
+        notes = []
+        if n < 10:
+            notes.append(f"only {n} classes: the 2 vs 2 test has {n * (n - 1) // 2} pairs, so its accuracy moves in "
+                         f"steps of {1 / (n * (n - 1) / 2):.3f}; read it as indicative")
+        if section["images_per_class"]["min"] < 10:
+            notes.append(f"as few as {section['images_per_class']['min']} images per class: class representations "
+                         "are noisy")
+        missing = section["coverage"]["missing"]
+        if missing:
+            notes.append(f"{len(missing)} classes have no word vector and are left out: {', '.join(missing[:10])}"
+                         + (" ..." if len(missing) > 10 else ""))
+        return notes
+
+    def _arrays(self, clean_sims: dict, word: np.ndarray) -> dict:
+        arrays = {"classes": np.array([self.space.names[c] for c in self.used]), "word_similarity": word,
+                  "word_vectors": self.space.vectors[self.used]}
+        for name in self.layers:
+            arrays[f"layer:{name}:representations"] = self._clean_reps[name]
+            arrays[f"layer:{name}:similarity"] = clean_sims[name]
+        return arrays
+
+
+METHOD = (
+    "Dharmaretnam, Foster & Fyshe (2021), Words as a window: per layer, one pooled vector per image (global "
+    "average over space), class representation = mean over the class's clean images, Pearson similarity "
+    "matrices, 2 vs 2 test (leave-two-out rows, Pearson r, strict >), RSA (Spearman over upper triangles), "
+    "label-permutation null with Benjamini-Hochberg FDR across layers; 1 vs 2 test per successful adversarial "
+    "against the clean class representations"
+)
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def interpret(section: dict) -> str:
+    """One sentence on what the numbers say."""
+    layers = section["layers"]
+    best = max(layers, key=lambda e: e["clean"]["two_vs_two"])
+    last = layers[-1]
+    pixel = section["pixels"]["two_vs_two"]
+    sig = "significant" if best["clean"]["p_value"] < 0.05 else "not significant"
+    text = (f"Clean: layer {best['name']} agrees best with word similarity (2v2 {best['clean']['two_vs_two']:.2f}, "
+            f"{sig} after FDR; pixels {pixel:.2f})")
+    flips = [f for f in section["one_vs_two"] if f["n_scored"]]
+    if last["adversarial"] and flips:
+        worst = min(last["adversarial"], key=lambda a: a["two_vs_two"])
+        flip = next(f for f in flips if f["attack"] == worst["attack"] and f["eps"] == worst["eps"]) \
+            if any(f["attack"] == worst["attack"] and f["eps"] == worst["eps"] for f in flips) else flips[-1]
+        if flip["flip_layer"] is None:
+            where = "stay source-like through every layer"
+        elif flip["flip_layer"] == layers[0]["name"]:
+            where = "look more like the predicted class than the true one from the first chosen layer on"
+        else:
+            where = f"stay source-like until {flip['flip_layer']}, where they flip to the predicted class"
+        text += (f"; under {worst['attack']}@{worst['eps_text']} the last layer's 2v2 is {worst['two_vs_two']:.2f}, "
+                 f"and successful adversarials {where} ({flip['attack']}@{flip['eps_text']}).")
+    else:
+        text += "."
+    return text

@@ -1,0 +1,134 @@
+"""The semantic window inside an audit: report numbers recomputed independently, coverage, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audit import AuditConfig, run_audit
+from audit.demo import ARCH, ASSETS
+from audit.errors import AuditError
+from audit.targets import choose_targets
+
+
+def config(**kw) -> AuditConfig:
+    base = dict(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo", classes="fashion-mnist",
+                attacks=["fgsm"], eps="0.1", samples="all", batch_size=100, device="cpu", permutations=200)
+    return AuditConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def demo_result():
+    return run_audit(config())
+
+
+def pearson_matrix(rows: np.ndarray) -> np.ndarray:
+    return np.array([[np.corrcoef(a, b)[0, 1] for b in rows] for a in rows])
+
+
+def literal_two_vs_two(a: np.ndarray, b: np.ndarray) -> float:
+    n, hits, pairs = len(a), 0, 0
+    for i, j in itertools.combinations(range(n), 2):
+        keep = [k for k in range(n) if k not in (i, j)]
+        r = lambda u, v: np.corrcoef(u[keep], v[keep])[0, 1]  # noqa: E731
+        hits += r(a[i], b[i]) + r(a[j], b[j]) > r(a[i], b[j]) + r(a[j], b[i])
+        pairs += 1
+    return hits / pairs
+
+
+def test_report_two_vs_two_equals_an_independent_recomputation_from_the_exported_arrays(demo_result):
+    sem = demo_result.analyses["semantics"]
+    arrays = demo_result.artifacts["representations"]
+    word = pearson_matrix(arrays["word_vectors"])
+    assert np.allclose(word, arrays["word_similarity"], atol=1e-10)
+    for layer in sem["layers"]:
+        reps = arrays[f"layer:{layer['name']}:representations"]
+        assert reps.shape == (10, layer["dimension"])
+        assert layer["clean"]["two_vs_two"] == pytest.approx(literal_two_vs_two(pearson_matrix(reps), word), abs=1e-12)
+
+
+def test_class_representations_are_class_means_of_pooled_activations(demo_result):
+    from audit.model import load_model
+
+    net = load_model(str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH).module.eval()
+    data = np.load(ASSETS / "fashion_mnist_test.npz")
+    x = torch.tensor(data["x"]).float().div(255)[:, None]
+    with torch.no_grad():
+        pooled = net.features[:5](x).mean(dim=(2, 3)).double().numpy()  # features.4: conv2 + ReLU, GAP
+    expected = np.stack([pooled[data["y"] == c].mean(0) for c in range(10)])
+    assert np.allclose(demo_result.artifacts["representations"]["layer:features.4:representations"], expected,
+                       atol=1e-5)
+
+
+def test_late_layers_beat_the_pixel_control_and_the_section_is_complete(demo_result):
+    sem = demo_result.analyses["semantics"]
+    assert sem["coverage"]["n_covered"] == 10 and not sem["coverage"]["missing"]
+    late = sem["layers"][-2:]
+    assert all(layer["clean"]["two_vs_two"] > sem["pixels"]["two_vs_two"] for layer in late)
+    assert demo_result.analyses["tap"]["passes"]["prepass_forward"] == 300
+    fgsm = sem["one_vs_two"][0]
+    assert fgsm["n_scored"] > 100 and len(fgsm["source_like"]) == len(sem["layers"])
+    # the layer-wise fractions are counts over the same scored images
+    assert all(0 <= f <= 1 for f in fgsm["source_like"] + fgsm["source_like_clean"])
+    sev = sem["severity"][0]
+    assert sev["n"] == fgsm["n_scored"] == sum(sev["histogram"]["counts"])
+    worst = sev["worst"]
+    assert len(worst) == 10 and worst[0]["severity"] >= worst[-1]["severity"]
+    assert "agrees best" in sem["interpretation"]
+
+
+def test_severity_in_the_report_is_the_normalised_word_distance(demo_result):
+    arrays = demo_result.artifacts["representations"]
+    names = list(arrays["classes"])
+    v = arrays["word_vectors"]
+    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    mean = np.mean([1 - cos(v[i], v[j]) for i, j in itertools.combinations(range(10), 2)])
+    for row in demo_result.analyses["semantics"]["severity"][0]["worst"]:
+        d = 1 - cos(v[names.index(row["true"])], v[names.index(row["predicted"])])
+        assert row["word_distance"] == pytest.approx(d) and row["severity"] == pytest.approx(d / mean)
+
+
+def test_few_covered_classes_skip_the_section_with_a_reason():
+    result = run_audit(config(classes="qzxv,wqpf,zzkr,pfqz,a,b,c,d,e,f", samples=20))
+    sem = result.analyses["semantics"]
+    assert "skipped" in sem and "at least 4" in sem["skipped"] and "layers" not in sem
+    assert "representations" not in result.artifacts
+
+
+def test_layers_none_turns_the_analyses_off():
+    result = run_audit(config(layers="none", samples=20))
+    assert "semantics" not in result.analyses and "tap" not in result.analyses
+
+
+def test_unknown_layer_is_one_error_with_a_suggestion():
+    with pytest.raises(AuditError, match="features.4"):
+        run_audit(config(layers="features.44", samples=20))
+
+
+def test_semantic_targets_are_the_nearest_and_farthest_classes_in_word_space():
+    distance = np.array([[0, 0.2, 0.9, np.nan], [0.2, 0, 0.5, np.nan], [0.9, 0.5, 0, np.nan],
+                         [np.nan, np.nan, np.nan, 0]])
+    logits = torch.tensor([[3.0, 1, 2, 0], [1, 3, 0, 2], [0, 1, 3, 2], [2, 1, 0, 3]])
+    y = torch.tensor([0, 1, 2, 3])
+    near = choose_targets("semantic-near", logits, y, 0, 0, distance=distance)
+    far = choose_targets("semantic-far", logits, y, 0, 0, distance=distance)
+    assert near[:3].tolist() == [1, 0, 1] and far[:3].tolist() == [2, 2, 0]
+    assert near[3] == far[3] == 2  # no word vector: the least-likely class
+
+
+def test_semantic_far_targets_are_harder_to_reach_than_near_ones():
+    near = run_audit(config(attacks=["pgd"], steps=10, eps="0.1", targeted="semantic-near", samples=100))
+    far = run_audit(config(attacks=["pgd"], steps=10, eps="0.1", targeted="semantic-far", samples=100))
+    assert near.attacks[0]["success_rate"] > far.attacks[0]["success_rate"]
+
+
+def test_report_with_the_section_follows_the_schema(demo_result):
+    import jsonschema
+
+    from reports.schema import SCHEMA_PATH
+
+    jsonschema.validate(json.loads(demo_result.to_json()), json.loads(SCHEMA_PATH.read_text()))
