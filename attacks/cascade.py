@@ -14,6 +14,7 @@ robust accuracy only ever counts valid adversarial examples.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ class StepOutcome:
     eps_violation: float  # largest excursion beyond eps before projection (0 when valid)
     box_violation: float  # largest excursion outside [0, 1] before projection
     found: torch.Tensor | None = None  # bool: samples whose x_adv was found at this budget (not a smaller one)
+    attacked_rows: torch.Tensor | None = None  # bool: the samples attacked (and evaluated) at this budget
 
 
 def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> torch.Tensor:
@@ -107,8 +109,12 @@ def run_cascade(
     num_classes: int,
     seed: int,
     targets: torch.Tensor | None = None,
+    evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """Yield a :class:`StepOutcome` per budget, ascending.
+
+    ``evaluate(adv)`` returns the logits of the projected adversarials (default: a plain forward); an audit with
+    per-layer analyses passes its tapped forward, so the analyses see that same pass.
 
     A cumulative attack attacks at each budget only the samples no smaller budget broke; an independent one
     (``spec.cumulative`` False: one-shot attacks, not monotone in eps) attacks every clean-correct sample at
@@ -140,8 +146,11 @@ def run_cascade(
             seconds = time.perf_counter() - start
             eps_excess, box_excess = violations(x[idx], adv, eps, spec.norm)
             adv = project(x[idx], adv, eps, spec.norm)
-            with torch.no_grad():
-                adv_logits = model(adv)
+            if evaluate is None:
+                with torch.no_grad():
+                    adv_logits = model(adv)
+            else:
+                adv_logits = evaluate(adv)
             pred = adv_logits.argmax(1)
             newly_goal = pred != y[idx] if targets is None else pred == targets[idx]
             newly_broken = (pred != y[idx]) & ~broken[idx]
@@ -153,5 +162,5 @@ def run_cascade(
             broken[idx[pred != y[idx]]] = True
         yield StepOutcome(
             eps, best.clone(), logits.clone(), goal.clone(), int(idx.numel()), counter.forward, counter.backward,
-            seconds, eps_excess, box_excess, found,
+            seconds, eps_excess, box_excess, found, alive,
         )

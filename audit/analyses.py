@@ -37,17 +37,39 @@ class Analyses:
         self.passes["backward"] += result.backward_images
         return result
 
-    def tap_adversarial(self, model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
-                        clean: TapResult) -> TapResult:
-        """The tapped pass over an adversarial batch; rows the attack left unchanged reuse the clean pass."""
-        changed = (x_adv != x).flatten(1).any(1)
-        if not changed.any():
-            return clean
-        return replace_rows(clean, changed, self.tap(model, x_adv[changed], "adversarial_forward"))
+    def evaluator(self, model: torch.nn.Module):
+        """A tapped forward for the cascade to evaluate its adversarials with; it keeps the last result."""
+        def evaluate(adv: torch.Tensor) -> torch.Tensor:
+            self._last = self.tap(model, adv, "adversarial_forward")
+            return self._last.logits
+        self._last = None
+        return evaluate
+
+    def adversarial(self, previous: TapResult, outcome) -> TapResult:
+        """The tapped view of an outcome's adversarial batch: ``previous`` (the clean batch, or the previous
+        budget's view for a cumulative attack) with the rows found at this budget taken from the cascade's own
+        evaluation forward (which covered the samples attacked at this budget)."""
+        last, self._last = self._last, None
+        if last is None or not outcome.found.any():
+            return previous
+        attacked = outcome.attacked_rows
+        return replace_rows(previous, outcome.found, select_rows(last, outcome.found[attacked]))
 
     def section(self) -> dict:
         return {"layers": self.layers, "pooling": "global average over space (N, C, H, W) -> (N, C); (N, D) as is",
                 "passes": dict(self.passes)}
+
+
+def select_rows(result: TapResult, rows: torch.Tensor) -> TapResult:
+    """The rows of ``result`` selected by the boolean mask ``rows``."""
+    def pick(t):
+        return None if t is None else t[rows]
+
+    def pick_all(d: dict | None):
+        return None if d is None else {k: v[rows] for k, v in d.items()}
+
+    return TapResult(pick(result.logits), pick_all(result.pooled), pick_all(result.maps), pick_all(result.grads),
+                     pick(result.classes))
 
 
 def replace_rows(base: TapResult, rows: torch.Tensor, part: TapResult) -> TapResult:

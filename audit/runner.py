@@ -288,7 +288,9 @@ class _Pass:
             outcomes = run_cascade(
                 spec, self.model, x, y, clean_logits, [r.eps for r in plan], steps=self._steps(spec),
                 num_classes=len(self.names), seed=self.config.seed + self.seen, targets=targets,
+                evaluate=self.analyses.evaluator(self.model) if tapping and self.observers else None,
             )
+            view = clean_tap
             for run, outcome in zip(plan, outcomes, strict=False):
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
@@ -301,9 +303,10 @@ class _Pass:
                 )
                 if not self.observers:
                     continue
-                adv_tap = self.analyses.tap_adversarial(self.model, x, outcome.x_adv, clean_tap) if tapping else None
+                if tapping:  # a cumulative attack's view carries over from budget to budget
+                    view = self.analyses.adversarial(view if spec.cumulative else clean_tap, outcome)
                 for observer in self.observers:
-                    observer.on_adversarial(run, outcome.x_adv, y, outcome.logits, tap=adv_tap)
+                    observer.on_adversarial(run, outcome.x_adv, y, outcome.logits, tap=view)
         self.seen += len(y)
 
     def _steps(self, spec: AttackSpec) -> int | None:

@@ -132,3 +132,41 @@ def test_report_with_the_section_follows_the_schema(demo_result):
     from reports.schema import SCHEMA_PATH
 
     jsonschema.validate(json.loads(demo_result.to_json()), json.loads(SCHEMA_PATH.read_text()))
+
+
+class PooledCheck:
+    """Compares the tapped view of every batch with a direct forward of the images it was given."""
+
+    def __init__(self):
+        from audit.model import load_model
+
+        self.net = load_model(str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH).module.eval()
+        self.checked = 0
+
+    def _check(self, x, logits, tap):
+        with torch.no_grad():
+            expected = self.net.features[:5](x).mean(dim=(2, 3))
+            direct = self.net(x)
+        assert torch.allclose(tap.pooled["features.4"], expected, atol=1e-5)
+        assert torch.allclose(tap.logits, direct, atol=1e-4) and torch.allclose(logits, direct, atol=1e-4)
+        self.checked += len(x)
+
+    def on_clean(self, x, y, logits, tap=None):
+        self._check(x, logits, tap)
+
+    def on_adversarial(self, run, x_adv, y, logits, tap=None):
+        self._check(x_adv, logits, tap)
+
+    def finish(self, result):
+        pass
+
+
+def test_the_tapped_view_of_every_adversarial_batch_is_that_batchs_own_forward():
+    check = PooledCheck()
+    result = run_audit(config(attacks=["pgd", "fgsm"], eps="0.03,0.1", steps=5, samples=40, batch_size=16),
+                       observers=[check])
+    assert check.checked == 40 * 5  # clean + two budgets of two attacks
+    passes = result.analyses["tap"]["passes"]
+    # adversarials are seen through the cascade's own evaluation forward: no forward beyond the attacked samples
+    attacked = sum(e["n_attacked_at_this_eps"] for e in result.attacks)
+    assert passes["adversarial_forward"] == attacked and passes["clean_forward"] == 40

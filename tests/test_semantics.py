@@ -212,3 +212,18 @@ def test_package_import_is_light():
 
     code = "import sys, audit.semantics; bad = {'gensim', 'torch'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+
+
+@pytest.mark.parametrize("n", [4, 7, 12])
+def test_batched_relabellings_count_what_one_relabelling_at_a_time_counts(n):
+    from audit.semantics.leave_two_out import (
+        NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
+    )
+
+    rng = np.random.default_rng(n)
+    net = NetSide.of(similarity(rng.normal(size=(n, 16))))
+    word = WordSide.of(similarity(rng.normal(size=(n, 6))), factor=True)
+    invs = np.array([rng.permutation(n) for _ in range(50)])
+    one_by_one = [count_successes(margin_matrix(net, word, inv)) for inv in invs]
+    assert successes_relabelled(net, word, invs).tolist() == one_by_one
+    assert len(set(one_by_one)) > 1  # the relabellings really differ

@@ -146,6 +146,32 @@ def margin_matrix(net: NetSide, word: WordSide, perm: np.ndarray | None = None) 
     return out
 
 
+def successes_relabelled(net: NetSide, word: WordSide, invs: np.ndarray) -> np.ndarray:
+    """``count_successes(margin_matrix(net, word, inv))`` for every row ``inv`` of ``invs`` at once: the same
+    formula batched over relabellings, for few classes, where a loop would spend its time in Python."""
+    n = len(word.z)
+    out = np.empty(len(invs), dtype=np.int64)
+    iu = np.triu_indices(n, 1)
+    ar = np.arange(n)
+    chunk = max(1, (1 << 22) // (n * n))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, len(invs), chunk):
+            inv = invs[start:start + chunk]
+            zp = net.z[inv[:, :, None], inv[:, None, :]]
+            pp = net.p[inv[:, :, None], inv[:, None, :]]
+            dp = net.d[inv]
+            cross = zp @ word.z.T
+            diag = cross[:, ar, ar] - dp * word.d
+            t = diag[:, :, None] * word.inv + dp[:, :, None] * word.e - cross * word.inv_t + zp * word.g
+            d = t * pp
+            margins = d[:, iu[0], iu[1]] + d[:, iu[1], iu[0]]
+            out[start:start + chunk] = np.count_nonzero(margins > TIE, axis=1)
+    return out
+
+
+SMALL = 64  # up to this many classes the relabellings are batched
+
+
 def count_successes(d: np.ndarray) -> int:
     """Pairs i < j with ``D[i, j] + D[j, i] > TIE`` (NaN counts as a failure)."""
     n = len(d)

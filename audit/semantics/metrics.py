@@ -15,7 +15,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from audit.semantics.leave_two_out import NetSide, WordSide, count_successes, margin_matrix
+from audit.semantics.leave_two_out import (
+    SMALL, NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -98,6 +100,10 @@ def _two_vs_two_null(s_nets: list[np.ndarray], s_word: np.ndarray, perms: np.nda
     nets = [NetSide.of(s) for s in s_nets]
     n = len(s_word)
     pairs = n * (n - 1) / 2
+
+    if n <= SMALL:
+        invs = np.argsort(perms, axis=1)
+        return np.stack([successes_relabelled(net, word, invs) / pairs for net in nets], axis=1)
 
     def one(perm: np.ndarray) -> list[float]:
         # 2v2(A, B[perm][:, perm]) == 2v2(A[inv][:, inv], B): a relabelling of the pairs leaves the count unchanged
