@@ -109,11 +109,12 @@ def run_cascade(
     num_classes: int,
     seed: int,
     targets: torch.Tensor | None = None,
-    evaluate: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    evaluate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ):
     """Yield a :class:`StepOutcome` per budget, ascending.
 
-    ``evaluate(adv)`` returns the logits of the projected adversarials (default: a plain forward); an audit with
+    ``evaluate(adv, idx)`` returns the logits of the projected adversarials of the samples ``idx`` (default: a
+    plain forward); an audit with
     per-layer analyses passes its tapped forward, so the analyses see that same pass.
 
     A cumulative attack attacks at each budget only the samples no smaller budget broke; an independent one
@@ -150,7 +151,7 @@ def run_cascade(
                 with torch.no_grad():
                     adv_logits = model(adv)
             else:
-                adv_logits = evaluate(adv)
+                adv_logits = evaluate(adv, idx)
             pred = adv_logits.argmax(1)
             newly_goal = pred != y[idx] if targets is None else pred == targets[idx]
             newly_broken = (pred != y[idx]) & ~broken[idx]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from audit.errors import AuditError
+from audit.saliency.maps import has_spatial_map, needs_gradient, saliency_maps
 from audit.tap import TapResult, run_tap
 
 SEMANTIC_TARGETS = ("semantic-near", "semantic-far")
@@ -27,20 +28,30 @@ class Analyses:
     passes: dict = field(default_factory=lambda: {"prepass_forward": 0, "clean_forward": 0,
                                                   "adversarial_forward": 0, "backward": 0})
 
-    @property
-    def gradient_of(self):
-        return "predicted" if any(getattr(o, "needs_gradients", False) for o in self.observers) else None
+    saliency: str | None = None  # the saliency method when the saliency analysis is on
+    saliency_class: str = "predicted"  # whose logit the saliency maps explain: "predicted" or "true"
 
-    def tap(self, model: torch.nn.Module, x: torch.Tensor, kind: str) -> TapResult:
-        result = run_tap(model, x, self.layers, gradient_of=self.gradient_of if kind != "prepass_forward" else None)
+    def tap(self, model: torch.nn.Module, x: torch.Tensor, kind: str, y: torch.Tensor | None = None) -> TapResult:
+        """One tapped pass; with saliency on, each layer's map is reduced to its (N, H, W) saliency map at once
+        (layers without a spatial map have none), so no activation outlives the batch."""
+        method = self.saliency if kind != "prepass_forward" else None
+        gradient_of = None
+        if method is not None and needs_gradient(method):
+            gradient_of = y if self.saliency_class == "true" else "predicted"
+        result = run_tap(model, x, self.layers, gradient_of=gradient_of, keep_maps=method is not None)
         self.passes[kind] += result.forward_images
         self.passes["backward"] += result.backward_images
+        if method is not None:
+            grads = result.grads or {}
+            result.maps = {n: saliency_maps(method, a, grads.get(n)) for n, a in result.maps.items()
+                           if has_spatial_map(a.shape)}
+            result.grads = None
         return result
 
-    def evaluator(self, model: torch.nn.Module):
+    def evaluator(self, model: torch.nn.Module, y: torch.Tensor):
         """A tapped forward for the cascade to evaluate its adversarials with; it keeps the last result."""
-        def evaluate(adv: torch.Tensor) -> torch.Tensor:
-            self._last = self.tap(model, adv, "adversarial_forward")
+        def evaluate(adv: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            self._last = self.tap(model, adv, "adversarial_forward", y[idx])
             return self._last.logits
         self._last = None
         return evaluate
@@ -110,8 +121,16 @@ def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names:
 
         space = build_word_space(names, config.embeddings, config.class_words)
     built = list(observers)
+    saliency = None
     if layers:
         from audit.semantics.observer import SemanticObserver
 
         built.append(SemanticObserver(space, layers, permutations=config.permutations, seed=config.seed))
-    return Analyses(layers, built, space, notes)
+        if config.saliency != "none":
+            from audit.saliency.observer import SaliencyObserver
+
+            saliency = config.saliency
+            built.append(SaliencyObserver(layers, len(names), method=saliency, entropy=config.entropy,
+                                          levels=config.levels, saliency_class=config.saliency_class,
+                                          seed=config.seed))
+    return Analyses(layers, built, space, notes, saliency=saliency, saliency_class=config.saliency_class)

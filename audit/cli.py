@@ -149,6 +149,10 @@ def run(
                                           "GloVe 6B 50d subset."),
     class_words: str | None = typer.Option(None, help="File mapping class names to words (class<TAB>words, or JSON)."),
     permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
+    saliency: str = typer.Option("gradcam", help="Saliency maps per layer: gradcam, gradxact, activation, or none."),
+    saliency_class: str = typer.Option("predicted", help="The class whose logit the maps explain: predicted or true."),
+    entropy: str = typer.Option("glcm", help="Spatial entropy of the maps: glcm, histogram or 2d."),
+    levels: int | None = typer.Option(None, help="Quantisation levels L (default: from the smallest measured map)."),
     export_representations: bool = typer.Option(False, "--export-representations",
                                                 help="Write OUT/representations.npz (class representations and "
                                                 "similarity matrices per layer, word similarity)."),
@@ -160,6 +164,7 @@ def run(
         input_size=input_size, channels=channels, mean=mean, std=std, output_key=output_key, attacks=attack,
         eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
         threads=threads, layers=layers, embeddings=embeddings, class_words=class_words, permutations=permutations,
+        saliency=saliency, saliency_class=saliency_class, entropy=entropy, levels=levels,
     )
     _audit_and_report(config, out, export=export_representations)
 
@@ -173,6 +178,10 @@ def _audit_and_report(config, out: Path, label: str = "audit", export: bool = Fa
         result = run_audit(config, progress=progress)
     if export:
         _export_representations(result, out)
+    from reports.schema import write_atomic
+
+    for relative, content in result.artifacts.get("files", {}).items():
+        write_atomic(out / relative, content)
     path = _write_report(result, out)
     render_summary(result, _console(), str(path))
     return result

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from audit.errors import AuditError
 
+SALIENCY_METHODS = ("gradcam", "gradxact", "activation", "none")
 TARGETED_MODES = ("random", "least-likely", "semantic-near", "semantic-far")
 
 
@@ -36,6 +37,10 @@ class AuditConfig:
     embeddings: str | None = None  # word vectors: None (the shipped GloVe subset), "glove-6b-50d" or a file
     class_words: str | None = None  # a file mapping class names to the words that stand for them
     permutations: int = 1000  # label permutations of the semantic significance test
+    saliency: str = "gradcam"  # saliency maps per layer: gradcam, gradxact, activation, or none
+    saliency_class: str = "predicted"  # whose logit the maps explain: predicted or true
+    entropy: str = "glcm"  # spatial entropy of the maps: glcm, histogram or 2d
+    levels: int | None = None  # quantisation levels (None: from the smallest map)
 
     def check(self) -> None:
         """Validate the knobs that need nothing loaded, so bad flags fail before any work starts."""
@@ -49,6 +54,13 @@ class AuditConfig:
             raise AuditError(f"--threads must be a positive integer, got {self.threads}")
         if self.channels is not None and self.channels not in (1, 3):
             raise AuditError(f"--channels must be 1 or 3, got {self.channels}")
+        for flag, value, allowed in (("--saliency", self.saliency, SALIENCY_METHODS),
+                                     ("--saliency-class", self.saliency_class, ("predicted", "true")),
+                                     ("--entropy", self.entropy, ("glcm", "histogram", "2d"))):
+            if value not in allowed:
+                raise AuditError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
+        if self.levels is not None and not 2 <= self.levels <= 256:
+            raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
         if self.permutations < 1:
             raise AuditError(f"--permutations must be a positive integer, got {self.permutations}")
         if not self.attacks:

@@ -261,7 +261,7 @@ class _Pass:
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One batch of the clean pre-pass: a tapped forward, no attack."""
         x, y = self._inputs(x, y)
-        tap = self.analyses.tap(self.model, x, "prepass_forward")
+        tap = self.analyses.tap(self.model, x, "prepass_forward", y)
         for observer in self.observers:
             if getattr(observer, "needs_prepass", False):
                 observer.on_prepare(x, y, tap)
@@ -269,7 +269,7 @@ class _Pass:
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         x, y = self._inputs(x, y)
         tapping = bool(self.analyses.layers)
-        clean_tap = self.analyses.tap(self.model, x, "clean_forward") if tapping else None
+        clean_tap = self.analyses.tap(self.model, x, "clean_forward", y) if tapping else None
         if clean_tap is not None:
             clean_logits = clean_tap.logits
         else:
@@ -288,7 +288,7 @@ class _Pass:
             outcomes = run_cascade(
                 spec, self.model, x, y, clean_logits, [r.eps for r in plan], steps=self._steps(spec),
                 num_classes=len(self.names), seed=self.config.seed + self.seen, targets=targets,
-                evaluate=self.analyses.evaluator(self.model) if tapping and self.observers else None,
+                evaluate=self.analyses.evaluator(self.model, y) if tapping and self.observers else None,
             )
             view = clean_tap
             for run, outcome in zip(plan, outcomes, strict=False):

@@ -177,9 +177,11 @@ def run_tap(
     layers: Iterable[str],
     *,
     gradient_of: torch.Tensor | Literal["predicted"] | None = None,
+    keep_maps: bool = False,
 ) -> TapResult:
     """ONE forward of ``model`` on ``x`` with the tap on ``layers``, and ONE backward when ``gradient_of`` is set.
 
+    ``keep_maps`` without ``gradient_of`` also returns the layers' outputs (no backward).
     ``gradient_of``: None (forward only, under ``no_grad``); a (N,) tensor of class indices; or "predicted"
     (each image's argmax class). The backward differentiates the sum over the batch of each image's logit for
     its class, so image i's gradient maps are those of its own logit (images do not interact in eval mode).
@@ -189,12 +191,13 @@ def run_tap(
         raise ValueError(f"gradient_of must be None, a tensor of classes or 'predicted', not {gradient_of!r}")
     names = list(dict.fromkeys(layers))
     want_grad = gradient_of is not None
-    with count_passes(model) as counter, tap(model, names, keep_maps=want_grad) as recorder:
+    with count_passes(model) as counter, tap(model, names, keep_maps=want_grad or keep_maps) as recorder:
         if not want_grad:
             with torch.no_grad():
                 logits = model(x)
             _check_recorded(recorder)
-            return TapResult(logits.detach(), dict(recorder.pooled), forward_images=counter.forward)
+            maps = {n: recorder.maps[n].detach() for n in names} if keep_maps else None
+            return TapResult(logits.detach(), dict(recorder.pooled), maps, forward_images=counter.forward)
         with torch.enable_grad():
             logits = model(x.detach().requires_grad_(True))  # every map needs grad, even with frozen weights
             _check_recorded(recorder)

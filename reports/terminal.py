@@ -62,6 +62,7 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
     for line in minimal_lines(result.attacks):
         console.print(line)
     render_semantics(result, console)
+    render_saliency(result, console)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if report_path:
@@ -135,6 +136,31 @@ def render_semantics(result: AuditResult, console: Console) -> None:
     console.print(escape(sem["interpretation"]))
     for note in sem.get("notes", []):
         console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def render_saliency(result: AuditResult, console: Console) -> None:
+    """The saliency-entropy profile in a few lines: clean entropy by depth, its shift and AUROC per attack."""
+    sal = result.analyses.get("saliency")
+    if not sal:
+        return
+    head = f"[bold]Saliency entropy[/] {escape(sal['method'])}, {escape(sal['entropy'])}, L={sal['levels']}, bits"
+    if "skipped" in sal:
+        console.print(f"{head}: skipped ({escape(sal['skipped'])})")
+        return
+    profile = " → ".join(f"{escape(layer['name'])} {layer['clean']['mean']:.2f}" for layer in sal["layers"])
+    console.print(f"{head}; clean: {profile}")
+    console.print(f"  {escape(sal['superization']['statement'])}")
+    for det in sal["detection"]:
+        shifts = []
+        for layer in sal["layers"]:
+            a = next(a for a in layer["adversarial"] if a["attack"] == det["attack"] and a["eps"] == det["eps"])
+            shifts.append("—" if a["delta"] is None else f"{a['delta']:+.2f}")
+        line = f"  {escape(det['attack'])}@{escape(str(det['eps_text']))}: ΔH {' / '.join(shifts)}"
+        if det.get("best_layer"):
+            line += f"; best layer {escape(det['best_layer'])} AUROC {det['best_auroc']:.2f}"
+            line += f", detector {det['detector_auroc']:.2f} held out (n={det['n_test']})" \
+                if det["detector_auroc"] is not None else f", detector: {escape(det['reason'] or '')}"
+        console.print(line)
 
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:

@@ -34,7 +34,7 @@ def literal_two_vs_two(a: np.ndarray, b: np.ndarray) -> float:
     n, hits, pairs = len(a), 0, 0
     for i, j in itertools.combinations(range(n), 2):
         keep = [k for k in range(n) if k not in (i, j)]
-        r = lambda u, v: np.corrcoef(u[keep], v[keep])[0, 1]  # noqa: E731
+        r = lambda u, v, keep=keep: np.corrcoef(u[keep], v[keep])[0, 1]  # noqa: E731
         hits += r(a[i], b[i]) + r(a[j], b[j]) > r(a[i], b[j]) + r(a[j], b[i])
         pairs += 1
     return hits / pairs

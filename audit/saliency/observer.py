@@ -1,0 +1,192 @@
+"""The saliency-entropy analysis as an observer of the audit's single pass (Mușat & Andonie 2020).
+
+Per layer with a spatial map it keeps sums that merge by addition (clean entropy sum, sum of squares and count,
+per class too; the same per attack run over the successful adversarials) and, for detectability, the entropy
+profiles of the successful adversarials and of their clean versions (a few floats per image). ``finish``
+writes the report section: the clean profile and its superization index, the shift under each attack, and how
+well entropy tells clean from adversarial images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from audit.saliency.figures import example_figures
+from audit.saliency.entropy import DEFAULT_OFFSETS, choose_levels, spatial_entropy
+from audit.saliency.stats import auroc, detector_auroc, superization_index
+
+EXAMPLES = 2  # pictures per attack, the first successful adversarials in data order
+MIN_SIDE = 7  # smaller maps have too few neighbour pairs (a 7x7 map has 84) for a spatial entropy
+
+
+class Moments:
+    """Sum, sum of squares and count per layer (and per class): mean and spread that merge by addition."""
+
+    def __init__(self, layers: int, classes: int):
+        self.sum, self.sq = np.zeros((classes, layers)), np.zeros((classes, layers))
+        self.n = np.zeros(classes, dtype=np.int64)
+
+    def add(self, h: np.ndarray, labels: np.ndarray) -> None:
+        np.add.at(self.sum, labels, h)
+        np.add.at(self.sq, labels, h * h)
+        self.n += np.bincount(labels, minlength=len(self.n))
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray, int]:
+        n = int(self.n.sum())
+        mean = self.sum.sum(0) / max(n, 1)
+        var = np.maximum(self.sq.sum(0) / max(n, 1) - mean ** 2, 0.0) * (n / (n - 1) if n > 1 else 0.0)
+        return mean, np.sqrt(var), n
+
+
+class SaliencyObserver:
+    needs_prepass = False
+
+    def __init__(self, layers: list[str], num_classes: int, *, method: str = "gradcam", entropy: str = "glcm",
+                 levels: int | None = None, saliency_class: str = "predicted", seed: int = 0):
+        self.all_layers, self.num_classes = layers, num_classes
+        self.method, self.entropy, self.levels, self.saliency_class, self.seed = (
+            method, entropy, levels, saliency_class, seed)
+        self.layers: list[str] | None = None  # the layers with a spatial map, known at the first batch
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.clean: Moments | None = None
+        self.runs: dict = {}  # run key -> {"run", "moments", "clean_h": [], "adv_h": [], "examples": []}
+        self._batch: dict = {}
+        self._spatial: set[str] = set()
+
+    @property
+    def needs_gradients(self) -> bool:
+        return self.method != "activation"
+
+    def _entropies(self, maps: dict[str, torch.Tensor]) -> np.ndarray:
+        return np.stack([spatial_entropy(maps[name], method=self.entropy, levels=self.levels)
+                         for name in self.layers], axis=1)
+
+    def on_clean(self, x, y, logits, tap=None) -> None:
+        if self.layers is None:
+            self.layers = [n for n in self.all_layers if n in tap.maps and min(tap.maps[n].shape[1:]) >= MIN_SIDE]
+            self.sizes = {n: tuple(tap.maps[n].shape[1:]) for n in self.layers}
+            self._spatial = set(tap.maps)
+            if self.levels is None and self.layers:  # one L for every layer: entropies stay comparable
+                self.levels = min(choose_levels(*size) for size in self.sizes.values())
+            self.clean = Moments(len(self.layers), self.num_classes)
+        labels = y.cpu().numpy()
+        h = self._entropies(tap.maps) if self.layers else np.zeros((len(y), 0))
+        self.clean.add(h, labels)
+        self._batch = {"x": x, "h": h, "maps": tap.maps, "correct": (logits.argmax(1) == y).cpu().numpy()}
+
+    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
+        if not self.layers:
+            return
+        state = self.runs.setdefault(run.key, {"run": run, "moments": Moments(len(self.layers), self.num_classes),
+                                               "clean_h": [], "adv_h": [], "examples": []})
+        labels, pred = y.cpu().numpy(), logits.argmax(1).cpu().numpy()
+        fooled = self._batch["correct"] & (pred != labels)
+        if not fooled.any():
+            return
+        rows = torch.as_tensor(fooled, device=x_adv.device)
+        h = self._entropies({n: tap.maps[n][rows] for n in self.layers})
+        state["moments"].add(h, labels[fooled])
+        state["adv_h"].append(h)
+        state["clean_h"].append(self._batch["h"][fooled])
+        for i in np.flatnonzero(fooled)[: EXAMPLES - len(state["examples"])]:
+            state["examples"].append({
+                "clean": self._batch["x"][i].cpu(), "adversarial": x_adv[i].cpu(),
+                "true": int(labels[i]), "predicted": int(pred[i]),
+                "maps_clean": {n: self._batch["maps"][n][i].cpu() for n in self.layers},
+                "maps_adversarial": {n: tap.maps[n][i].cpu() for n in self.layers},
+            })
+
+    def finish(self, result) -> None:
+        section = {"method": self.method, "entropy": self.entropy, "levels": self.levels,
+                   "offsets": [list(o) for o in DEFAULT_OFFSETS], "log_base": 2, "saliency_class": self.saliency_class,
+                   "definition": DEFINITION}
+        skipped = [n for n in self.all_layers if n not in (self.layers or [])]
+        small = {n for n in skipped if n in self._spatial}
+        if not self.layers:
+            section["skipped"] = (f"no chosen layer has a spatial map (N, C, H, W) of at least {MIN_SIDE}x{MIN_SIDE}: "
+                                  "nothing to measure")
+            result.analyses["saliency"] = section
+            return
+        mean, sd, n = self.clean.stats()
+        layers = [{"name": name, "map_size": list(self.sizes[name]),
+                   "clean": {"mean": float(mean[i]), "sd": float(sd[i]), "n": n,
+                             "per_class": self._per_class(i, result.data["classes"])},
+                   "adversarial": []} for i, name in enumerate(self.layers)]
+        detectors = []
+        for state in self.runs.values():
+            run = state["run"]
+            adv = np.concatenate(state["adv_h"]) if state["adv_h"] else np.zeros((0, len(self.layers)))
+            clean = np.concatenate(state["clean_h"]) if state["clean_h"] else adv
+            a_mean, a_sd, a_n = state["moments"].stats()
+            for i, layer in enumerate(layers):
+                value = auroc(adv[:, i], clean[:, i]) if a_n else None
+                layer["adversarial"].append({
+                    "attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n": a_n,
+                    "mean": float(a_mean[i]) if a_n else None, "sd": float(a_sd[i]) if a_n else None,
+                    "delta": float(a_mean[i] - clean[:, i].mean()) if a_n else None, "auroc": value,
+                })
+            detectors.append(self._detector(run, clean, adv))
+        sup = superization_index(mean)
+        section.update({
+            "layers": layers,
+            "skipped_layers": [{"name": s, "reason": f"map smaller than {MIN_SIDE}x{MIN_SIDE}: too few neighbour pairs "
+                                "for a spatial entropy" if s in small else "no spatial map (a fully connected output)"}
+                               for s in skipped],
+            "superization": {"index": sup.index, "differences": list(sup.differences),
+                             "statement": superization_statement(sup.index)},
+            "detection": detectors,
+        })
+        # pictures for each attack at its largest budget (runs come in ascending budgets)
+        last = {s["run"].spec.name: key for key, s in self.runs.items() if s["examples"]}
+        files = example_figures({key: self.runs[key]["examples"] for key in last.values()}, self.layers,
+                                result.data["classes"])
+        section["figures"] = sorted(files)
+        result.analyses["saliency"] = section
+        result.artifacts.setdefault("files", {}).update(files)
+
+    def _per_class(self, i: int, names: list[str]) -> list[dict]:
+        m = self.clean
+        return [{"class": names[c], "n": int(m.n[c]), "mean": float(m.sum[c, i] / m.n[c])}
+                for c in range(self.num_classes) if m.n[c]]
+
+    def _detector(self, run, clean: np.ndarray, adv: np.ndarray) -> dict:
+        """Best single layer and a logistic detector over all layers, on successful adversarials vs their clean
+        versions (paired images, held-out split)."""
+        out = {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n": int(len(adv))}
+        if len(adv) < 2:
+            out.update(best_layer=None, best_auroc=None, detector_auroc=None,
+                       reason="fewer than two successful adversarials")
+            return out
+        values = [auroc(adv[:, i], clean[:, i]) for i in range(adv.shape[1])]
+        separation = [abs(v - 0.5) if v is not None else -1 for v in values]
+        best = int(np.argmax(separation))
+        det = detector_auroc(clean, adv, seed=self.seed)
+        out.update({
+            "best_layer": self.layers[best], "best_auroc": values[best],
+            "direction": "higher" if values[best] is not None and values[best] >= 0.5 else "lower",
+            "detector_auroc": det.auroc, "n_train": det.n_train_clean + det.n_train_adv,
+            "n_test": det.n_test_clean + det.n_test_adv, "reason": det.reason,
+        })
+        return out
+
+
+DEFINITION = (
+    "Mușat & Andonie (2020), Semiotic aggregation in deep learning: per layer with a spatial map, the saliency "
+    "map of the class explained (Grad-CAM: ReLU of the gradient-weighted channel sum; gradxact: |channel sum of "
+    "gradient x activation|; activation: mean |activation| over channels) at its native resolution, min-max "
+    "normalised, quantised to L levels (q = min(floor(s L), L-1)); glcm: entropy in bits of the symmetric "
+    "co-occurrence distribution of neighbouring levels at offsets (0,1) and (1,0); histogram: first-order "
+    "entropy; 2d: joint entropy of (level, level of the 3x3 mean). One L for all layers (from the smallest map "
+    "measured); maps smaller than 7x7 are not measured"
+)
+
+
+def superization_statement(index: float | None) -> str:
+    if index is None:
+        return "not measurable (fewer than two layers with a spatial map, or a flat profile)"
+    if index <= -0.5:
+        return f"entropy falls with depth (Spearman {index:.2f}): superization, as the paper reports"
+    if index >= 0.5:
+        return f"entropy rises with depth (Spearman {index:.2f}): no superization on this model"
+    return f"no monotone trend with depth (Spearman {index:.2f})"
