@@ -170,3 +170,44 @@ def test_the_tapped_view_of_every_adversarial_batch_is_that_batchs_own_forward()
     # adversarials are seen through the cascade's own evaluation forward: no forward beyond the attacked samples
     attacked = sum(e["n_attacked_at_this_eps"] for e in result.attacks)
     assert passes["adversarial_forward"] == attacked and passes["clean_forward"] == 40
+
+
+def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images():
+    from types import SimpleNamespace
+
+    from audit.semantics.observer import SemanticObserver
+    from audit.semantics.space import WordSpace
+
+    rng = np.random.default_rng(0)
+    k, d = 7, 12
+    vectors = rng.normal(size=(k, 5))
+    vectors[6] = np.nan  # class 6 has no word vector
+    space = WordSpace([f"c{i}" for i in range(k)], vectors, ~np.isnan(vectors).any(1), [("w",)] * k, [True] * k, {})
+    obs = SemanticObserver(space, ["layer"], permutations=10)
+    # images of classes 0..4 only: class 5 has a word vector but no images
+    labels = torch.tensor(np.repeat(np.arange(5), 4))
+    pooled = torch.tensor(rng.normal(size=(20, d)))
+    obs.on_prepare(torch.zeros(20, 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
+    obs.prepared()
+    adv_pooled = torch.tensor(rng.normal(size=(20, d)))
+    pred = torch.tensor(rng.integers(0, k, size=20))
+    clean_logits = torch.nn.functional.one_hot(labels, k).double()  # every clean image is correct
+    obs.on_clean(None, labels, clean_logits, tap=SimpleNamespace(pooled={"layer": pooled}))
+    run = SimpleNamespace(key="pgd@1", spec=SimpleNamespace(name="pgd"), eps=1.0, eps_text="1")
+    obs.on_adversarial(run, None, labels, torch.nn.functional.one_hot(pred, k).double(),
+                       tap=SimpleNamespace(pooled={"layer": adv_pooled}))
+    reps = np.stack([pooled[labels == c].numpy().mean(0) for c in range(5)])
+    r = lambda a, b: np.corrcoef(a, b)[0, 1]  # noqa: E731
+    expected = scored = 0
+    for i in range(20):
+        s, t = int(labels[i]), int(pred[i])
+        if s == t or t == 6:
+            continue
+        refs = [c for c in range(5) if c not in (s, t)]
+        prof = [r(adv_pooled[i].numpy(), reps[c]) for c in refs]
+        expected += r(prof, [r(vectors[s], vectors[c]) for c in refs]) > r(prof, [r(vectors[t], vectors[c])
+                                                                                  for c in refs])
+        scored += 1
+    state = obs.adv["pgd@1"]
+    assert state["n_flip"] == scored and any(int(p) == 5 for p in pred)
+    assert state["source_like"][0] == expected

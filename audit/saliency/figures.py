@@ -76,7 +76,7 @@ def example_png(example: dict, layers: list[str], classes: list[str], title: str
             big = upsample(example[key][name][None], size)[0].numpy()
             put(col, row, f"{name} {'clean' if row == 1 else 'adv'}", _colour(big))
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=True)
+    canvas.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -1,7 +1,7 @@
 """The semantic window: class representations against word embeddings, layer by layer.
 
 Public math (pure functions on arrays): ``similarity``, ``profile``, ``two_vs_two``, ``rsa``,
-``permutation_pvalues``, ``fdr_bh``, ``one_vs_two``, ``flip_layer``, ``severity``. Word vectors live in
+``permutation_pvalues``, ``fdr_bh``, ``one_vs_two`` (and ``source_like``, its comparison on given rows), ``flip_layer``, ``severity``. Word vectors live in
 ``audit.semantics.embeddings`` and class names become vectors in ``audit.semantics.words`` (gensim is imported
 only when vectors are loaded).
 """
@@ -16,10 +16,11 @@ from audit.semantics.metrics import (
     rsa,
     severity,
     similarity,
+    source_like,
     two_vs_two,
 )
 
 __all__ = [
     "PermutationTest", "fdr_bh", "flip_layer", "one_vs_two", "permutation_pvalues", "profile", "rsa",
-    "severity", "similarity", "two_vs_two",
+    "severity", "similarity", "source_like", "two_vs_two",
 ]

@@ -180,7 +180,16 @@ def one_vs_two(
     rows = np.arange(len(prof))
     keep[rows, s] = False
     keep[rows, t] = False
-    return _masked_r(prof, w[s], keep) > _masked_r(prof, w[t], keep)
+    return source_like(prof, w[s], w[t], keep)
+
+
+def source_like(profiles: np.ndarray, word_source: np.ndarray, word_target: np.ndarray,
+                keep: np.ndarray) -> np.ndarray:
+    """The comparison inside the 1 vs 2 test, for rows given directly: ``r(P_k, S_k) > r(P_k, T_k)`` over the
+    columns where ``keep`` is true (Pearson). ``word_source`` / ``word_target`` hold, per image, the word
+    similarity of its true / predicted class to each reference class; the predicted class needs a word vector
+    but no images of its own."""
+    return _masked_r(profiles, word_source, keep) > _masked_r(profiles, word_target, keep)
 
 
 def _masked_r(x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from audit.semantics.metrics import (
-    fdr_bh, flip_layer, one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two,
+    fdr_bh, flip_layer, permutation_pvalues, profile, rsa, severity, similarity, source_like, two_vs_two,
 )
 from audit.semantics.space import MIN_CLASSES, WordSpace
 
@@ -86,6 +86,12 @@ class SemanticObserver:
         self._position = np.full(len(self.space.names), -1)
         self._position[self.used] = np.arange(len(self.used))
         self._clean_reps = {n: self.clean[n].means(self.used) for n in self.layers} if len(self.used) else {}
+        # word similarity of every class with a vector to each used class (NaN rows for classes without one)
+        covered = np.flatnonzero(self.space.covered)
+        rows = np.full((len(self.space.names), len(self.used)), np.nan)
+        if len(covered) and len(self.used):
+            rows[covered] = similarity(self.space.vectors[covered])[:, np.searchsorted(covered, self.used)]
+        self._word_rows = rows
 
     def on_clean(self, x, y, logits, tap=None) -> None:
         self._clean_correct = (logits.argmax(1) == y).cpu().numpy()
@@ -106,16 +112,19 @@ class SemanticObserver:
         np.add.at(state["confusion"], (labels[fooled], pred[fooled]), 1)
         if self._word_sim is None:
             return
-        # the 1 vs 2 test needs both classes among the classes with vectors, and two or more reference classes
-        scored = fooled & (self._position[labels] >= 0) & (self._position[pred] >= 0)
-        if not scored.any() or len(self.used) < MIN_CLASSES:
+        # the 1 vs 2 test needs a class representation of the true class (a reference for the others) and word
+        # vectors of both classes; the reference classes are the used classes but these two
+        scored = fooled & (self._position[labels] >= 0) & self.space.covered[pred]
+        if not scored.any():
             return
-        s, t = self._position[labels[scored]], self._position[pred[scored]]
+        s, t = labels[scored], pred[scored]
+        keep = (self.used[None, :] != s[:, None]) & (self.used[None, :] != t[:, None])
+        word_s, word_t = self._word_rows[s], self._word_rows[t]
         rows = torch.as_tensor(scored)
         for i, name in enumerate(self.layers):
             for key, pooled in (("source_like", tap.pooled), ("source_like_clean", self._clean_pooled)):
                 prof = profile(pooled[name][rows].double().cpu().numpy(), self._clean_reps[name])
-                state[key][i] += int(one_vs_two(prof, self._word_sim, s, t).sum())
+                state[key][i] += int(source_like(prof, word_s, word_t, keep).sum())
         state["n_flip"] += int(scored.sum())
 
     # --- the report -------------------------------------------------------------------------------------------
