@@ -150,7 +150,8 @@ def render_saliency(result: AuditResult, console: Console) -> None:
     profile = " → ".join(f"{escape(layer['name'])} {layer['clean']['mean']:.2f}" for layer in sal["layers"])
     console.print(f"{head}; clean: {profile}")
     console.print(f"  {escape(sal['superization']['statement'])}")
-    for det in sal["detection"]:
+    largest = {det["attack"]: det for det in sal["detection"]}  # each attack at its largest budget
+    for det in largest.values():
         shifts = []
         for layer in sal["layers"]:
             a = next(a for a in layer["adversarial"] if a["attack"] == det["attack"] and a["eps"] == det["eps"])
@@ -159,7 +160,7 @@ def render_saliency(result: AuditResult, console: Console) -> None:
         if det.get("best_layer"):
             line += f"; best layer {escape(det['best_layer'])} AUROC {det['best_auroc']:.2f}"
             line += f", detector {det['detector_auroc']:.2f} held out (n={det['n_test']})" \
-                if det["detector_auroc"] is not None else f", detector: {escape(det['reason'] or '')}"
+                if det["detector_auroc"] is not None else ", detector: too few samples"
         console.print(line)
 
 

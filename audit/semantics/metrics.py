@@ -111,7 +111,11 @@ def _two_vs_two_null(s_nets: list[np.ndarray], s_word: np.ndarray, perms: np.nda
         return [count_successes(margin_matrix(net, word, inv)) / pairs for net in nets]
 
     if workers > 1 and len(perms) > 1:
-        with ThreadPoolExecutor(workers) as pool:
+        from threadpoolctl import threadpool_limits
+
+        # the threads share the permutations; BLAS threads inside each would only contend (measured: 13 s vs
+        # 7.5 s for 100 permutations of 1000 classes on 2 cores)
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             return np.array(list(pool.map(one, perms)))
     return np.array([one(p) for p in perms])
 
