@@ -27,7 +27,7 @@ def inputs(tmp_path):
 
 def config(inputs, net="Net", **kw) -> AuditConfig:
     base = dict(model=str(inputs["weights"]), arch=f"{inputs['arch']}:{net}", data=str(inputs["data"]),
-                attacks=["fgsm"], eps="0.1", samples="all", batch_size=8, device="cpu")
+                attacks=["fgsm"], eps="0.01", samples="all", batch_size=8, device="cpu")
     return AuditConfig(**{**base, **kw})
 
 
@@ -217,7 +217,7 @@ def test_the_audit_runs_the_model_in_eval_mode_and_gives_its_flags_back(inputs, 
     result = run_audit(config(inputs))
 
     net, x, y = inputs["net"].eval(), inputs["x"], inputs["y"]
-    adv = fgsm_by_hand(net, x, y, 0.1)
+    adv = fgsm_by_hand(net, x, y, 0.01)
     with torch.no_grad():
         clean = net(x).argmax(1) == y
         robust = clean & (net(adv).argmax(1) == y)
@@ -228,7 +228,7 @@ def test_the_audit_runs_the_model_in_eval_mode_and_gives_its_flags_back(inputs, 
     assert 0 < int(robust.sum()) < 16
 
     flags = {name: m.training for name, m in loaded[0].module.named_modules()}
-    assert flags == {"": True, "conv": True, "bn": True, "drop": True, "head_bn": False, "fc": True}
+    assert flags == {"": True, "conv": True, "bn": True, "drop": True, "head_drop": False, "fc": True}
 
 
 def test_a_probability_output_warns_in_the_written_report(inputs, tmp_path):
@@ -275,7 +275,7 @@ def adversarial_batches(inputs, seed):
             pass
 
     keep = Keep()
-    result = run_audit(config(inputs, attacks=["pgd"], eps="0.1,0.3", steps=3, seed=seed), observers=[keep])
+    result = run_audit(config(inputs, attacks=["pgd"], eps="0.01,0.03", steps=3, seed=seed), observers=[keep])
     return result, torch.cat(keep.x_adv)
 
 
