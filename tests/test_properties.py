@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from attacks.cascade import project, violations
 from audit.datasets_io import even_quotas, stratified_indices
 from audit.epsilon import parse_eps_list, parse_eps_value
+from audit.errors import AuditError
 from audit.metrics import ClassCounts
 
 FAST = settings(max_examples=60, deadline=None)
@@ -63,6 +65,13 @@ def test_budget_lists_are_sorted_deduplicated_and_keep_the_first_spelling(items,
 @given(st.integers(1, 10**6), st.integers(1, 10**6))
 def test_fractions_are_exact_ratios(num, den):
     assert parse_eps_value(f"{num}/{den}") == float(Fraction(num, den))
+
+
+@FAST
+@given(st.integers(1, 999), st.integers(1, 999), st.integers(1, 999))
+def test_a_budget_with_two_slashes_is_refused(a, b, c):
+    with pytest.raises(AuditError, match="--eps value"):
+        parse_eps_value(f"{a}/{b}/{c}")
 
 
 # --- stratified sampling ------------------------------------------------------------------------------------
