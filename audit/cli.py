@@ -12,10 +12,10 @@ from pathlib import Path
 
 import typer
 
-try:  # older typer releases build on the click package
-    from click.exceptions import UsageError
-except ImportError:  # newer ones vendor it
+try:  # newer typer releases vendor click (a separately installed click is then not the one typer raises)
     from typer._click.exceptions import UsageError
+except ImportError:  # older ones build on the click package
+    from click.exceptions import UsageError
 
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed

@@ -12,7 +12,7 @@ def parse_eps_value(text: str) -> float:
     raw = text.strip()
     try:
         if "/" in raw:
-            num, den = raw.split("/", 1)
+            num, den = raw.split("/")  # one slash only: "8/255/2" is not a budget
             value = float(Fraction(num.strip()) / Fraction(den.strip()))
         else:
             value = float(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import inspect
 import io
@@ -294,19 +295,34 @@ def test_torch_export_with_fixed_batch_is_explained(tmp_path, net, images):
     assert "fixed batch size" in one_line(excinfo)
 
 
-def test_crafted_pt2_is_refused_without_running_it(tmp_path, exported_file):
-    # torch.export.load falls back to a full unpickling of the sample inputs: a .pt2 can carry code
-    marker = tmp_path / "pwned"
+def craft_pt2(exported: Path, marker: Path, crafted: Path) -> Path:
+    """A copy of an exported program whose sample inputs, when unpickled, create ``marker``."""
     payload = io.BytesIO()
     torch.save((MakesMarker(marker),), payload)
-    crafted = tmp_path / "crafted.pt2"
-    with zipfile.ZipFile(exported_file[0]) as src, zipfile.ZipFile(crafted, "w") as dst:
+    with zipfile.ZipFile(exported) as src, zipfile.ZipFile(crafted, "w") as dst:
         for info in src.infolist():
             replace = info.filename.endswith("sample_inputs/model.pt")
             dst.writestr(info, payload.getvalue() if replace else src.read(info))
+    return crafted
+
+
+def test_crafted_pt2_is_refused_without_running_it(tmp_path, exported_file):
+    # torch.export.load falls back to a full unpickling of the sample inputs: a .pt2 can carry code
+    marker = tmp_path / "pwned"
+    crafted = craft_pt2(exported_file[0], marker, tmp_path / "crafted.pt2")
     with pytest.raises(AuditError, match="--trust-model"):
         load_model(crafted)
     assert not marker.exists()
+
+
+def test_crafted_pt2_runs_its_payload_once_trusted(tmp_path, exported_file):
+    # what the refusal protects from: with --trust-model, loading the same file executes the payload
+    marker = tmp_path / "pwned"
+    crafted = craft_pt2(exported_file[0], marker, tmp_path / "crafted.pt2")
+    # the payload stands where the sample inputs belong, so the load itself may fail afterwards
+    with contextlib.suppress(AuditError):
+        load_model(crafted, trust_model=True)
+    assert marker.exists()
 
 
 # --- full pickles ------------------------------------------------------------------------------------------
