@@ -265,10 +265,10 @@ def adversarial_batches(inputs, seed):
         def __init__(self):
             self.x_adv = []
 
-        def on_clean(self, x, y, logits):
+        def on_clean(self, x, y, logits, tap=None):
             pass
 
-        def on_adversarial(self, run, x_adv, y, logits):
+        def on_adversarial(self, run, x_adv, y, logits, tap=None):
             self.x_adv.append(x_adv)
 
         def finish(self, result):
