@@ -1,0 +1,150 @@
+"""Gates for pre-deployment checks: a flat namespace of report metrics, gate expressions on them, the verdict.
+
+Reads only the report dict; no torch. Metric names (values are floats, or None where the report has none):
+
+    clean.accuracy                        share of all samples classified right
+    robust_accuracy[ATTACK@EPS]           per bounded attack entry, EPS as its eps_text (pgd@8/255); None for a
+    success_rate[ATTACK@EPS]              minimal-perturbation attack (ATTACK@min), which measures norms instead
+    median_norm[ATTACK]                   minimal-perturbation attacks: median minimal norm (inf when most samples
+                                          resisted)
+    score.value, score.components.NAME    the score (computed from the report when it carries none)
+    semantics.two_vs_two[LAYER]           clean 2 vs 2 accuracy per semantic layer
+    checks.failed                         number of validity checks with status fail (when the report has checks)
+
+A gate is ``METRIC OP NUMBER`` with OP one of >=, <=, >, <, == (== within 1e-9); a gate on a metric that is None
+fails, and says why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+
+from audit.errors import AuditError
+from reports.score import score_report
+
+OPS = {
+    ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, ">": lambda v, t: v > t, "<": lambda v, t: v < t,
+    "==": lambda v, t: math.isclose(v, t, rel_tol=1e-9, abs_tol=1e-9),
+}
+GATE = re.compile(r"^\s*(?P<metric>\S.*?)\s*(?P<op>>=|<=|==|>|<)\s*(?P<number>[^<>=]*?)\s*$")
+# the metric families, for a syntax check before the report exists
+FAMILIES = re.compile(r"^(clean\.accuracy|score\.value|checks\.failed|score\.components\.\w+|"
+                      r"(robust_accuracy|success_rate|median_norm|semantics\.two_vs_two)\[.+\])$")
+SHOWN = 8  # metric names listed in an error before "…"
+
+
+@dataclass(frozen=True)
+class Gate:
+    expression: str
+    metric: str
+    op: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        return OPS[self.op](value, self.threshold)
+
+
+def family(metric: str) -> str:
+    """``robust_accuracy[pgd@0.1]`` -> ``robust_accuracy``; ``score.components.severity`` -> ``score.components``."""
+    head = metric.split("[", 1)[0]
+    return "score.components" if head.startswith("score.components.") else head
+
+
+def metrics(report: dict) -> dict[str, float | None]:
+    out: dict[str, float | None] = {"clean.accuracy": report["clean"]["accuracy"]}
+    for e in report["attacks"]:
+        key = f"{e['name']}@{e['eps_text'] or 'min'}"
+        out.setdefault(f"robust_accuracy[{key}]", e.get("robust_accuracy"))
+        out.setdefault(f"success_rate[{key}]", e.get("success_rate"))
+    for e in report["attacks"]:
+        block = e.get("minimal_perturbation")
+        if block:
+            median = block.get("median")
+            out.setdefault(f"median_norm[{e['name']}]", math.inf if median is None and block.get("n") else median)
+    score = report.get("score") or score_report(report)
+    out["score.value"] = score["value"]
+    for name, comp in score["components"].items():
+        out[f"score.components.{name}"] = comp["value"]
+    sem = report.get("analyses", {}).get("semantics") or {}
+    for layer in sem.get("layers", []):
+        out[f"semantics.two_vs_two[{layer['name']}]"] = layer["clean"]["two_vs_two"]
+    if report.get("checks") is not None:
+        out["checks.failed"] = float(sum(c["status"] == "fail" for c in report["checks"]))
+    return out
+
+
+def _known_list(metric: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(metric, known, n=SHOWN, cutoff=0.5)
+    ordered = close + [k for k in known if k not in close]
+    shown = ordered[:SHOWN]
+    rest = len(ordered) - len(shown)
+    return ", ".join(shown) + (f", … and {rest} more" if rest else "")
+
+
+def parse_gate(text: str, known: list[str] | dict | None = None) -> Gate:
+    """Parse ``METRIC OP NUMBER``. With ``known`` (metric names, or the dict of :func:`metrics`), the metric
+    must be one of them; without it, it must belong to a metric family. Malformed: :class:`AuditError`."""
+    m = GATE.match(text or "")
+    if not m:
+        raise AuditError(f"malformed gate {text!r}: expected METRIC OP NUMBER with OP one of >=, <=, >, <, == "
+                         "(e.g. \"robust_accuracy[pgd@8/255]>=0.40\")")
+    metric, op, number = m["metric"], m["op"], m["number"]
+    try:
+        threshold = float(number)
+    except ValueError:
+        threshold = math.nan
+    if not math.isfinite(threshold):
+        raise AuditError(f"malformed gate {text!r}: {number!r} is not a finite number")
+    if known is not None:
+        names = list(known)
+        if metric not in names:
+            raise AuditError(f"unknown metric {metric!r} in gate {text!r}; this report has: "
+                             f"{_known_list(metric, names)}")
+    elif not FAMILIES.match(metric):
+        raise AuditError(f"unknown metric {metric!r} in gate {text!r}; metrics are clean.accuracy, "
+                         "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], score.value, "
+                         "score.components.NAME, semantics.two_vs_two[LAYER], checks.failed")
+    return Gate(text.strip(), metric, op, threshold)
+
+
+def _null_reason(report: dict, metric: str) -> str:
+    if family(metric) in ("robust_accuracy", "success_rate") and metric.endswith("@min]"):
+        name = metric[metric.index("[") + 1:-len("@min]")]
+        return (f"{name} is a minimal-perturbation attack: it measures norms, not robust accuracy "
+                f"(gate on median_norm[{name}])")
+    if family(metric) == "score.components":
+        comp = (report.get("score") or score_report(report))["components"][metric.rsplit(".", 1)[1]]
+        return f"the component is missing: {comp['detail']}"
+    return "the report has no value for it"
+
+
+def _fmt(value: float) -> str:
+    return "∞" if math.isinf(value) else f"{value:.6g}"
+
+
+def evaluate(report: dict, gates: list[str], fail_under: float | None = None) -> dict:
+    """The ``verdict`` object: every gate with its value and outcome, and the score against ``fail_under``."""
+    values = metrics(report)
+    rows = []
+    for text in gates:
+        gate = parse_gate(text, values)
+        value = values[gate.metric]
+        if value is None:
+            passed, detail = False, f"{gate.metric} is null: {_null_reason(report, gate.metric)}"
+        else:
+            passed = gate.holds(value)
+            detail = f"{gate.metric} = {_fmt(value)} {gate.op} {gate.threshold:g}: {'passed' if passed else 'failed'}"
+        rows.append({"expression": gate.expression, "metric": gate.metric, "op": gate.op,
+                     "threshold": gate.threshold, "value": value if value is None or math.isfinite(value) else None,
+                     "passed": passed, "detail": detail})
+    score_passed = None
+    if fail_under is not None:
+        if isinstance(fail_under, bool) or not isinstance(fail_under, int | float) or not math.isfinite(fail_under):
+            raise AuditError(f"--fail-under {fail_under!r} is not a finite number")
+        score_passed = values["score.value"] is not None and values["score.value"] >= fail_under
+    return {"passed": all(r["passed"] for r in rows) and score_passed is not False,
+            "fail_under": None if fail_under is None else float(fail_under),
+            "score_passed": score_passed, "gates": rows}

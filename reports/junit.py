@@ -1,0 +1,70 @@
+"""JUnit XML of a report for CI systems: one test case per validity check and per gate.
+
+Reads only the report dict (its ``checks`` and ``verdict``); no torch. Two test suites:
+
+- ``robustness-audit.checks``: a check with status ``fail`` is a ``<failure>`` (message: its one sentence); ``warn``
+  passes, with ``WARNING: <detail>`` in ``<system-out>`` — a warned check did run and did not fail, while
+  ``<skipped>`` would tell the CI that it never ran; ``pass`` passes, its detail in ``<system-out>`` as well.
+- ``robustness-audit.gates``: one case per gate (``<failure>`` when it did not hold) and one for ``--fail-under``
+  when it was set.
+
+Built with ``xml.etree.ElementTree`` (text and attributes are escaped); characters that XML 1.0 cannot hold
+(control characters) are replaced by U+FFFD so that untrusted names never make the file unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+SUITE = "robustness-audit"
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _text(value) -> str:
+    return _NOT_XML.sub("\ufffd", str(value))
+
+
+def _case(suite: ET.Element, classname: str, name: str, failure: str | None, out: str | None,
+          body: str | None = None) -> None:
+    case = ET.SubElement(suite, "testcase", classname=_text(classname), name=_text(name), time="0")
+    if failure is not None:
+        node = ET.SubElement(case, "failure", message=_text(failure), type="failure")
+        node.text = _text(body if body is not None else failure)
+    if out:
+        ET.SubElement(case, "system-out").text = _text(out)
+
+
+def _suite(root: ET.Element, name: str, cases: list[tuple]) -> None:
+    suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(cases)),
+                          failures=str(sum(c[1] is not None for c in cases)), errors="0", skipped="0", time="0")
+    for case in cases:
+        _case(suite, name, *case)
+
+
+def junit_xml(report: dict) -> str:
+    checks = []
+    for c in report.get("checks") or []:
+        numbers = json.dumps(c.get("numbers") or {}, sort_keys=True)
+        if c["status"] == "fail":
+            checks.append((c["name"], c["detail"], None, f"{c['detail']}\nnumbers: {numbers}"))
+        else:
+            prefix = "WARNING: " if c["status"] == "warn" else ""
+            checks.append((c["name"], None, f"{prefix}{c['detail']}\nnumbers: {numbers}"))
+    verdict = report.get("verdict") or {}
+    gates = [(g["expression"], None, g.get("detail")) if g["passed"] else
+             (g["expression"], g.get("detail") or f"{g['expression']} failed", None) for g in verdict.get("gates", [])]
+    if verdict.get("fail_under") is not None:
+        score = report.get("score") or {}
+        value = score.get("value")
+        shown = "null" if value is None else f"{value:.1f}"
+        detail = f"score {shown} (grade {score.get('grade')}) against --fail-under {verdict['fail_under']:g}"
+        passed = verdict["score_passed"]
+        gates.append((f"score >= {verdict['fail_under']:g}", None if passed else detail, detail if passed else None))
+    root = ET.Element("testsuites", name=SUITE, tests=str(len(checks) + len(gates)),
+                      failures=str(sum(c[1] is not None for c in checks + gates)))
+    _suite(root, f"{SUITE}.checks", checks)
+    _suite(root, f"{SUITE}.gates", gates)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
