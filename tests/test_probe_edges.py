@@ -38,6 +38,8 @@ def run(fn, images=IMAGES, classes: int = 4):
     ([[1.0, 0.0, 0.0], [0.25, 0.25, 0.5]], "probabilities"),  # a one-hot row still sums to 1
     ([[0.8, 0.7, -0.5], [0.5, 0.5, 0.0]], "logits"),  # sums to 1, but not all in [0, 1]
     ([[0.2, 0.3, 0.1], [0.9, 0.9, 0.9]], "logits"),  # all in [0, 1] (sigmoids), rows not summing to 1
+    ([[0.2, 0.3, 0.1], [0.5, 0.2, 0.1]], "logits"),  # ... nor to within one of it
+    ([[0.0005, -20.0, -20.0], [0.0005, -20.0, -20.0]], "logits"),  # logsumexp ~ 0, but an entry above 0
     ([[0.0, -50.0, -60.0], [-0.5, -1.0, -2.0]], "logits"),  # all <= 0, but the second row is not normalised
     ([[0.0, -50.0, -60.0], [-1.0986123, -1.0986123, -1.0986123]], "log-probabilities"),  # a 0 entry: log(1)
 ])
