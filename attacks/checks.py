@@ -1,6 +1,8 @@
 """Cheap validity checks over an audit's attack entries: signs that an attack failed rather than a model held.
 
-These read only the report entries (no torch), so they run on a finished result.
+These read only the report entries (no torch), so they run on a finished result. A check is
+``{"name", "status": pass|warn|fail, "detail": one sentence, "numbers": {...}}``; the checks that need the model
+are in :mod:`attacks.validity`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ def _margin(n: int) -> float:
 
 def attack_warnings(entries: list[dict], n_samples: int) -> list[str]:
     """One-line warnings about the attacks themselves (not about the model)."""
-    warnings = []
+    return [w for found in attack_findings(entries, n_samples).values() for w in found]
+
+
+def attack_findings(entries: list[dict], n_samples: int) -> dict[str, list[str]]:
+    """The warnings by kind: ``threat_model``, ``iterative_vs_fgsm`` and ``minimal_vs_bounded``."""
+    outside, weaker = [], []
+    warnings = outside
     for e in entries:
         checks = e["checks"]
         if checks["max_eps_violation"] > EXCURSION_TOLERANCE or checks["max_box_violation"] > EXCURSION_TOLERANCE:
@@ -28,6 +36,7 @@ def attack_warnings(entries: list[dict], n_samples: int) -> list[str]:
             )
     # A one-step attack should never beat an iterative attack of the same norm and budget: when it does, the
     # iterative attack is failing (too few steps, or gradients masked by the model).
+    warnings = weaker
     by_budget = defaultdict(dict)
     for e in entries:
         if e["eps"] is not None:
@@ -45,8 +54,8 @@ def attack_warnings(entries: list[dict], n_samples: int) -> list[str]:
                     f"({100 * e['robust_accuracy']:.1f}% vs {100 * single['robust_accuracy']:.1f}%): the iterative "
                     "attack is failing (too few steps, or masked gradients); do not trust its number"
                 )
-    warnings += _minimal_weaker_than_bounded(entries, n_samples)
-    return warnings
+    return {"threat_model": outside, "iterative_vs_fgsm": weaker,
+            "minimal_vs_bounded": _minimal_weaker_than_bounded(entries, n_samples)}
 
 
 def _minimal_weaker_than_bounded(entries: list[dict], n_samples: int) -> list[str]:
@@ -68,3 +77,55 @@ def _minimal_weaker_than_bounded(entries: list[dict], n_samples: int) -> list[st
                     "overestimated (too few steps); do not trust its norms"
                 )
     return warnings
+
+
+def check(name: str, status: str, detail: str, **numbers) -> dict:
+    return {"name": name, "status": status, "detail": detail, "numbers": numbers}
+
+
+def clean_accuracy_check(accuracy: float | None, num_classes: int, n: int) -> dict:
+    """Clean accuracy near or below chance: labels, class order, normalization or input size are wrong."""
+    chance = 1.0 / num_classes
+    numbers = dict(accuracy=accuracy, chance=chance, n=n)
+    if accuracy is None or accuracy <= 2 * chance:
+        shown = "no" if accuracy is None else f"{100 * accuracy:.1f}%"
+        return check("clean_accuracy", "fail", f"clean accuracy {shown} is near or below chance "
+                     f"({100 * chance:.1f}%): check the labels and class order (--classes), the normalization "
+                     "(--mean/--std) and the input size; every robustness number is meaningless", **numbers)
+    if accuracy <= 4 * chance:
+        return check("clean_accuracy", "warn", f"clean accuracy {100 * accuracy:.1f}% is low (chance "
+                     f"{100 * chance:.1f}%): check labels, normalization and input size", **numbers)
+    return check("clean_accuracy", "pass", f"clean accuracy {100 * accuracy:.1f}% (chance {100 * chance:.1f}%)",
+                 **numbers)
+
+
+def entry_checks(entries: list[dict], n_samples: int, deterministic: bool) -> list[dict]:
+    """The checks that read the finished attack entries: curves that rise with eps, attacks weaker than FGSM
+    or than a bounded attack, adversarials outside the threat model, a stochastic model."""
+    rising = []
+    by_attack = defaultdict(list)
+    for e in entries:
+        if e["eps"] is not None and e["robust_accuracy"] is not None:
+            by_attack[(e["name"], e["norm"])].append(e)
+    for (name, _norm), group in by_attack.items():
+        group.sort(key=lambda e: e["eps"])
+        for a, b in zip(group, group[1:], strict=False):
+            if b["robust_accuracy"] > a["robust_accuracy"] + _margin(n_samples):
+                rising.append(f"{name} {a['eps_text']}→{b['eps_text']}")
+    found = attack_findings(entries, n_samples)
+    weaker = found["iterative_vs_fgsm"] + found["minimal_vs_bounded"]
+    outside = found["threat_model"]
+    return [
+        check("monotone_curve", "warn" if rising else "pass",
+              f"robust accuracy rises with eps for {', '.join(rising)}: the attack is unreliable there"
+              if rising else "robust accuracy never rises with eps", rising=", ".join(rising)),
+        check("iterative_vs_fgsm", "warn" if weaker else "pass", weaker[0] if weaker else
+              "no iterative attack is weaker than one-step FGSM, nor a minimal-perturbation attack weaker than a "
+              "bounded one, at the same budget", count=len(weaker)),
+        check("threat_model", "warn" if outside else "pass", outside[0] if outside else
+              "every adversarial batch stayed inside its eps-ball and [0, 1]", count=len(outside)),
+        check("stochastic_outputs", "pass" if deterministic else "warn",
+              "two identical forward passes agree" if deterministic else
+              "two identical forward passes disagree: the model is stochastic in eval mode, so attacks see a "
+              "moving target (use an expectation-over-transformation attack)", deterministic=deterministic),
+    ]

@@ -109,12 +109,6 @@ def _console():
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
 
 
-def _write_report(result, out: Path) -> Path:
-    from reports.schema import write_atomic
-
-    return write_atomic(out / "report.json", result.to_json() + "\n")
-
-
 @app.command("run", help="Audit MODEL (the default command: `audit MODEL ...` means `audit run MODEL ...`).")
 def run(
     model: str = typer.Argument(..., metavar="MODEL", help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
@@ -156,6 +150,15 @@ def run(
     export_representations: bool = typer.Option(False, "--export-representations",
                                                 help="Write OUT/representations.npz (class representations and "
                                                 "similarity matrices per layer, word similarity)."),
+    gate: list[str] | None = typer.Option(None, "--gate", help="Quality gate METRIC OP NUMBER, repeatable, e.g. "
+                                          "'robust_accuracy[pgd@8/255]>=0.40' or 'clean.accuracy>=0.9' (exit 1 when "
+                                          "one fails)."),
+    fail_under: float | None = typer.Option(None, help="Exit 1 when the robustness score (0-100) is below this."),
+    weights: str | None = typer.Option(None, help="Score weights, e.g. robustness=0.6,severity=0.15,"
+                                       "representation=0.15,saliency=0.1."),
+    checks: bool = typer.Option(True, "--checks/--no-checks", help="Run the model-based validity checks."),
+    junit: Path | None = typer.Option(None, help="Also write JUnit XML (one test case per gate and per check)."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Write OUT/report.html beside report.json."),
 ):
     from audit.config import AuditConfig
 
@@ -165,43 +168,26 @@ def run(
         eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
         threads=threads, layers=layers, embeddings=embeddings, class_words=class_words, permutations=permutations,
         saliency=saliency, saliency_class=saliency_class, entropy=entropy, levels=levels,
+        gates=list(gate or []), fail_under=fail_under, score_weights=weights, checks=checks,
     )
-    _audit_and_report(config, out, export=export_representations)
+    _audit_and_report(config, out, export=export_representations, html=html, junit=junit)
 
 
-def _audit_and_report(config, out: Path, label: str = "audit", export: bool = False):
+def _audit_and_report(config, out: Path, label: str = "audit", export: bool = False, html: bool = True,
+                      junit: Path | None = None):
+    from audit.outputs import verdict_failures, write_outputs
     from audit.runner import run_audit
     from reports.terminal import render_summary
 
     _check_out_dir(out)
     with _progress_context(label) as progress:
         result = run_audit(config, progress=progress)
-    if export:
-        _export_representations(result, out)
-    from reports.schema import write_atomic
-
-    for relative, content in result.artifacts.get("files", {}).items():
-        write_atomic(out / relative, content)
-    path = _write_report(result, out)
+    path = write_outputs(result, out, export=export, html=html, junit=junit)
     render_summary(result, _console(), str(path))
+    failures = verdict_failures(result.verdict)
+    if failures:
+        raise GateFailed(failures)
     return result
-
-
-def _export_representations(result, out: Path) -> None:
-    import io
-
-    import numpy as np
-
-    from reports.schema import write_atomic
-
-    arrays = result.artifacts.get("representations")
-    if arrays is None:
-        result.warnings.append("--export-representations: no semantic section, nothing exported")
-        return
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # plain arrays and unicode strings: loads with allow_pickle=False
-    write_atomic(out / "representations.npz", buffer.getvalue())
-    result.analyses["semantics"]["export"] = "representations.npz"
 
 
 def _check_out_dir(out: Path) -> None:

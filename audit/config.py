@@ -41,6 +41,10 @@ class AuditConfig:
     saliency_class: str = "predicted"  # whose logit the maps explain: predicted or true
     entropy: str = "glcm"  # spatial entropy of the maps: glcm, histogram or 2d
     levels: int | None = None  # quantisation levels (None: from the smallest map)
+    checks: bool = True  # the attack-validity checks that need the model (the report-level ones always run)
+    gates: list[str] = field(default_factory=list)  # "METRIC OP NUMBER" expressions (see reports/gates.py)
+    fail_under: float | None = None  # the verdict fails when the score is below this
+    score_weights: str | dict | None = None  # "robustness=0.7,severity=0.1" or a dict; None: the defaults
 
     def check(self) -> None:
         """Validate the knobs that need nothing loaded, so bad flags fail before any work starts."""
@@ -61,6 +65,14 @@ class AuditConfig:
                 raise AuditError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
         if self.levels is not None and not 2 <= self.levels <= 256:
             raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
+        from reports.gates import parse_gate
+        from reports.score import check_weights
+
+        for gate in self.gates:
+            parse_gate(gate)
+        self.score_weights = check_weights(parse_weights(self.score_weights))
+        if self.fail_under is not None and not 0 <= self.fail_under <= 100:
+            raise AuditError(f"--fail-under must be a score between 0 and 100, got {self.fail_under}")
         if self.permutations < 1:
             raise AuditError(f"--permutations must be a positive integer, got {self.permutations}")
         if not self.attacks:
@@ -82,3 +94,19 @@ def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
     if len(dims) != 2 or min(dims) < 1:
         raise AuditError(f"--input-size must be one positive integer or HxW (e.g. 224x160), got '{value}'")
     return dims[0], dims[1]
+
+
+def parse_weights(value: str | dict | None) -> dict | None:
+    """``"robustness=0.7,severity=0.1"`` -> {"robustness": 0.7, "severity": 0.1}; a dict or None passes."""
+    if value is None or isinstance(value, dict):
+        return value
+    weights = {}
+    for part in str(value).split(","):
+        name, eq, number = part.partition("=")
+        try:
+            weights[name.strip()] = float(number)
+        except ValueError:
+            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'") from None
+        if not eq:
+            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'")
+    return weights

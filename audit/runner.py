@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from attacks.cascade import run_cascade
-from attacks.checks import attack_warnings
+from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
+from attacks.validity import model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
 from audit import __version__
 from audit.analyses import build_analyses
@@ -31,7 +32,9 @@ from audit.metrics import AttackTally, ClassCounts
 from audit.model import load_model, parse_arch_kwargs, parse_stats, resolve_device
 from audit.probe import AuditedModel, eval_mode, expected_channels, probe
 from audit.targets import choose_targets
+from reports.gates import evaluate
 from reports.schema import AuditResult
+from reports.score import score_report
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,11 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         for batch in _chain(first, batches):
             run.batch(batch.x, batch.y)
             progress.advance(len(batch.y))
+        if config.checks:
+            progress.stage("validity checks")
+            checks = run.validity_checks()
+        else:
+            checks = []
 
     warnings = list(probed.warnings) + analyses.notes
     if data.corrupt:
@@ -220,6 +228,10 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         result.analyses["tap"] = analyses.section()
     for observer in analyses.observers:
         observer.finish(result)
+    result.checks = [clean_accuracy_check(run.clean.accuracy, len(names), run.clean.n), *checks,
+                     *entry_checks(entries, run.clean.n, probed.deterministic)]
+    result.score = score_report(result.to_dict(), config.score_weights)
+    result.verdict = evaluate(result.to_dict(), config.gates, config.fail_under)
     return result
 
 
@@ -250,6 +262,7 @@ class _Pass:
         self.clean = ClassCounts(len(names))
         self.tallies = {run: AttackTally(len(names)) for plan in plans for run in plan}
         self.seen = 0
+        self.first: dict = {}  # the first batch, kept for the validity checks: x, y, clean-correct, broken per run
 
     def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device)
@@ -278,6 +291,8 @@ class _Pass:
         clean_correct = (clean_logits.argmax(1) == y).cpu().numpy()
         labels_np = y.cpu().numpy()
         self.clean.add(labels_np, clean_correct)
+        if not self.first:
+            self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {}}
         for observer in self.observers:
             observer.on_clean(x, y, clean_logits, tap=clean_tap)
         space = self.analyses.space
@@ -294,6 +309,8 @@ class _Pass:
             for run, outcome in zip(plan, outcomes, strict=False):
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
+                if self.seen == 0:
+                    self.first["broken"][run] = ~adv_correct
                 sizes = {"Linf": delta.abs().amax(1).cpu().numpy(), "L2": delta.norm(dim=1).cpu().numpy()}
                 self.tallies[run].add(
                     labels=labels_np, clean_correct=clean_correct,
@@ -313,6 +330,23 @@ class _Pass:
         if spec.default_steps is None:  # a single-step attack: --steps does not apply
             return None
         return self.config.steps if self.config.steps is not None else spec.default_steps
+
+    def validity_checks(self) -> list[dict]:
+        """The model-based checks on the clean-correct images of the first batch (see attacks.validity)."""
+        first = self.first
+        keep = first["correct"]
+        runs = [run for plan in self.plans for run in plan]
+        linf = [r.eps for r in runs if r.spec.bounded and r.spec.norm == "Linf"]
+        eps = max(linf) if linf else None
+        survived = None
+        if eps is not None and all(r.spec.gradient for r in runs):  # a requested black-box attack is the check
+            broken = torch.zeros_like(keep)
+            for r in runs:
+                if r.eps == eps and r.spec.norm == "Linf":
+                    broken |= first["broken"][r]
+            survived = ~broken[keep]
+        return model_checks(self.model, first["x"][keep], first["y"][keep], survived, eps, self.config.seed,
+                            len(self.names))
 
     def _curve_eps(self, spec: AttackSpec) -> list[float]:
         """Where a minimal-perturbation attack's implied accuracy curve is read: the user's budgets and a grid."""

@@ -32,6 +32,9 @@ class AuditResult:
     environment: dict = field(default_factory=dict)  # python, torch, torchattacks, platform
     timing: dict = field(default_factory=dict)  # total_s, load_s, ...
     analyses: dict = field(default_factory=dict)  # sections written by observers (per-layer analyses)
+    checks: list[dict] = field(default_factory=list)  # attack-validity checks: name, status, detail, numbers
+    score: dict = field(default_factory=dict)  # value, grade, components, missing, capped, weights
+    verdict: dict = field(default_factory=dict)  # passed, fail_under, gates
     schema_version: str = SCHEMA_VERSION
     # arrays and files the analyses produce beside the report (class representations, figures); never in JSON
     artifacts: dict = field(default_factory=dict, repr=False, compare=False)

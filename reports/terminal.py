@@ -63,6 +63,7 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
         console.print(line)
     render_semantics(result, console)
     render_saliency(result, console)
+    render_verdict(result, console)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     if report_path:
@@ -162,6 +163,39 @@ def render_saliency(result: AuditResult, console: Console) -> None:
             line += f", detector {det['detector_auroc']:.2f} held out (n={det['n_test']})" \
                 if det["detector_auroc"] is not None else ", detector: too few samples"
         console.print(line)
+
+
+STATUS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+
+
+def render_verdict(result: AuditResult, console: Console) -> None:
+    """Checks (only those that did not pass, and a count), the score with its components, and the verdict."""
+    checks = result.checks or []
+    passed = sum(1 for c in checks if c["status"] == "pass")
+    if checks:
+        console.print(f"[bold]Checks[/] {passed} of {len(checks)} passed")
+    for c in checks:
+        if c["status"] != "pass":
+            console.print(f"  {STATUS[c['status']]} {escape(c['name'])}: {escape(c['detail'])}")
+    score = result.score or {}
+    if score.get("value") is not None:
+        parts = ", ".join(f"{name} {comp['value']:.2f}" for name, comp in score["components"].items()
+                          if comp.get("included"))
+        console.print(f"[bold]Score[/] {score['value']:.1f}/100, grade [bold]{score['grade']}[/] ({parts})")
+        if score.get("capped"):
+            console.print(f"  [yellow]capped:[/] {escape(score['capped']['reason'])}")
+        for name in score.get("missing", []):
+            console.print(f"  [dim]left out: {escape(name)}: {escape(score['components'][name]['detail'])}[/]")
+    verdict = result.verdict or {}
+    if verdict.get("gates") or verdict.get("fail_under") is not None:
+        word = "[green]passed[/]" if verdict["passed"] else "[bold red]FAILED[/]"
+        console.print(f"[bold]Verdict[/] {word}")
+        for gate in verdict.get("gates", []):
+            mark = "pass" if gate["passed"] else "FAIL"
+            console.print(f"  {mark} {escape(gate['detail'])}")
+        if verdict.get("fail_under") is not None:
+            mark = "pass" if verdict.get("score_passed") else "FAIL"
+            console.print(f"  {mark} score {score.get('value') or 0:.1f} >= {verdict['fail_under']:g}")
 
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:

@@ -1,0 +1,127 @@
+"""Attack-validity checks: signs that an evaluation is broken or a model's gradients are masked.
+
+Each check returns ``{"name", "status": pass|warn|fail, "detail": one sentence, "numbers": {...}}``. The checks
+that need the model run on a small subset (the first batch) with a bounded cost, counted in ``numbers``
+(``forward_passes`` / ``backward_passes``); the others read the finished report entries.
+
+A failed check means the robustness numbers cannot be trusted as they stand: the score's grade is capped.
+Gradient masking (Athalye, Carlini & Wagner 2018) and the checks below follow the advice of Carlini et al.
+2019 (*On evaluating adversarial robustness*): gradients that vanish, a black-box attack that beats the
+white-box ones, and robustness that survives an unbounded-looking budget all mean the attacks failed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attacks.cascade import count_passes, project
+from attacks.checks import check
+
+VANISHING = 1e-12  # an input gradient whose L1 norm per pixel is below this is zero for any attack
+SQUARE_QUERIES = 300
+LARGE_EPS = 0.5
+LARGE_STEPS = 20
+SUBSET = 32  # clean-correct images of the first batch the model-based checks use
+SQUARE_SUBSET = 16  # at most this many white-box survivors get the Square attack
+
+
+def _margin(n: int) -> float:
+    """How far two robust accuracies may differ before it counts: two samples, at least 2%."""
+    return max(2.0 / n if n else 0.0, 0.02)
+
+
+def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Cross-entropy gradients w.r.t. the input on clean images: NaN, zero or vanishing ones mask the attacks."""
+    with count_passes(model) as counter, torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xg), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+    size = grad.flatten(1).abs().mean(1)
+    nan = int((~torch.isfinite(grad.flatten(1))).any(1).sum())
+    vanishing = int((size < VANISHING).sum())
+    n = len(x)
+    numbers = dict(n=n, nan=nan, vanishing=vanishing, median_gradient=float(size.median()),
+                   forward_passes=counter.forward, backward_passes=counter.backward)
+    if nan:
+        return check("input_gradients", "fail", f"{nan} of {n} clean images have NaN or infinite input gradients: "
+                     "gradient attacks cannot work on this model", **numbers)
+    if vanishing > n / 2:
+        return check("input_gradients", "fail", f"{vanishing} of {n} clean images have zero or vanishing input "
+                     "gradients (saturated logits or a non-differentiable layer): gradient attacks are masked and "
+                     "robust accuracy is overestimated", **numbers)
+    if vanishing:
+        return check("input_gradients", "warn", f"{vanishing} of {n} clean images have zero or vanishing input "
+                     "gradients: gradient attacks may miss them", **numbers)
+    return check("input_gradients", "pass", f"input gradients are finite and non-zero on all {n} images",
+                 **numbers)
+
+
+def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_classes: int) -> dict:
+    """A short Square attack (score-based, no gradients) at the largest L-inf budget on the samples of the
+    subset that every gradient attack left robust: when it breaks clearly more of them than chance would, the
+    gradients are masked or the white-box attacks too weak."""
+    from attacks.registry import BuildArgs, get_spec
+
+    n = len(x)
+    numbers = dict(n_subset=n_subset, n_survivors=n, eps=eps, queries=SQUARE_QUERIES)
+    if n == 0:
+        return check("gradient_free_attack", "pass", f"the gradient attacks broke all {n_subset} samples of the "
+                     "subset: nothing left for a black-box attack to find", broken=0, **numbers)
+    torch.manual_seed(seed)
+    attack = get_spec("square").build(BuildArgs(model, eps, SQUARE_QUERIES, num_classes, seed))
+    with count_passes(model) as counter, torch.enable_grad():
+        adv = project(x, attack(x, y).detach(), eps, "Linf")
+    with torch.no_grad():
+        broken = int((model(adv).argmax(1) != y).sum())
+    numbers.update(broken=broken, forward_passes=counter.forward, backward_passes=counter.backward)
+    if broken > _margin(n_subset) * n_subset:
+        return check("gradient_free_attack", "fail", f"a {SQUARE_QUERIES}-query Square attack breaks {broken} of "
+                     f"the {n} samples every gradient attack left robust at L∞ eps {eps:.4g}: gradients are "
+                     "masked or the white-box attacks are too weak", **numbers)
+    if broken:
+        return check("gradient_free_attack", "warn", f"Square ({SQUARE_QUERIES} queries) breaks {broken} of the "
+                     f"{n} samples the gradient attacks left robust", **numbers)
+    return check("gradient_free_attack", "pass", f"Square ({SQUARE_QUERIES} queries) breaks none of the {n} "
+                 "samples the gradient attacks left robust", **numbers)
+
+
+def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
+    """A short PGD at L-inf eps 0.5 must break (nearly) everything: at that budget any image can be turned
+    into any other's half-tone, so robustness there means the attack, not the model, failed."""
+    from attacks.registry import BuildArgs, get_spec
+
+    n = len(x)
+    torch.manual_seed(seed)
+    attack = get_spec("pgd").build(BuildArgs(model, LARGE_EPS, LARGE_STEPS, num_classes, seed))
+    with count_passes(model) as counter, torch.enable_grad():
+        adv = project(x, attack(x, y).detach(), LARGE_EPS, "Linf")
+    with torch.no_grad():
+        robust = int((model(adv).argmax(1) == y).sum())
+    share = robust / n if n else 0.0
+    numbers = dict(n=n, eps=LARGE_EPS, steps=LARGE_STEPS, robust=robust, forward_passes=counter.forward,
+                   backward_passes=counter.backward)
+    if share > 0.1:
+        return check("large_budget", "fail", f"PGD-{LARGE_STEPS} at L∞ eps {LARGE_EPS} leaves {robust} of {n} "
+                     "samples robust: at that budget nothing should be; the attacks are failing", **numbers)
+    if robust:
+        return check("large_budget", "warn", f"PGD-{LARGE_STEPS} at L∞ eps {LARGE_EPS} leaves {robust} of {n} "
+                     "samples robust", **numbers)
+    return check("large_budget", "pass", f"PGD-{LARGE_STEPS} at L∞ eps {LARGE_EPS} breaks all {n} samples",
+                 **numbers)
+
+
+def model_checks(model, x, y, survived: torch.Tensor | None, eps: float | None, seed: int,
+                 num_classes: int) -> list[dict]:
+    """The checks that need the model, on the clean-correct images ``x`` of the first batch (at most SUBSET).
+
+    ``survived`` marks the images every gradient attack left robust at ``eps``, the largest L-inf budget (None
+    when a black-box attack was requested, or no L-inf budget was run: the Square check is then skipped).
+    """
+    x, y = x[:SUBSET], y[:SUBSET]
+    out = [input_gradients(model, x, y)]
+    if survived is not None and eps is not None:
+        keep = survived[:SUBSET]
+        out.append(gradient_free_attack(model, x[keep][:SQUARE_SUBSET], y[keep][:SQUARE_SUBSET], eps, len(x), seed,
+                                        num_classes))
+    out.append(large_budget(model, x, y, seed, num_classes))
+    return out
