@@ -1,0 +1,285 @@
+"""What the HTML report shows about the attacks: the summary card, robustness curves, the attack table, per-class
+robustness, the checks and the run metadata.
+
+Pure functions from the report dict (json.loads of report.json) to plain values and SVG Markup for the template.
+Every section may be absent (older reports carry no score, verdict or checks): each builder then returns None or
+an empty list, and the template says so.
+"""
+
+from __future__ import annotations
+
+from reports.html.charts import Reference, Series, hbar_chart, line_chart, pct
+
+NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
+STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL")}
+MAX_CLASS_ROWS = 40
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def signed(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def run_label(attack: str, eps_text: str | None) -> str:
+    """attack@eps for a bounded run, "attack (minimal)" for a minimal-perturbation one."""
+    return f"{attack}@{eps_text}" if eps_text else f"{attack} (minimal)"
+
+
+def bounded(attacks: list[dict]) -> list[dict]:
+    return [e for e in attacks if e.get("eps") is not None and e.get("robust_accuracy") is not None]
+
+
+def focus_entry(attacks: list[dict]) -> dict | None:
+    """The strongest attack at the largest budget: the first bounded attack's norm, its largest eps, and there the
+    lowest robust accuracy; on a tie the attack with the lower mean robust accuracy over all its budgets, then the
+    first listed."""
+    entries = bounded(attacks)
+    if not entries:
+        return None
+    norm = entries[0]["norm"]
+    same = [e for e in entries if e["norm"] == norm]
+    largest = max(e["eps"] for e in same)
+
+    def mean_curve(name: str) -> float:
+        values = [e["robust_accuracy"] for e in same if e["name"] == name]
+        return sum(values) / len(values)
+
+    return min((e for e in same if e["eps"] == largest), key=lambda e: (e["robust_accuracy"], mean_curve(e["name"])))
+
+
+def finding(report: dict) -> str:
+    """One sentence: what the strongest attack at the largest budget leaves of the clean accuracy."""
+    attacks = report.get("attacks") or []
+    clean = (report.get("clean") or {}).get("accuracy")
+    e = focus_entry(attacks)
+    if e is not None:
+        caveat = "; its budget is below the reference protocol, so robustness may be overestimated" \
+            if not e.get("standard_budget", True) else ""
+        return (f"Under {e['name']} at {NORM_SIGN.get(e['norm'], e['norm'])} eps {e.get('eps_text') or num(e['eps'])} "
+                f"(the strongest attack at the largest budget), robust accuracy is {pct(e['robust_accuracy'])} "
+                f"against {pct(clean)} clean: {e.get('n_success', '?')} of {e.get('n_attacked', '?')} correctly "
+                f"classified images were broken{caveat}.")
+    for e in attacks:
+        m = e.get("minimal_perturbation")
+        if m:
+            median = num(m.get("median")) if m.get("median") is not None else "not reached (most samples resisted)"
+            return (f"{e['name']} measured minimal {NORM_SIGN.get(e['norm'], e['norm'])} perturbations: the median "
+                    f"is {median} over {m.get('n')} correctly classified images, {m.get('n_failed')} not broken "
+                    f"(clean accuracy {pct(clean)}).")
+    return f"No attack results in this report (clean accuracy {pct(clean)})."
+
+
+def score_view(score: dict | None) -> dict | None:
+    """The score with every field present (None where the report lacks it) and its components as rows."""
+    if not score:
+        return None
+    capped = score.get("capped") or None
+    components = [{"name": name, "value": c.get("value"), "weight": c.get("weight"), "included": c.get("included"),
+                   "formula": c.get("formula", ""), "detail": c.get("detail", "")}
+                  for name, c in (score.get("components") or {}).items()]
+    return {"value": score.get("value"), "grade": score.get("grade", "?"), "components": components,
+            "missing": list(score.get("missing") or []),
+            "capped": {"grade": capped.get("grade", "?"), "by": ", ".join(capped.get("by") or []),
+                       "reason": capped.get("reason", "")} if capped else None}
+
+
+def verdict_view(verdict: dict | None) -> dict | None:
+    if not verdict:
+        return None
+    gates = [{"expression": g.get("expression", "?"), "value": g.get("value"), "passed": bool(g.get("passed"))}
+             for g in verdict.get("gates") or []]
+    return {"passed": bool(verdict.get("passed")), "fail_under": verdict.get("fail_under"),
+            "score_passed": verdict.get("score_passed"), "gates": gates}
+
+
+def summary(report: dict) -> dict:
+    model, data = report.get("model") or {}, report.get("data") or {}
+    sem = (report.get("analyses") or {}).get("semantics") or {}
+    shape = "×".join(str(s) for s in model.get("input_shape") or [])
+    return {
+        "score": score_view(report.get("score")),
+        "verdict": verdict_view(report.get("verdict")),
+        "model_name": model.get("label") or model.get("path") or "—",
+        "model_detail": ", ".join(x for x in (model.get("format"), model.get("arch"), f"{model.get('num_classes')} "
+                                              "classes", f"input {shape}" if shape else None) if x),
+        "sha256": model.get("sha256") or "",
+        "data_source": data.get("source") or "—",
+        "data_detail": f"{data.get('format', '?')}, {data.get('n_samples', '?')} of {data.get('n_available', '?')} "
+                       f"samples, {len(data.get('classes') or [])} classes",
+        "clean": report.get("clean") or {},
+        "finding": finding(report),
+        "interpretation": sem.get("interpretation") if "skipped" not in sem else None,
+        "created": report.get("created"),
+    }
+
+
+def _eps_ticks(entries: list[dict], extra: list[float]) -> list[tuple[float, str]]:
+    ticks: dict[float, str] = {0.0: "0"}
+    for e in entries:
+        ticks.setdefault(e["eps"], e.get("eps_text") or f"{e['eps']:g}")
+    for v in extra:
+        ticks.setdefault(v, f"{v:g}")
+    return sorted(ticks.items())
+
+
+def robustness_charts(report: dict) -> list[dict]:
+    """One line chart per norm: robust accuracy vs eps per attack (eps 0 is the clean accuracy), and each
+    minimal-perturbation attack's implied curve (dashed) with its median norm."""
+    attacks, clean = report.get("attacks") or [], (report.get("clean") or {}).get("accuracy")
+    out = []
+    for norm in dict.fromkeys(e["norm"] for e in attacks if e.get("norm")):
+        entries = [e for e in bounded(attacks) if e["norm"] == norm]
+        minimal = [e for e in attacks if e["norm"] == norm and e.get("minimal_perturbation")]
+        series, refs, extra = [], [], []
+        for name in dict.fromkeys(e["name"] for e in entries):
+            points = sorted((e["eps"], e["robust_accuracy"]) for e in entries if e["name"] == name)
+            series.append(Series(name, ([(0.0, clean)] if clean is not None else []) + points))
+        for e in minimal:
+            m = e["minimal_perturbation"]
+            curve = [(p["eps"], p["robust_accuracy"]) for p in m.get("curve") or []]
+            extra += [x for x, _ in curve]
+            median = m.get("median")
+            label = f"{e['name']} (implied by minimal norms; median {num(median)})" if median is not None else \
+                f"{e['name']} (implied by minimal norms; median not reached)"
+            series.append(Series(label, ([(0.0, clean)] if clean is not None else []) + sorted(curve),
+                                 dash="dashed"))
+            if median is not None:
+                refs.append(Reference(median, f"{e['name']} median {num(median)}", axis="x"))
+        if not series:
+            continue
+        sign = NORM_SIGN.get(norm, norm)
+        out.append({"norm": sign, "svg": line_chart(
+            series, title=f"Robust accuracy vs {sign} budget", x_label=f"eps ({sign})", y_label="robust accuracy",
+            x_ticks=_eps_ticks(entries, extra), references=refs)})
+    return out
+
+
+def minimal_text(m: dict) -> str:
+    """Median and quartiles of the minimal norms; a quantile that falls on unbroken samples is infinite (∞)."""
+    def q(key: str) -> str:
+        return num(m.get(key)) if m.get(key) is not None else "∞"
+    return (f"median {q('median')}, quartiles {q('q25')} – {q('q75')}, mean of the found {num(m.get('mean_of_found'))}; "
+            f"{m.get('n_failed')} of {m.get('n')} correctly classified images not broken (∞)")
+
+
+def attack_rows(report: dict) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The attack table's rows and its footnotes (what each perturbation statistic covers)."""
+    notes: dict[str, str] = {}
+    rows = []
+    for e in report.get("attacks") or []:
+        p = e.get("perturbation") or {}
+        covers = p.get("covers")
+        mark = notes.setdefault(covers, chr(ord("a") + len(notes))) if covers else ""
+        steps = e.get("steps")
+        m = e.get("minimal_perturbation")
+        checks = e.get("checks") or {}
+        rows.append({
+            "name": e.get("name", "?"), "title": e.get("title") or "", "norm": NORM_SIGN.get(e.get("norm"), "?"),
+            "budget": e.get("eps_text") or (num(e["eps"]) if e.get("eps") is not None else ""),
+            "mode": e.get("budget_mode", "?"),
+            "steps": f"{steps} {e.get('steps_unit') or 'steps'}" if steps else "1 step",
+            "standard": e.get("standard_budget", True), "budget_note": e.get("budget_note") or "",
+            "targeted": e.get("targeted"),
+            "robust": pct(e.get("robust_accuracy") if e.get("failure_rate") is None else e["failure_rate"]),
+            "robust_note": "" if e.get("failure_rate") is None else "failure rate (not broken)",
+            "success": pct(e.get("success_rate")),
+            "broken": f"{e.get('n_success', '?')}/{e.get('n_attacked', '?')}",
+            "minimal": minimal_text(m) if m else "",
+            "pert_n": p.get("n"), "linf": f"{num(p.get('linf_mean'))} / {num(p.get('linf_max'))}",
+            "l2": f"{num(p.get('l2_mean'))} / {num(p.get('l2_max'))}", "covers": mark,
+            "passes": f"{e.get('forward_passes', '?')}/{e.get('backward_passes', '?')}",
+            "time": f"{e['wall_time_s']:.1f} s" if e.get("wall_time_s") is not None else "—",
+            "violation": f"{num(checks.get('max_eps_violation'), 2)} / {num(checks.get('max_box_violation'), 2)}",
+        })
+    return rows, [(mark, text) for text, mark in notes.items()]
+
+
+def per_class(report: dict) -> dict:
+    """Clean vs robust accuracy per class at the strongest attack's largest budget (classes with images only)."""
+    clean = (report.get("clean") or {}).get("per_class") or []
+    e = focus_entry(report.get("attacks") or [])
+    robust = (e or {}).get("per_class_robust_accuracy") or []
+    by_name = {r["class"]: r for r in robust}
+    rows = []
+    for i, c in enumerate(clean):
+        if not c.get("n"):
+            continue
+        r = robust[i] if i < len(robust) and robust[i].get("class") == c["class"] else by_name.get(c["class"])
+        ra = r["accuracy"] if r else None
+        rows.append({"class": c["class"], "n": c["n"], "clean": c.get("accuracy"), "robust": ra})
+    note = ""
+    if len(rows) > MAX_CLASS_ROWS:
+        note = (f"showing the {MAX_CLASS_ROWS} classes with the largest drop of {len(rows)} classes with images "
+                "(every class is in report.json)")
+        rows = sorted(rows, key=lambda r: -((r["clean"] or 0) - (r["robust"] or 0)))[:MAX_CLASS_ROWS]
+    if not rows:
+        return {"svg": None, "note": "no per-class accuracy in this report", "run": None}
+    groups = [("clean", [r["clean"] for r in rows])]
+    run = run_label(e["name"], e.get("eps_text")) if e else None
+    if e:
+        groups.append((f"robust under {run}", [r["robust"] for r in rows]))
+    svg = hbar_chart([r["class"] for r in rows], groups, title="Clean vs robust accuracy per class",
+                     x_label="accuracy")
+    return {"svg": svg, "note": note or ("" if e else "no bounded attack: clean accuracy only"), "run": run}
+
+
+def checks(report: dict) -> list[dict] | None:
+    items = report.get("checks")
+    if items is None:
+        return None
+    rows = []
+    for c in items:
+        icon, word = STATUS.get(c.get("status"), ("?", str(c.get("status", "unknown")).upper()))
+        numbers = "; ".join(f"{k} = {num(v, 4) if isinstance(v, (int, float)) and not isinstance(v, bool) else v}"
+                            for k, v in (c.get("numbers") or {}).items())
+        rows.append({"name": c.get("name", "?"), "status": c.get("status", "unknown"), "icon": icon, "word": word,
+                     "detail": c.get("detail", ""), "numbers": numbers})
+    return rows
+
+
+def _flat(value: object) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_flat(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_flat(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "—" if value is None else str(value)
+
+
+def metadata(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Key-value groups: tool and run, model, data, settings, environment, timings, passes."""
+    model, data = report.get("model") or {}, report.get("data") or {}
+    attacks = report.get("attacks") or []
+    tool = report.get("tool") or {}
+    run = [("tool", f"{tool.get('name', '?')} {tool.get('version', '?')}"), ("created", _flat(report.get("created"))),
+           ("schema version", _flat(report.get("schema_version"))), ("seed", _flat(report.get("seed"))),
+           ("device", _flat(report.get("device")))]
+    passes = [("attacks (forward / backward)", f"{sum(e.get('forward_passes', 0) for e in attacks)} / "
+                                               f"{sum(e.get('backward_passes', 0) for e in attacks)}")]
+    tap = (report.get("analyses") or {}).get("tap") or {}
+    passes += [(f"layer tap: {k}", _flat(v)) for k, v in (tap.get("passes") or {}).items()]
+    for c in report.get("checks") or []:
+        for k, v in (c.get("numbers") or {}).items():
+            if "pass" in k or "queries" in k:
+                passes.append((f"check {c.get('name', '?')}: {k}", _flat(v)))
+    groups = [
+        ("Run", run),
+        ("Model", [(k, _flat(v)) for k, v in model.items()]),
+        ("Data", [(k, _flat(v)) for k, v in data.items() if k not in ("classes", "class_counts")]
+         + [("classes", f"{len(data.get('classes') or [])} (names in the per-class panel and report.json)")]),
+        ("Settings", [(k, _flat(v)) for k, v in (report.get("settings") or {}).items()]),
+        ("Environment", [(k, _flat(v)) for k, v in (report.get("environment") or {}).items()]),
+        ("Timings", [(k, _flat(v)) for k, v in (report.get("timing") or {}).items()]
+         + [(f"attack {e.get('name')} {e.get('eps_text') or 'minimal'}", f"{e.get('wall_time_s', 0):.2f} s")
+            for e in attacks]),
+        ("Passes", passes),
+    ]
+    if tap.get("layers"):
+        groups.append(("Layer tap", [("layers", _flat(tap["layers"])), ("pooling", _flat(tap.get("pooling")))]))
+    return groups

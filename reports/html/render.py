@@ -1,0 +1,105 @@
+"""Render a report dict (json.loads of report.json) into one self-contained HTML page.
+
+Jinja2 with ``autoescape=True`` outright; templates and the stylesheet are package data beside this module. The
+page loads nothing: inline CSS (allowed by its sha256 in the Content-Security-Policy), inline SVG charts made in
+``charts.py``, pictures as base64 ``data:image/png`` URIs, no JavaScript. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from reports.html import analysis_panels, panels
+from reports.html.charts import pct
+
+TEMPLATES = Path(__file__).with_name("templates")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURE_BYTES = 5 * 1024 * 1024
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=pct, num=panels.num, signed=panels.signed)
+    return env
+
+
+@lru_cache(maxsize=1)
+def stylesheet() -> tuple[Markup, str]:
+    """The page's CSS and the Content-Security-Policy that allows exactly it and data: pictures, nothing else."""
+    css = (TEMPLATES / "style.css").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
+    policy = (f"default-src 'none'; img-src data:; style-src 'sha256-{digest}'; script-src 'none'; "
+              "base-uri 'none'; form-action 'none'")
+    return Markup(css), policy
+
+
+def read_figures(paths: list[str], base_dir: Path | None) -> list[dict]:
+    """The example pictures as data URIs. A picture that cannot be embedded is named with the reason instead."""
+    out = []
+    root = base_dir.resolve() if base_dir is not None else None
+    for rel in paths:
+        src, problem = None, None
+        if root is None:
+            problem = "not embedded: the report's folder is unknown"
+        else:
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root):
+                problem = "not embedded: outside the report's folder"
+            elif not target.is_file():
+                problem = "missing: the file is not beside report.json"
+            elif target.stat().st_size > MAX_FIGURE_BYTES:
+                problem = "not embedded: larger than 5 MB"
+            else:
+                data = target.read_bytes()
+                if data.startswith(PNG_MAGIC):
+                    src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+                else:
+                    problem = "not embedded: not a PNG file"
+        out.append({"path": rel, "src": src, "problem": problem})
+    return out
+
+
+def report_context(report: dict, base_dir: Path | None = None) -> dict:
+    """Everything the report template shows, built from the report dict alone."""
+    sal = (report.get("analyses") or {}).get("saliency") or {}
+    figures = read_figures(list(sal.get("figures") or []), Path(base_dir) if base_dir is not None else None)
+    rows, notes = panels.attack_rows(report)
+    return {
+        "summary": panels.summary(report),
+        "robustness": panels.robustness_charts(report),
+        "attack_rows": rows, "attack_notes": notes,
+        "per_class": panels.per_class(report),
+        "semantics": analysis_panels.semantics(report),
+        "saliency": analysis_panels.saliency(report, figures),
+        "checks": panels.checks(report),
+        "metadata": panels.metadata(report),
+        "warnings": list(report.get("warnings") or []),
+    }
+
+
+def render_html(report: dict, base_dir: Path | None = None) -> str:
+    """The review page of one report. ``base_dir``: the folder of report.json (where its figures live)."""
+    css, policy = stylesheet()
+    ctx = report_context(report, base_dir)
+    title = f"Robustness audit: {ctx['summary']['model_name']}"
+    return environment().get_template("report.html.j2").render(css=css, csp=policy, title=title, **ctx)
+
+
+def render_compare_html(base: dict, new: dict, comparison: dict) -> str:
+    """Two reports side by side with the metric deltas of ``comparison``:
+    {"rows": [{"metric", "base", "new", "delta", "regressed"}], "tolerance": float, "regressed": bool}."""
+    css, policy = stylesheet()
+    sides = [{"role": role, "summary": panels.summary(r), "robustness": panels.robustness_charts(r),
+              "checks": panels.checks(r)} for role, r in (("base", base), ("new", new))]
+    return environment().get_template("compare.html.j2").render(
+        css=css, csp=policy, title="Robustness audit: comparison", sides=sides,
+        rows=comparison.get("rows") or [], tolerance=comparison.get("tolerance"),
+        regressed=bool(comparison.get("regressed")))
