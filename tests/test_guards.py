@@ -232,12 +232,12 @@ def test_the_audit_runs_the_model_in_eval_mode_and_gives_its_flags_back(inputs, 
 
 
 def test_a_probability_output_warns_in_the_written_report(inputs, tmp_path):
-    from audit.cli import _write_report
+    from audit.outputs import write_outputs
 
     result = run_audit(config(inputs, net="Probabilities"))
     assert result.model["output_kind"] == "probabilities"
     assert PROBABILITIES_WARNING in result.warnings
-    report = json.loads(_write_report(result, tmp_path / "out").read_text())
+    report = json.loads(write_outputs(result, tmp_path / "out", html=False).read_text())
     assert PROBABILITIES_WARNING in report["warnings"]
 
 
