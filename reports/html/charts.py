@@ -124,7 +124,7 @@ def _legend(entries: list[tuple[str, str, str, str]], width: float, y0: float) -
 
 
 def _open(width: float, height: float, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width:.0f} {height:.0f}" '
+    return (f'<svg class="chart" viewBox="0 0 {width:.0f} {height:.0f}" '
             f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{t(title)}" '
             f'font-family="system-ui, sans-serif" font-size="{FONT}"><title>{t(title)}</title>')
 
