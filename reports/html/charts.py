@@ -71,6 +71,7 @@ class Series:
     points: Sequence[tuple[float, float | None]]  # (x, y); y None leaves a gap
     dash: str = "solid"  # solid, dashed, dotted, dashdot
     marker: str | None = None  # None: the series' own shape by position
+    colour: str | None = None  # None: the series' own colour by position
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def _legend(entries: list[tuple[str, str, str, str]], width: float, y0: float) -
 
 
 def _open(width: float, height: float, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width:.0f} {height:.0f}" '
+    return (f'<svg class="chart" viewBox="0 0 {width:.0f} {height:.0f}" '
             f'width="{width:.0f}" height="{height:.0f}" role="img" aria-label="{t(title)}" '
             f'font-family="system-ui, sans-serif" font-size="{FONT}"><title>{t(title)}</title>')
 
@@ -166,7 +167,8 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
         y = min(max(y, y_lo), y_hi)
         return top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
 
-    styles = [(PALETTE[i % len(PALETTE)], s.marker or MARKERS[i % len(MARKERS)]) for i, s in enumerate(series)]
+    styles = [(s.colour or PALETTE[i % len(PALETTE)], s.marker or MARKERS[i % len(MARKERS)])
+              for i, s in enumerate(series)]
     legend, legend_h = _legend([(s.label, c, m, s.dash) for s, (c, m) in zip(series, styles, strict=True)],
                                width, top + plot_h + bottom)
     total_h = top + plot_h + bottom + legend_h

@@ -8,7 +8,7 @@ an empty list, and the template says so.
 
 from __future__ import annotations
 
-from reports.html.charts import Reference, Series, hbar_chart, line_chart, pct
+from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
 STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL")}
@@ -125,35 +125,75 @@ def _eps_ticks(entries: list[dict], extra: list[float]) -> list[tuple[float, str
     return sorted(ticks.items())
 
 
-def robustness_charts(report: dict) -> list[dict]:
-    """One line chart per norm: robust accuracy vs eps per attack (eps 0 is the clean accuracy), and each
-    minimal-perturbation attack's implied curve (dashed) with its median norm."""
+def curves(report: dict, norm: str) -> list[dict]:
+    """The robust-accuracy curves of one norm, eps 0 being the clean accuracy: one per bounded attack, and the
+    implied curve of each minimal-perturbation attack (the share of samples whose minimal norm exceeds eps)."""
     attacks, clean = report.get("attacks") or [], (report.get("clean") or {}).get("accuracy")
+    start = [(0.0, clean)] if clean is not None else []
+    entries = [e for e in bounded(attacks) if e["norm"] == norm]
+    out = [{"name": name, "minimal": False, "median": None, "entries": [e for e in entries if e["name"] == name],
+            "points": start + sorted((e["eps"], e["robust_accuracy"]) for e in entries if e["name"] == name)}
+           for name in dict.fromkeys(e["name"] for e in entries)]
+    for e in attacks:
+        m = e.get("minimal_perturbation")
+        if e.get("norm") == norm and m:
+            curve = sorted((p["eps"], p["robust_accuracy"]) for p in m.get("curve") or [])
+            out.append({"name": e["name"], "minimal": True, "median": m.get("median"), "entries": [],
+                        "points": start + curve})
+    return out
+
+
+def _norms(*reports: dict) -> list[str]:
+    return list(dict.fromkeys(e["norm"] for r in reports for e in r.get("attacks") or [] if e.get("norm")))
+
+
+def _ticks(groups: list[dict]) -> list[tuple[float, str]]:
+    return _eps_ticks([e for c in groups for e in c["entries"]],
+                      [x for c in groups if c["minimal"] for x, _ in c["points"]])
+
+
+def _curve_label(c: dict) -> str:
+    if not c["minimal"]:
+        return c["name"]
+    median = f"median {num(c['median'])}" if c["median"] is not None else "median not reached"
+    return f"{c['name']} (implied by minimal norms; {median})"
+
+
+def _chart(series: list[Series], groups: list[dict], norm: str, refs: list[Reference]) -> dict:
+    sign = NORM_SIGN.get(norm, norm)
+    return {"norm": sign, "svg": line_chart(series, title=f"Robust accuracy vs {sign} budget", x_label=f"eps ({sign})",
+                                            y_label="robust accuracy", x_ticks=_ticks(groups), references=refs)}
+
+
+def robustness_charts(report: dict) -> list[dict]:
+    """One line chart per norm: a line per attack, dashed for minimal-perturbation attacks with their median."""
     out = []
-    for norm in dict.fromkeys(e["norm"] for e in attacks if e.get("norm")):
-        entries = [e for e in bounded(attacks) if e["norm"] == norm]
-        minimal = [e for e in attacks if e["norm"] == norm and e.get("minimal_perturbation")]
-        series, refs, extra = [], [], []
-        for name in dict.fromkeys(e["name"] for e in entries):
-            points = sorted((e["eps"], e["robust_accuracy"]) for e in entries if e["name"] == name)
-            series.append(Series(name, ([(0.0, clean)] if clean is not None else []) + points))
-        for e in minimal:
-            m = e["minimal_perturbation"]
-            curve = [(p["eps"], p["robust_accuracy"]) for p in m.get("curve") or []]
-            extra += [x for x, _ in curve]
-            median = m.get("median")
-            label = f"{e['name']} (implied by minimal norms; median {num(median)})" if median is not None else \
-                f"{e['name']} (implied by minimal norms; median not reached)"
-            series.append(Series(label, ([(0.0, clean)] if clean is not None else []) + sorted(curve),
-                                 dash="dashed"))
-            if median is not None:
-                refs.append(Reference(median, f"{e['name']} median {num(median)}", axis="x"))
-        if not series:
-            continue
-        sign = NORM_SIGN.get(norm, norm)
-        out.append({"norm": sign, "svg": line_chart(
-            series, title=f"Robust accuracy vs {sign} budget", x_label=f"eps ({sign})", y_label="robust accuracy",
-            x_ticks=_eps_ticks(entries, extra), references=refs)})
+    for norm in _norms(report):
+        groups = curves(report, norm)
+        series = [Series(_curve_label(c), c["points"], dash="dashed" if c["minimal"] else "solid") for c in groups]
+        refs = [Reference(c["median"], f"{c['name']} median {num(c['median'])}", axis="x")
+                for c in groups if c["median"] is not None]
+        if series:
+            out.append(_chart(series, groups, norm, refs))
+    return out
+
+
+def compare_charts(base: dict, new: dict) -> list[dict]:
+    """Both reports' curves in one chart per norm: each attack keeps its colour and marker, solid for the new
+    report and dashed for the base (dash-dot and dotted for minimal-perturbation attacks)."""
+    out = []
+    for norm in _norms(base, new):
+        old_groups, new_groups = curves(base, norm), curves(new, norm)
+        keys = list(dict.fromkeys((c["name"], c["minimal"]) for c in new_groups + old_groups))
+        series = []
+        for role, groups, dashes in (("new", new_groups, ("solid", "dashdot")), ("base", old_groups,
+                                                                                ("dashed", "dotted"))):
+            for c in groups:
+                k = keys.index((c["name"], c["minimal"]))
+                series.append(Series(f"{role}: {_curve_label(c)}", c["points"], dash=dashes[c["minimal"]],
+                                     marker=MARKERS[k % len(MARKERS)], colour=PALETTE[k % len(PALETTE)]))
+        if series:
+            out.append(_chart(series, old_groups + new_groups, norm, []))
     return out
 
 
@@ -177,7 +217,8 @@ def attack_rows(report: dict) -> tuple[list[dict], list[tuple[str, str]]]:
         m = e.get("minimal_perturbation")
         checks = e.get("checks") or {}
         rows.append({
-            "name": e.get("name", "?"), "title": e.get("title") or "", "norm": NORM_SIGN.get(e.get("norm"), "?"),
+            "name": e.get("name", "?"), "norm": NORM_SIGN.get(e.get("norm"), "?"),
+            "title": "" if rows and rows[-1]["name"] == e.get("name", "?") else e.get("title") or "",  # once per run
             "budget": e.get("eps_text") or (num(e["eps"]) if e.get("eps") is not None else ""),
             "mode": e.get("budget_mode", "?"),
             "steps": f"{steps} {e.get('steps_unit') or 'steps'}" if steps else "1 step",

@@ -27,7 +27,8 @@ MAX_FIGURE_BYTES = 5 * 1024 * 1024
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, num=panels.num, signed=panels.signed)
+    env.filters.update(pct=pct, num=panels.num, signed=panels.signed,
+                       delta=lambda v: "—" if v is None else f"{v:+.4g}")
     return env
 
 
@@ -97,9 +98,10 @@ def render_compare_html(base: dict, new: dict, comparison: dict) -> str:
     """Two reports side by side with the metric deltas of ``comparison``:
     {"rows": [{"metric", "base", "new", "delta", "regressed"}], "tolerance": float, "regressed": bool}."""
     css, policy = stylesheet()
-    sides = [{"role": role, "summary": panels.summary(r), "robustness": panels.robustness_charts(r),
-              "checks": panels.checks(r)} for role, r in (("base", base), ("new", new))]
+    sides = [{"role": role, "summary": panels.summary(r), "checks": panels.checks(r)}
+             for role, r in (("base", base), ("new", new))]
     return environment().get_template("compare.html.j2").render(
         css=css, csp=policy, title="Robustness audit: comparison", sides=sides,
+        charts=panels.compare_charts(base, new),
         rows=comparison.get("rows") or [], tolerance=comparison.get("tolerance"),
         regressed=bool(comparison.get("regressed")))

@@ -1,0 +1,75 @@
+"""The review page in a real browser: headless Chromium (Debian package `chromium`, binary /usr/bin/chromium)
+loads the demo report's page with no console message at all (a CSP violation or a script error would log one),
+its charts, tables and pictures are in the DOM, and a screenshot shows a page with content.
+
+Skipped only when no Chromium binary is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from html_support import DEMO_DIR, load, parse
+
+from reports.html import render_html
+
+BINARY = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+CONSOLE = re.compile(r":CONSOLE[:(]")  # how Chromium's log prints a page's console message
+
+pytestmark = pytest.mark.skipif(BINARY is None, reason="no chromium binary (Debian: apt-get install chromium)")
+
+
+def chromium(tmp_path, page, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "profile"
+    return subprocess.run([BINARY, *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                          capture_output=True, text=True, timeout=90, check=False)
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if CONSOLE.search(line)]
+
+
+def test_chromium_reports_a_page_that_breaks_its_policy(tmp_path):
+    """The control: a page that loads an image from the network and runs a script gets console messages, so an
+    empty console below means a clean page, not a deaf log."""
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"default-src "
+                    "'none'\"></head><body><img src=\"http://127.0.0.1:9/x.png\"><script>f()</script></body></html>")
+    proc = chromium(tmp_path, page, "--dump-dom")
+    assert "<img" in proc.stdout
+    lines = console_lines(proc.stderr)
+    assert any("Content Security Policy" in line for line in lines), proc.stderr[-2000:]
+
+
+def test_demo_page_loads_cleanly_with_charts_tables_and_pictures(tmp_path):
+    report = load("demo")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report, DEMO_DIR), encoding="utf-8")
+
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert console_lines(dom.stderr) == [], console_lines(dom.stderr)
+    parsed = parse(dom.stdout)
+    tags = [t for t, _ in parsed.tags]
+    assert tags.count("svg") >= 6 and tags.count("table") >= 5
+    assert tags.count("polyline") >= 5 and tags.count("img") == len(report["analyses"]["saliency"]["figures"])
+    assert {a.get("id") for t, a in parsed.tags if t == "section"} >= {"summary", "robustness", "per-class",
+                                                                       "semantics", "saliency", "checks", "metadata"}
+
+    shot = tmp_path / "page.png"
+    proc = chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2400")
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    assert console_lines(proc.stderr) == []
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.size == (1280, 2400)
+        grey = image.convert("L")
+        dark = sum(grey.histogram()[:100])  # text, axes and lines
+        assert dark > 0.005 * 1280 * 2400, "the screenshot is nearly blank"
+        assert len(image.convert("RGB").getcolors(1 << 20) or []) > 50  # anti-aliased text and coloured charts
