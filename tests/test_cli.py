@@ -127,19 +127,24 @@ def test_demo_contrasts_the_two_models(tmp_path):
     ([STANDARD, "--arch", ARCH, "--embeddings", "nowhere.vec"], "nowhere.vec"),
     ([STANDARD, "--arch", ARCH, "--class-words", str(ASSETS / "FASHION_MNIST_LICENSE.txt")], "--class-words"),
 ])
-def test_bad_input_is_one_line_exit_2_and_no_report(tmp_path, args, needle):
+def test_bad_input_is_one_line_exit_2_and_no_report(tmp_path, args, needle, capsys):
+    # in-process: the same main() the console script calls, without a new interpreter per case
+    from audit.cli import main
+
     if "cuda" in args:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
     out = tmp_path / "out"
-    proc = audit(*args, "--out", str(out), "--samples", "20") if "--samples" not in args else \
-        audit(*args, "--out", str(out))
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    argv = [*args, "--out", str(out)] + ([] if "--samples" in args else ["--samples", "20"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], stderr
+    assert "Traceback" not in stderr
     assert not (out / "report.json").exists()
 
 
