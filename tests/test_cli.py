@@ -16,7 +16,7 @@ from reports.schema import SCHEMA_PATH
 
 STANDARD = str(ASSETS / "fashion_cnn.safetensors")
 ADVERSARIAL = str(ASSETS / "fashion_cnn_adv.safetensors")
-ENV = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONUNBUFFERED": "1"}
 
 
 def audit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

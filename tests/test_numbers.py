@@ -190,7 +190,7 @@ def test_cw_and_deepfool_budgets_are_pinned():
 
 def test_runner_reports_fgsm_per_budget_as_separate_attacks():
     base = dict(model=str(ASSETS / "fashion_cnn_adv.safetensors"), arch=ARCH, data="demo", classes="fashion-mnist",
-                attacks=["fgsm"], samples=60, device="cpu", batch_size=32)
+                attacks=["fgsm"], samples=60, device="cpu", batch_size=32, layers="none", checks=False)
     listed = run_audit(AuditConfig(**base, eps="0.1,0.3")).attacks
     alone = [run_audit(AuditConfig(**base, eps=e)).attacks[0] for e in ("0.1", "0.3")]
     for a, b in zip(listed, alone, strict=True):
