@@ -20,7 +20,7 @@ except ImportError:  # older ones build on the click package
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
-COMMANDS = {"run", "attacks", "demo", "layers"}
+COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare"}
 
 app = typer.Typer(
     add_completion=False,
@@ -268,6 +268,67 @@ def demo_cmd(
 
     run_demo(out, attacks=attack, eps=eps, steps=steps, samples=samples, seed=seed,
              audit=_audit_and_report, console=_console())
+
+
+def _read_report(path: Path) -> dict:
+    """A report.json, validated against the schema: one error line when it is not one."""
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AuditError(f"cannot read the report {path}: {exc}") from None
+    from reports.schema import validate_report
+
+    validate_report(report, str(path))
+    return report
+
+
+@app.command("report", help="Re-render a report from its report.json alone (no model, no torch).")
+def report_cmd(
+    report: Path = typer.Argument(..., metavar="REPORT_JSON", help="A report.json written by `audit`."),
+    html: Path | None = typer.Option(None, help="Write the HTML review page here."),
+    junit: Path | None = typer.Option(None, help="Write JUnit XML here."),
+):
+    from reports.schema import AuditResult, write_atomic
+    from reports.terminal import render_summary
+
+    data = _read_report(report)
+    if html is not None:
+        from reports.html import render_html
+
+        write_atomic(html, render_html(data, base_dir=Path(report).parent))
+    if junit is not None:
+        from reports.junit import junit_xml
+
+        write_atomic(junit, junit_xml(data))
+    render_summary(AuditResult.from_dict(data), _console(), None)
+
+
+@app.command("compare", help="Compare two reports (base, new): metric deltas; exit 1 on a regression.")
+def compare_cmd(
+    base: Path = typer.Argument(..., metavar="BASE_JSON"),
+    new: Path = typer.Argument(..., metavar="NEW_JSON"),
+    tolerance: float = typer.Option(0.01, help="Allowed drop before a metric counts as regressed (absolute; "
+                                    "score points x100, minimal norms relative)."),
+    html: Path | None = typer.Option(None, help="Write the side-by-side HTML comparison here."),
+):
+    from reports.compare import compare, comparison_table
+    from reports.schema import write_atomic
+
+    if tolerance < 0:
+        raise AuditError(f"--tolerance must not be negative, got {tolerance}")
+    base_report, new_report = _read_report(base), _read_report(new)
+    comparison = compare(base_report, new_report, tolerance)
+    if html is not None:
+        from reports.html import render_compare_html
+
+        write_atomic(html, render_compare_html(base_report, new_report, comparison))
+    _console().print(comparison_table(comparison))
+    if comparison["regressed"]:
+        names = [row["metric"] for row in comparison["rows"] if row["regressed"]]
+        raise GateFailed(f"{len(names)} metric(s) regressed beyond the tolerance: {', '.join(names[:5])}"
+                         + (" ..." if len(names) > 5 else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

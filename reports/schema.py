@@ -72,3 +72,16 @@ def write_atomic(path: str | Path, text: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def validate_report(report: dict, where: str = "report") -> None:
+    """Check a report against the JSON Schema; a mismatch is one AuditError line naming the first problem."""
+    import jsonschema
+
+    from audit.errors import AuditError
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(report))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise AuditError(f"{where} is not a robustness-audit report: at {at}: {error.message[:200]}")
