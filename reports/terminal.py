@@ -21,10 +21,28 @@ def num(value: float | None, digits: int = 4) -> str:
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
 
 
+def duration(seconds: float) -> str:
+    """Wall time in at most four characters: 9.9s, 123s, 45m, 3.4h."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 1000:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 5940 else f"{seconds / 3600:.1f}h"
+
+
+def count(n: int) -> str:
+    """Pass counts in few characters: 812, 8.3k, 27k, 1.2M."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f}k"
+    return f"{n / 1e3:.1f}k" if n >= 1000 else str(n)
+
+
 def attack_table(result: AuditResult, title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in [("attack", "left"), ("budget", "right"), ("steps", "right"), ("robust\nacc", "right"),
-                         ("success\nrate", "right"), ("mean\n‖δ‖∞", "right"), ("mean\n‖δ‖₂", "right"),
+                         ("success\nrate", "right"), ("mean ‖δ‖\n∞ / ₂", "right"),
                          ("passes\nfwd/bwd", "right"), ("time", "right")]:
         table.add_column(col, justify=justify, no_wrap=True)
     for e in result.attacks:
@@ -36,8 +54,9 @@ def attack_table(result: AuditResult, title: str | None = None) -> Table:
         p = e["perturbation"]
         table.add_row(
             escape(e["name"]), f"{NORM_SIGN[e['norm']]} {escape(e['eps_text'] or 'min')}", steps,
-            f"[bold]{pct(e['robust_accuracy'])}[/]", pct(e["success_rate"]), num(p["linf_mean"], 3),
-            num(p["l2_mean"], 3), f"{e['forward_passes']}/{e['backward_passes']}", f"{e['wall_time_s']:.1f}s",
+            f"[bold]{pct(e['robust_accuracy'])}[/]", pct(e["success_rate"]),
+            f"{num(p['linf_mean'], 2)}/{num(p['l2_mean'], 3)}", f"{count(e['forward_passes'])}/{count(e['backward_passes'])}",
+            duration(e["wall_time_s"]),
         )
     return table
 

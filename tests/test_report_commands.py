@@ -61,3 +61,57 @@ def test_a_file_that_is_not_a_report_is_one_line_exit_2(tmp_path, capsys):
         main(["report", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "is not a robustness-audit report" in err[0]
+
+
+HOSTILE = ["</script><img src=x onerror=alert(1)>", '" onmouseover="x', "[/bold]", "[red]red[/red]"]
+
+
+def test_untrusted_names_do_not_break_the_terminal_summary(reports):
+    import io
+
+    from rich.console import Console
+
+    from reports.schema import AuditResult
+    from reports.terminal import render_summary
+
+    data = json.loads(reports["standard"].read_text())
+    data["data"]["classes"][:4] = HOSTILE
+    data["model"]["label"] = HOSTILE[2]
+    data["warnings"].append(f"class {HOSTILE[3]} looked odd")
+    for i, layer in enumerate(data["analyses"]["semantics"]["layers"][:4]):
+        layer["name"] = HOSTILE[i]
+    data["analyses"]["semantics"]["notes"].append(HOSTILE[2])
+    data["checks"][0].update(status="warn", detail=HOSTILE[3])
+    out = io.StringIO()
+    render_summary(AuditResult.from_dict(data), Console(file=out, width=80, color_system=None), None)
+    text = out.getvalue()
+    for name in HOSTILE:
+        assert name in text  # printed literally, never read as markup
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_attack_table_fits_80_columns_without_cutting_cells():
+    import io
+
+    from rich.console import Console
+
+    from reports.schema import AuditResult
+    from reports.terminal import count, duration, render_summary
+
+    assert [count(n) for n in (812, 8262, 27540, 1_234_567)] == ["812", "8.3k", "28k", "1.2M"]
+    assert [duration(t) for t in (3.21, 17.4, 1500, 12345.6)] == ["3.2s", "17s", "25m", "3.4h"]
+    entry = {"name": "apgd", "title": "", "eps": 8 / 255, "eps_text": "8/255", "norm": "Linf", "bounded": True,
+             "steps": 100, "steps_unit": "steps", "standard_budget": False, "budget_mode": "cumulative",
+             "robust_accuracy": 0.123, "success_rate": 0.877, "minimal_perturbation": None,
+             "perturbation": {"linf_mean": 0.0313725, "l2_mean": 12.3456}, "forward_passes": 2_754_000,
+             "backward_passes": 2_727_000, "wall_time_s": 12345.6}
+    result = AuditResult(tool={}, created="", model={"path": "m", "format": "safetensors", "sha256": "0" * 64,
+                                                     "load_policy": "weights only", "input_shape": [3, 224, 224]},
+                         data={"source": "d", "format": "imagefolder", "n_samples": 500, "n_available": 50000,
+                               "classes": ["a"] * 1000, "n_corrupt": 0}, seed=0, device="cpu", settings={},
+                         clean={"accuracy": 0.8, "n_correct": 400, "n": 500}, attacks=[entry])
+    out = io.StringIO()
+    render_summary(result, Console(file=out, width=80, color_system=None), None)
+    table = [line for line in out.getvalue().splitlines() if "apgd" in line][0]
+    assert "…" not in table and "12.3%" in table and "3.4h" in table and "2.8M/2.7M" in table
+    assert "0.031/12.3" in table
