@@ -66,6 +66,23 @@ class Analyses:
         attacked = outcome.attacked_rows
         return replace_rows(previous, outcome.found, select_rows(last, outcome.found[attacked]))
 
+    def export(self, phase: str) -> dict:
+        """The built-in analyses' sums (and the pass counts) for a saved state or another process."""
+        return {"passes": dict(self.passes) if phase == "pass" else {},
+                "observers": [o.export(phase) if hasattr(o, "export") else None for o in self.observers]}
+
+    def reset_prepass(self) -> None:
+        for observer in self.observers:
+            if hasattr(observer, "reset_prepass"):
+                observer.reset_prepass()
+
+    def absorb(self, phase: str, state: dict) -> None:
+        for key, value in state["passes"].items():
+            self.passes[key] += int(value)
+        for observer, part in zip(self.observers, state["observers"], strict=True):
+            if part is not None and hasattr(observer, "absorb"):
+                observer.absorb(phase, part)
+
     def section(self) -> dict:
         return {"layers": self.layers, "pooling": "global average over space (N, C, H, W) -> (N, C); (N, D) as is",
                 "passes": dict(self.passes)}
@@ -100,7 +117,7 @@ def replace_rows(base: TapResult, rows: torch.Tensor, part: TapResult) -> TapRes
 
 
 def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names: list[str],
-                   observers: list) -> Analyses:
+                   observers: list, runs: list | None = None) -> Analyses:
     """Choose the layers (``--layers``), load the word vectors and build the default observers."""
     from audit.layers import resolve_layers
 
@@ -125,12 +142,13 @@ def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names:
     if layers:
         from audit.semantics.observer import SemanticObserver
 
-        built.append(SemanticObserver(space, layers, permutations=config.permutations, seed=config.seed))
+        built.append(SemanticObserver(space, layers, permutations=config.permutations, seed=config.seed,
+                                      runs=runs))
         if config.saliency != "none":
             from audit.saliency.observer import SaliencyObserver
 
             saliency = config.saliency
             built.append(SaliencyObserver(layers, len(names), method=saliency, entropy=config.entropy,
                                           levels=config.levels, saliency_class=config.saliency_class,
-                                          seed=config.seed))
+                                          seed=config.seed, runs=runs))
     return Analyses(layers, built, space, notes, saliency=saliency, saliency_class=config.saliency_class)

@@ -179,9 +179,14 @@ def _audit_and_report(config, out: Path, label: str = "audit", export: bool = Fa
     from audit.runner import run_audit
     from reports.terminal import render_summary
 
+    from audit.distributed import world
+
     _check_out_dir(out)
+    if world(config.device).rank:  # another rank of a torchrun: work quietly, rank 0 reports
+        run_audit(config, state_dir=str(out / ".state"))
+        return None
     with _progress_context(label) as progress:
-        result = run_audit(config, progress=progress)
+        result = run_audit(config, progress=progress, state_dir=str(out / ".state"))
     path = write_outputs(result, out, export=export, html=html, junit=junit)
     render_summary(result, _console(), str(path))
     failures = verdict_failures(result.verdict)

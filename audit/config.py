@@ -41,6 +41,7 @@ class AuditConfig:
     saliency_class: str = "predicted"  # whose logit the maps explain: predicted or true
     entropy: str = "glcm"  # spatial entropy of the maps: glcm, histogram or 2d
     levels: int | None = None  # quantisation levels (None: from the smallest map)
+    resume: bool = False  # continue an interrupted audit from its saved state
     checks: bool = True  # the attack-validity checks that need the model (the report-level ones always run)
     gates: list[str] = field(default_factory=list)  # "METRIC OP NUMBER" expressions (see reports/gates.py)
     fail_under: float | None = None  # the verdict fails when the score is below this

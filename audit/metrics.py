@@ -37,6 +37,14 @@ class ClassCounts:
         self.total += other.total
         self.hits += other.hits
 
+    def export(self) -> dict:
+        return {"total": self.total.copy(), "hits": self.hits.copy()}
+
+    @classmethod
+    def restore(cls, num_classes: int, state: dict) -> ClassCounts:
+        return cls(num_classes, np.asarray(state["total"], dtype=np.int64).copy(),
+                   np.asarray(state["hits"], dtype=np.int64).copy())
+
     @property
     def n(self) -> int:
         return int(self.total.sum())
@@ -116,6 +124,17 @@ class AttackTally:
                 setattr(self, f.name, max(mine, theirs))
             else:
                 setattr(self, f.name, mine + theirs)
+
+    def export(self) -> dict:
+        """Plain data (numbers, arrays) for a saved state or another process; ``restore`` reads it back."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("num_classes", "robust", "norms")}
+        return {**out, "robust": self.robust.export(), "norms": [np.asarray(a) for a in self.norms]}
+
+    @classmethod
+    def restore(cls, num_classes: int, state: dict) -> AttackTally:
+        plain = {k: v for k, v in state.items() if k not in ("robust", "norms")}
+        return cls(num_classes, ClassCounts.restore(num_classes, state["robust"]),
+                   norms=[np.asarray(a, dtype=np.float64) for a in state["norms"]], **plain)
 
     def summary(self, names: list[str], *, budget_mode: str, curve_eps: list[float] = ()) -> dict:
         """The report entry's numbers. ``budget_mode``: cumulative, independent or minimal (see the registry)."""

@@ -23,6 +23,9 @@ from attacks.validity import model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
 from audit import __version__
 from audit.analyses import build_analyses
+from audit.distributed import world as distributed_world
+from audit.execution import Execution, audit_fingerprint
+from audit.state import StateDir
 from audit.config import AuditConfig, parse_input_size
 from audit.data import open_data, parse_samples
 from audit.epsilon import parse_eps_list
@@ -114,18 +117,25 @@ def _budget_text(value: float) -> str:
 
 
 def run_audit(
-    config: AuditConfig, *, progress: Progress | None = None, observers: list[Observer] | None = None
-) -> AuditResult:
-    """Run a whole audit and return its result object (nothing is written to disk here).
+    config: AuditConfig, *, progress: Progress | None = None, observers: list[Observer] | None = None,
+    state_dir: str | None = None,
+) -> AuditResult | None:
+    """Run a whole audit and return its result object (no report is written here).
+
+    With ``state_dir`` the audit saves its state there after every completed batch (``config.resume``
+    continues from it). Under torchrun every rank runs this; rank 0 returns the result of the whole run, the
+    other ranks None.
 
     The audit seeds torch's generators (and building a network from ``--arch`` draws from them); the
     caller's random state is restored afterwards.
     """
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        return _run_audit(config, progress, observers)
+        return _run_audit(config, progress, observers, state_dir)
 
 
-def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[Observer] | None) -> AuditResult:
+def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[Observer] | None,
+               state_dir: str | None) -> AuditResult | None:
+    world = distributed_world(config.device)
     progress = progress or _Silent()
     observers = observers or []
     started = time.perf_counter()
@@ -163,20 +173,21 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
                 "give the model's class names with --classes"
             )
         relabel = align_labels(data.classes, names, data.labels)
-        analyses = build_analyses(config, audited, first.x[:2].to(device), names, observers)
+        analyses = build_analyses(config, audited, first.x[:2].to(device), names, observers,
+                                  [r for plan in plans for r in plan])
         run = _Pass(config, audited, device, plans, names, relabel, analyses)
-        if any(getattr(o, "needs_prepass", False) for o in analyses.observers):
+        fp = audit_fingerprint(config, loaded.sha256, data, world)
+        execution = Execution(run, data, {"batch_size": config.batch_size, "size": size, "channels": channels},
+                              world, StateDir(state_dir, world.rank) if state_dir else None, fp, config.resume,
+                              progress)
+        prepass = [o for o in analyses.observers if getattr(o, "needs_prepass", False)]
+        if prepass:
             progress.stage("clean pre-pass (class representations)")
-            for batch in data.batches(config.batch_size, size=size, channels=channels):
-                run.prepare(batch.x, batch.y)
-            for observer in analyses.observers:
-                if getattr(observer, "needs_prepass", False):
-                    observer.prepared()
+            execution.prepass(prepass)
         progress.stage("attacking")
-        progress.start(len(data))
-        for batch in _chain(first, batches):
-            run.batch(batch.x, batch.y)
-            progress.advance(len(batch.y))
+        execution.attack(first, batches)
+        if world.rank:
+            return None  # the sums went to rank 0, which writes the report
         if config.checks:
             progress.stage("validity checks")
             checks = run.validity_checks()
@@ -232,6 +243,9 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
                      *entry_checks(entries, run.clean.n, probed.deterministic)]
     result.score = score_report(result.to_dict(), config.score_weights)
     result.verdict = evaluate(result.to_dict(), config.gates, config.fail_under)
+    if world.active:
+        result.environment.update(world.describe())
+    execution.finished()
     return result
 
 
@@ -245,11 +259,6 @@ def _threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 class _Pass:
@@ -294,6 +303,8 @@ class _Pass:
         if not self.first:
             self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {}}
         for observer in self.observers:
+            if hasattr(observer, "offset"):
+                observer.offset = self.seen
             observer.on_clean(x, y, clean_logits, tap=clean_tap)
         space = self.analyses.space
         targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen,
@@ -324,12 +335,34 @@ class _Pass:
                     view = self.analyses.adversarial(view if spec.cumulative else clean_tap, outcome)
                 for observer in self.observers:
                     observer.on_adversarial(run, outcome.x_adv, y, outcome.logits, tap=view)
-        self.seen += len(y)
 
     def _steps(self, spec: AttackSpec) -> int | None:
         if spec.default_steps is None:  # a single-step attack: --steps does not apply
             return None
         return self.config.steps if self.config.steps is not None else spec.default_steps
+
+    def export(self) -> dict:
+        """This pass's sums as plain data: for the saved state and for adding up the ranks."""
+        first = {}
+        if self.first:
+            first = {"x": self.first["x"], "y": self.first["y"], "correct": self.first["correct"],
+                     "broken": {run.key: mask for run, mask in self.first["broken"].items()}}
+        return {"clean": self.clean.export(), "tallies": {run.key: t.export() for run, t in self.tallies.items()},
+                "first": first, "analyses": self.analyses.export("pass")}
+
+    def absorb(self, state: dict) -> None:
+        k = len(self.names)
+        self.clean.merge(ClassCounts.restore(k, state["clean"]))
+        for run, tally in self.tallies.items():
+            tally.merge(AttackTally.restore(k, state["tallies"][run.key]))
+        if state["first"] and not self.first:
+            runs = {run.key: run for run in self.tallies}
+            def put(a):
+                return torch.as_tensor(a, device=self.device)
+            self.first = {"x": put(state["first"]["x"]), "y": put(state["first"]["y"]),
+                          "correct": put(state["first"]["correct"]),
+                          "broken": {runs[key]: put(m) for key, m in state["first"]["broken"].items()}}
+        self.analyses.absorb("pass", state["analyses"])
 
     def validity_checks(self) -> list[dict]:
         """The model-based checks on the clean-correct images of the first batch (see attacks.validity)."""

@@ -43,7 +43,9 @@ class SaliencyObserver:
     needs_prepass = False
 
     def __init__(self, layers: list[str], num_classes: int, *, method: str = "gradcam", entropy: str = "glcm",
-                 levels: int | None = None, saliency_class: str = "predicted", seed: int = 0):
+                 levels: int | None = None, saliency_class: str = "predicted", seed: int = 0,
+                 runs: list | None = None):
+        self.known = {run.key: run for run in runs or []}  # to rebuild the per-run state of a saved state
         self.all_layers, self.num_classes = layers, num_classes
         self.method, self.entropy, self.levels, self.saliency_class, self.seed = (
             method, entropy, levels, saliency_class, seed)
@@ -53,6 +55,7 @@ class SaliencyObserver:
         self.runs: dict = {}  # run key -> {"run", "moments", "clean_h": [], "adv_h": [], "examples": []}
         self._batch: dict = {}
         self._spatial: set[str] = set()
+        self.offset = 0  # position of the current batch's first image in the data (set by the runner)
 
     @property
     def needs_gradients(self) -> bool:
@@ -87,10 +90,11 @@ class SaliencyObserver:
         rows = torch.as_tensor(fooled, device=x_adv.device)
         h = self._entropies({n: tap.maps[n][rows] for n in self.layers})
         state["moments"].add(h, labels[fooled])
-        state["adv_h"].append(h)
-        state["clean_h"].append(self._batch["h"][fooled])
+        state["adv_h"].append((self.offset, h))
+        state["clean_h"].append((self.offset, self._batch["h"][fooled]))
         for i in np.flatnonzero(fooled)[: EXAMPLES - len(state["examples"])]:
             state["examples"].append({
+                "position": self.offset + int(i),
                 "clean": self._batch["x"][i].cpu(), "adversarial": x_adv[i].cpu(),
                 "true": int(labels[i]), "predicted": int(pred[i]),
                 "maps_clean": {n: self._batch["maps"][n][i].cpu() for n in self.layers},
@@ -108,6 +112,8 @@ class SaliencyObserver:
                                   "nothing to measure")
             result.analyses["saliency"] = section
             return
+        order = list(self.known)
+        self.runs = dict(sorted(self.runs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 0))
         mean, sd, n = self.clean.stats()
         layers = [{"name": name, "map_size": list(self.sizes[name]),
                    "clean": {"mean": float(mean[i]), "sd": float(sd[i]), "n": n,
@@ -116,8 +122,7 @@ class SaliencyObserver:
         detectors = []
         for state in self.runs.values():
             run = state["run"]
-            adv = np.concatenate(state["adv_h"]) if state["adv_h"] else np.zeros((0, len(self.layers)))
-            clean = np.concatenate(state["clean_h"]) if state["clean_h"] else adv
+            adv, clean = _in_data_order(state["adv_h"], len(self.layers)), _in_data_order(state["clean_h"], len(self.layers))
             a_mean, a_sd, a_n = state["moments"].stats()
             for i, layer in enumerate(layers):
                 value = auroc(adv[:, i], clean[:, i]) if a_n else None
@@ -139,11 +144,51 @@ class SaliencyObserver:
         })
         # pictures for each attack at its largest budget (runs come in ascending budgets)
         last = {s["run"].spec.name: key for key, s in self.runs.items() if s["examples"]}
-        files = example_figures({key: self.runs[key]["examples"] for key in last.values()}, self.layers,
-                                result.data["classes"])
+        first = {key: sorted(self.runs[key]["examples"], key=lambda e: e["position"])[:EXAMPLES]
+                 for key in last.values()}
+        files = example_figures(first, self.layers, result.data["classes"])
         section["figures"] = sorted(files)
         result.analyses["saliency"] = section
         result.artifacts.setdefault("files", {}).update(files)
+
+    # --- state: saved for --resume, and added up across the processes of a distributed run ---------------------
+
+    def export(self, phase: str) -> dict:
+        if phase != "pass" or self.layers is None:
+            return {}
+        def moments(m):
+            return {"sum": m.sum, "sq": m.sq, "n": m.n}
+        return {"layers": self.layers, "sizes": {n: list(v) for n, v in self.sizes.items()}, "levels": self.levels,
+                "spatial": sorted(self._spatial), "clean": moments(self.clean),
+                "runs": {key: {"moments": moments(st["moments"]), "adv_h": [[o, h] for o, h in st["adv_h"]],
+                               "clean_h": [[o, h] for o, h in st["clean_h"]], "examples": st["examples"]}
+                         for key, st in self.runs.items()}}
+
+    def absorb(self, phase: str, state: dict) -> None:
+        if phase != "pass" or not state:
+            return
+        def add(m: Moments, part: dict) -> None:
+            m.sum += np.asarray(part["sum"])
+            m.sq += np.asarray(part["sq"])
+            m.n += np.asarray(part["n"], dtype=np.int64)
+        if self.layers is None:
+            self.layers, self.levels = list(state["layers"]), state["levels"]
+            self.sizes = {n: tuple(v) for n, v in state["sizes"].items()}
+            self._spatial = set(state["spatial"])
+            self.clean = Moments(len(self.layers), self.num_classes)
+        add(self.clean, state["clean"])
+        for key, part in state["runs"].items():
+            st = self.runs.setdefault(key, {"run": self.known[key], "moments": Moments(len(self.layers),
+                                                                                     self.num_classes),
+                                            "clean_h": [], "adv_h": [], "examples": []})
+            add(st["moments"], part["moments"])
+            st["adv_h"] += [(int(o), np.asarray(h)) for o, h in part["adv_h"]]
+            st["clean_h"] += [(int(o), np.asarray(h)) for o, h in part["clean_h"]]
+            st["examples"] += [{**e, "position": int(e["position"]), "true": int(e["true"]),
+                                "predicted": int(e["predicted"]),
+                                **{k: torch.as_tensor(e[k]) for k in ("clean", "adversarial")},
+                                **{k: {n: torch.as_tensor(v) for n, v in e[k].items()}
+                                   for k in ("maps_clean", "maps_adversarial")}} for e in part["examples"]]
 
     def _per_class(self, i: int, names: list[str]) -> list[dict]:
         m = self.clean
@@ -180,6 +225,12 @@ DEFINITION = (
     "entropy; 2d: joint entropy of (level, level of the 3x3 mean). One L for all layers (from the smallest map "
     "measured); maps smaller than 7x7 are not measured"
 )
+
+
+def _in_data_order(parts: list[tuple[int, np.ndarray]], layers: int) -> np.ndarray:
+    """Per-image rows gathered batch by batch (possibly by several processes), in the data's order."""
+    parts = sorted(parts, key=lambda p: p[0])
+    return np.concatenate([h for _, h in parts]) if parts else np.zeros((0, layers))
 
 
 def superization_statement(index: float | None) -> str:

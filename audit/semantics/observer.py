@@ -44,6 +44,15 @@ class ClassSums:
     def means(self, classes: np.ndarray) -> np.ndarray:
         return self.sums[classes] / self.counts[classes, None]
 
+    def export(self) -> dict:
+        return {"sums": self.sums, "counts": self.counts.copy()}
+
+    def absorb(self, state: dict) -> None:
+        other = ClassSums(self.num_classes)
+        other.sums = None if state["sums"] is None else np.asarray(state["sums"], dtype=np.float64)
+        other.counts = np.asarray(state["counts"], dtype=np.int64)
+        self.merge(other)
+
 
 def pixel_vectors(x: torch.Tensor) -> torch.Tensor:
     """Images as pixel vectors for the control, area-averaged to at most PIXEL_SIDE x PIXEL_SIDE."""
@@ -59,11 +68,11 @@ class SemanticObserver:
     needs_prepass = True
     needs_gradients = False
 
-    def __init__(self, space: WordSpace, layers: list[str], *, permutations: int = 1000, seed: int = 0):
+    def __init__(self, space: WordSpace, layers: list[str], *, permutations: int = 1000, seed: int = 0,
+                 runs: list | None = None):
         self.space, self.layers, self.permutations, self.seed = space, layers, permutations, seed
-        k = len(space.names)
-        self.clean = {name: ClassSums(k) for name in layers}
-        self.pixels = ClassSums(k)
+        self.runs = {run.key: run for run in runs or []}  # to rebuild the per-run sums of a saved state
+        self.reset_prepass()
         self.adv: dict = {}  # run key -> {"run", "sums": {layer: ClassSums}, "source_like", "n_flip", "confusion"}
         self._clean_reps: dict[str, np.ndarray] | None = None
         self._clean_correct: np.ndarray | None = None
@@ -71,6 +80,11 @@ class SemanticObserver:
         self._word_sim: np.ndarray | None = None
 
     # --- the passes -------------------------------------------------------------------------------------------
+
+    def reset_prepass(self) -> None:
+        k = len(self.space.names)
+        self.clean = {name: ClassSums(k) for name in self.layers}
+        self.pixels = ClassSums(k)
 
     def on_prepare(self, x: torch.Tensor, y: torch.Tensor, tap) -> None:
         labels = y.cpu().numpy()
@@ -97,14 +111,17 @@ class SemanticObserver:
         self._clean_correct = (logits.argmax(1) == y).cpu().numpy()
         self._clean_pooled = tap.pooled if tap is not None else None
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
+    def _state(self, run) -> dict:
         k = len(self.space.names)
-        state = self.adv.setdefault(run.key, {
+        return self.adv.setdefault(run.key, {
             "run": run, "sums": {n: ClassSums(k) for n in self.layers},
             "source_like": np.zeros(len(self.layers), dtype=np.int64), "n_flip": 0,
             "source_like_clean": np.zeros(len(self.layers), dtype=np.int64),
             "confusion": np.zeros((k, k), dtype=np.int64),
         })
+
+    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
+        state = self._state(run)
         labels, pred = y.cpu().numpy(), logits.argmax(1).cpu().numpy()
         for name in self.layers:
             state["sums"][name].add(tap.pooled[name], labels)
@@ -127,6 +144,30 @@ class SemanticObserver:
                 state[key][i] += int(source_like(prof, word_s, word_t, keep).sum())
         state["n_flip"] += int(scored.sum())
 
+    # --- state: saved for --resume, and added up across the processes of a distributed run ---------------------
+
+    def export(self, phase: str) -> dict:
+        """``prepass``: the clean class sums; ``pass``: what the attacking pass added (adversarial sums, counts)."""
+        if phase == "prepass":
+            return {"clean": {n: c.export() for n, c in self.clean.items()}, "pixels": self.pixels.export()}
+        return {"adv": {key: {"sums": {n: c.export() for n, c in st["sums"].items()},
+                              "source_like": st["source_like"], "source_like_clean": st["source_like_clean"],
+                              "n_flip": st["n_flip"], "confusion": st["confusion"]} for key, st in self.adv.items()}}
+
+    def absorb(self, phase: str, state: dict) -> None:
+        if phase == "prepass":
+            for name, part in state["clean"].items():
+                self.clean[name].absorb(part)
+            self.pixels.absorb(state["pixels"])
+            return
+        for key, part in state["adv"].items():
+            st = self._state(self.runs[key])
+            for name, sums in part["sums"].items():
+                st["sums"][name].absorb(sums)
+            for field in ("source_like", "source_like_clean", "confusion"):
+                st[field] = st[field] + np.asarray(part[field], dtype=np.int64)
+            st["n_flip"] += int(part["n_flip"])
+
     # --- the report -------------------------------------------------------------------------------------------
 
     def finish(self, result) -> None:
@@ -139,6 +180,8 @@ class SemanticObserver:
             )
             result.analyses["semantics"] = section
             return
+        order = list(self.runs)
+        self.adv = dict(sorted(self.adv.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 0))
         word = self._word_sim
         clean_sims = {n: similarity(self._clean_reps[n]) for n in self.layers}
         pixel_sim = similarity(self.pixels.means(used))
