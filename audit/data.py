@@ -9,7 +9,6 @@ the built-in ``"demo"`` set.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from audit.bounded_io import read_npz
 from audit.datasets_io import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
@@ -283,15 +283,8 @@ def _idx(images_path: Path) -> _Source:
 
 
 def _npz(path: Path, fmt: str = "npz", classes: list[str] | None = None) -> _Source:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-            if "x" not in keys or "y" not in keys:
-                raise AuditError(f"'{path}' holds arrays {keys}; it needs 'x' (images) and 'y' (integer labels)")
-            x, y = archive["x"], archive["y"]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise AuditError(f"cannot read '{path}' as .npz ({str(exc).splitlines()[0]}); "
-                         "save it with numpy.savez(path, x=..., y=...)") from None
+    arrays = read_npz(path, ("x", "y"), "it needs 'x' (images) and 'y' (integer labels)")
+    x, y = arrays["x"], arrays["y"]
     return _array_source(fmt, x, check_npz_labels(path, x, y), classes, npz_layout(path, x))
 
 

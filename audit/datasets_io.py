@@ -1,15 +1,13 @@
-"""Pure helpers behind ``audit.data``: safe unpickling, IDX parsing, stratified sampling, tensor conversion.
+"""The pieces behind ``audit.data``: IDX parsing, stratified sampling, tensor conversion, per-format checks.
 
 Nothing here knows about data-set layouts on disk; ``audit.data`` combines these pieces into readers.
 """
 
 from __future__ import annotations
 
-import builtins
-import codecs
-import gzip
-import pickle
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,78 +15,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from audit.bounded_io import array_bytes, check_claim, read_gzip
 from audit.errors import AuditError
+from audit.safe_pickle import load_restricted_pickle
+
+__all__ = ["load_restricted_pickle"]  # re-exported: data readers take every format's loader from here
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 GRAY_MODES = {"1", "L", "LA", "La", "I", "F"}  # PIL modes read as one channel, plus every "I;16..." mode
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
-
-# ---------------------------------------------------------------------------------------------------------
-# Restricted unpickling (CIFAR python batches are pickles: never let one import arbitrary callables)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _numpy_pickle_globals() -> dict[tuple[str, str], object]:
-    """The numpy callables that pickled arrays and scalars refer to, under every module name numpy used.
-
-    The objects come from the installed numpy itself (via ``__reduce_ex__``), so nothing is imported by name:
-    numpy 1.x pickles say ``numpy.core.multiarray``, numpy 2.x ones ``numpy._core.multiarray``.
-    """
-    reconstruct = np.zeros(1).__reduce_ex__(2)[0]
-    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
-    scalar = np.float64(0).__reduce__()[0]
-    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
-
-
-_BUILTIN_TYPES = {
-    name: getattr(builtins, name)
-    for name in ("set", "frozenset", "bytearray", "bytes", "str", "int", "float", "complex", "bool", "list",
-                 "tuple", "dict")
-}
-
-
-class _ForbiddenGlobal(pickle.UnpicklingError):
-    """A pickle asked for a global outside the whitelist; the message is its dotted name."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only numpy array/scalar reconstruction and plain builtin types; refuses everything else."""
-
-    _allowed = _numpy_pickle_globals()
-
-    def find_class(self, module: str, name: str):
-        if module in ("builtins", "__builtin__") and name in _BUILTIN_TYPES:
-            return _BUILTIN_TYPES[name]
-        if (module, name) == ("_codecs", "encode"):
-            # Python 3 writes bytes as _codecs.encode(text, "latin1") under protocols < 3: a pure function.
-            return codecs.encode
-        if (module, name) in self._allowed:
-            return self._allowed[(module, name)]
-        raise _ForbiddenGlobal(f"{module}.{name}")
-
-
-def load_restricted_pickle(path: Path) -> object:
-    """Unpickle ``path`` (bytes keys kept as bytes, as CIFAR needs) allowing only numpy arrays and plain data."""
-    try:
-        with open(path, "rb") as f:
-            return _RestrictedUnpickler(f, encoding="bytes").load()
-    except _ForbiddenGlobal as exc:
-        raise AuditError(
-            f"refusing to load '{path}': it is a pickle that would import {exc}; "
-            "only CIFAR-style batches of numpy arrays and plain data are accepted"
-        ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            struct.error) as exc:
-        raise AuditError(f"'{path}' is not a readable pickle ({type(exc).__name__}: {exc}); "
-                         "re-download the CIFAR batch") from None
-
 
 # ---------------------------------------------------------------------------------------------------------
 # IDX files (MNIST family): 2 zero bytes, a type code, the number of dims, then big-endian uint32 dims
@@ -103,9 +40,8 @@ def read_head(path: Path, n: int = 64) -> bytes:
         head = f.read(n)
     if head.startswith(GZIP_MAGIC):
         try:
-            with gzip.open(path, "rb") as f:
-                return f.read(n)
-        except (OSError, EOFError):
+            return read_gzip(path, n)
+        except (OSError, EOFError, zlib.error):
             return b""
     return head
 
@@ -123,26 +59,30 @@ def parse_idx_header(head: bytes) -> tuple[np.dtype, tuple[int, ...], int] | Non
 
 
 def load_idx(path: Path) -> np.ndarray:
-    """The array in an IDX file: memory-mapped when plain, decompressed into memory when gzip."""
+    """The array in an IDX file: memory-mapped when plain; when gzip, inflated into memory, but only as many
+    bytes as the header promises and only when that fits the file's allowance (a gzip bomb is refused)."""
     header = parse_idx_header(read_head(path))
     if header is None:
         raise AuditError(f"'{path}' is not an IDX file (bad magic number); pass MNIST-style *-idx?-ubyte files")
     dtype, dims, offset = header
-    expected = int(np.prod(dims)) * dtype.itemsize
+    count, expected = math.prod(dims), array_bytes(dims, dtype)
+    size = path.stat().st_size
     with open(path, "rb") as f:
         compressed = f.read(2) == GZIP_MAGIC
     if compressed:
+        check_claim(path, expected, size, f"has a header promising {dims} {dtype.name} values, which would inflate "
+                    "to", "gunzip it: a plain IDX file is memory-mapped instead of read")
         try:
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        except (OSError, EOFError) as exc:
+            raw = read_gzip(path, offset + expected)
+        except (OSError, EOFError, zlib.error) as exc:
             raise AuditError(f"'{path}' is a damaged gzip file ({exc}); re-download it") from None
-        body = raw[offset:]
-        if len(body) < expected:
+        if len(raw) - offset < expected:
             raise AuditError(f"'{path}' is truncated: its header promises {dims} but the data is short")
-        return np.frombuffer(body, dtype=dtype, count=int(np.prod(dims))).reshape(dims)
-    if path.stat().st_size - offset < expected:
+        return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(dims)
+    if size - offset < expected:
         raise AuditError(f"'{path}' is truncated: its header promises {dims} but the data is short")
+    if expected == 0:
+        return np.zeros(dims, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dims)
 
 
