@@ -257,9 +257,9 @@ def layers_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from audit.config import parse_input_size
     from audit.layers import candidate_layers, example_batch, resolve_layers
-    from audit.model import AuditedModel, load_model, parse_arch_kwargs
+    from audit.model import AuditedModel, load_model
+    from audit.options import parse_arch_kwargs, parse_input_size
 
     loaded = load_model(model, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs), trust_model=trust_model)
     audited = AuditedModel(loaded.module, None, None)
