@@ -20,7 +20,7 @@ except ImportError:  # older ones build on the click package
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
-COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare"}
+COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare", "config"}
 
 app = typer.Typer(
     add_completion=False,
@@ -111,8 +111,12 @@ def _console():
 
 @app.command("run", help="Audit MODEL (the default command: `audit MODEL ...` means `audit run MODEL ...`).")
 def run(
-    model: str = typer.Argument(..., metavar="MODEL", help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
-                                "or a full pickle (only with --trust-model)."),
+    ctx: typer.Context,
+    model: str | None = typer.Argument(None, metavar="MODEL", show_default=False,
+                                       help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
+                                       "or a full pickle (only with --trust-model); or `model` in --config."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file with any of these options (keys as the "
+                                       "flags, '_' for '-'; see `audit config --example`); flags given here win."),
     data: str = typer.Option("demo", help="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or 'demo'."),
     arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
     arch_kwargs: str | None = typer.Option(None, help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.'),
@@ -159,18 +163,27 @@ def run(
     checks: bool = typer.Option(True, "--checks/--no-checks", help="Run the model-based validity checks."),
     junit: Path | None = typer.Option(None, help="Also write JUnit XML (one test case per gate and per check)."),
     html: bool = typer.Option(True, "--html/--no-html", help="Write OUT/report.html beside report.json."),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted audit from OUT/.state/"),
 ):
     from audit.config import AuditConfig
+    from audit.config_file import read_config_file
 
-    config = AuditConfig(
-        model=model, data=data, arch=arch, arch_kwargs=arch_kwargs, trust_model=trust_model, classes=classes,
-        input_size=input_size, channels=channels, mean=mean, std=std, output_key=output_key, attacks=attack,
-        eps=eps, steps=steps, targeted=targeted, samples=samples, seed=seed, batch_size=batch_size, device=device,
-        threads=threads, layers=layers, embeddings=embeddings, class_words=class_words, permutations=permutations,
-        saliency=saliency, saliency_class=saliency_class, entropy=entropy, levels=levels,
-        gates=list(gate or []), fail_under=fail_under, score_weights=weights, checks=checks,
-    )
-    _audit_and_report(config, out, export=export_representations, html=html, junit=junit)
+    values = read_config_file(config) if config is not None else {}
+    values.update(_given_flags(ctx, exclude={"config"}))
+    settings = AuditConfig.from_options(values)
+    settings.check()
+    _audit_and_report(settings, Path(settings.out), export=settings.export_representations, html=settings.html,
+                      junit=None if settings.junit is None else Path(settings.junit))
+
+
+def _given_flags(ctx, exclude: set[str]) -> dict:
+    """The parameters the user gave on the command line (not their defaults), by name."""
+    given = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if name not in exclude and source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given[name] = value
+    return given
 
 
 def _audit_and_report(config, out: Path, label: str = "audit", export: bool = False, html: bool = True,
@@ -201,6 +214,18 @@ def _check_out_dir(out: Path) -> None:
     probe_dir = out if out.exists() else next((p for p in out.absolute().parents if p.exists()), Path("/"))
     if not os.access(probe_dir, os.W_OK):
         raise AuditError(f"--out {out}: cannot write there (permission denied)")
+
+
+@app.command("config", help="Config files for `audit run --config FILE`: --example prints a commented example.")
+def config_cmd(
+    example: bool = typer.Option(False, "--example", help="Print an example config file that sets every option to "
+                                 "its default (options without a default are commented out)."),
+):
+    if not example:
+        raise AuditError("nothing to do: `audit config --example` prints an example config file")
+    from audit.config_file import example_toml
+
+    typer.echo(example_toml(), nl=False)
 
 
 @app.command("attacks", help="List the available attacks with their defaults and threat models.")
@@ -237,9 +262,9 @@ def layers_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from audit.config import parse_input_size
     from audit.layers import candidate_layers, example_batch, resolve_layers
-    from audit.model import AuditedModel, load_model, parse_arch_kwargs
+    from audit.model import AuditedModel, load_model
+    from audit.options import parse_arch_kwargs, parse_input_size
 
     loaded = load_model(model, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs), trust_model=trust_model)
     audited = AuditedModel(loaded.module, None, None)

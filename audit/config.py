@@ -1,62 +1,163 @@
-"""AuditConfig: every knob of an audit, as the CLI and the Python API pass it."""
+"""AuditConfig: every option of an audit, as the command line, a config file and the Python API give it, and
+the one place that parses and validates them.
+
+Each field declares its default, the TOML types a config file may give it (``kinds``) and one line of
+documentation, so a new option is added here and as a flag in :mod:`audit.cli`. ``check()`` validates what needs
+nothing loaded; ``resolved()`` returns every value parsed and typed; ``effective()`` the settings a report
+records. Config files are read in :mod:`audit.config_file`; the value parsers live in :mod:`audit.options` and
+:mod:`audit.epsilon`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
+from audit.epsilon import parse_eps_list
 from audit.errors import AuditError
+from audit.options import (
+    check_device,
+    fit_stats,
+    parse_arch_kwargs,
+    parse_input_size,
+    parse_samples,
+    parse_weights,
+    read_stats,
+    resolve_device,
+)
 
 SALIENCY_METHODS = ("gradcam", "gradxact", "activation", "none")
 TARGETED_MODES = ("random", "least-likely", "semantic-near", "semantic-far")
 
+__all__ = ["AuditConfig", "Resolved", "parse_input_size", "parse_weights", "option_fields"]
+
+
+def _listed(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _joined(value):
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _texts(value):
+    """Budgets from a file: numbers become their text (``0.3`` -> ``"0.3"``)."""
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else repr(v) for v in value]
+    return value if isinstance(value, str) else repr(value)
+
+
+def option(default: Any = MISSING, *, kinds: tuple[str, ...], doc: str, key: str | None = None,
+           example: Any = None, path: str | None = None, to_field=None, factory=None):
+    """A field of :class:`AuditConfig` with what a config file needs to know about it.
+
+    ``kinds``: the TOML types a file may give (see ``audit.config_file.KINDS``); ``key``: the file key and flag
+    name when it differs from the field name; ``example``: a value the commented example shows for an option
+    without a default; ``path``: how a relative value in a file is resolved ("path", "data", "embeddings",
+    "classes" or "arch", see ``audit.config_file``); ``to_field``: turns a file value into the field's form.
+    """
+    meta = {"kinds": kinds, "doc": doc, "key": key, "example": example, "path": path, "to_field": to_field}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class AuditConfig:
-    model: str
-    data: str = "demo"
-    arch: str | None = None
-    arch_kwargs: str | dict | None = None  # JSON text or a dict
-    trust_model: bool = False
-    classes: str | list[str] | None = None  # built-in set, label file, comma list, or a list
-    input_size: str | int | None = None  # 32, "224", "224x160" (H x W); None: the data's own size
-    channels: int | None = None  # None: what the model's first layer expects, else the data's
-    mean: str | None = None
-    std: str | None = None
-    output_key: str | None = None  # which entry of a dict/tuple output holds the logits
-    attacks: list[str] = field(default_factory=lambda: ["pgd"])
-    eps: list[str] | str | None = None  # None: each attack's default
-    steps: int | None = None  # None: each attack's default
-    targeted: str | None = None  # None, "random" or "least-likely"
-    samples: int | str | None = 500  # int, "all" or None (all)
-    seed: int = 0
-    batch_size: int = 64
-    device: str = "auto"
-    threads: int | None = None  # CPU threads for torch (None: torch's default)
-    label: str | None = None  # a display name for the model in reports
-    layers: str = "auto"  # per-layer analyses: "auto", "none", or a comma list of module names
-    embeddings: str | None = None  # word vectors: None (the shipped GloVe subset), "glove-6b-50d" or a file
-    class_words: str | None = None  # a file mapping class names to the words that stand for them
-    permutations: int = 1000  # label permutations of the semantic significance test
-    saliency: str = "gradcam"  # saliency maps per layer: gradcam, gradxact, activation, or none
-    saliency_class: str = "predicted"  # whose logit the maps explain: predicted or true
-    entropy: str = "glcm"  # spatial entropy of the maps: glcm, histogram or 2d
-    levels: int | None = None  # quantisation levels (None: from the smallest map)
-    resume: bool = False  # continue an interrupted audit from its saved state
-    checks: bool = True  # the attack-validity checks that need the model (the report-level ones always run)
-    gates: list[str] = field(default_factory=list)  # "METRIC OP NUMBER" expressions (see reports/gates.py)
-    fail_under: float | None = None  # the verdict fails when the score is below this
-    score_weights: str | dict | None = None  # "robustness=0.7,severity=0.1" or a dict; None: the defaults
+    model: str = option(kinds=("string",), doc="the model file (the MODEL argument)", path="path",
+                        example="model.safetensors")
+    data: str = option("demo", kinds=("string",), path="data",
+                       doc="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or demo")
+    arch: str | None = option(None, kinds=("string",), path="arch", example="torchvision.models:resnet18",
+                              doc="network for weight files: package.module:callable or file.py:callable")
+    arch_kwargs: str | dict | None = option(None, kinds=("table", "string"), example={"num_classes": 10},
+                                            doc="keyword arguments for arch: a table (or JSON text)")
+    trust_model: bool = option(False, kinds=("boolean",), doc="allow full pickled models (runs code from the file)")
+    classes: str | list[str] | None = option(None, kinds=("string", "strings"), path="classes", example="cifar10",
+                                             doc="class names: a built-in set, a file with one name per line, "
+                                             "or a list")
+    input_size: str | int | None = option(None, kinds=("integer", "string"), example="224x160",
+                                          doc="model input size: one int or \"HxW\" (default: the data's)")
+    channels: int | None = option(None, kinds=("integer",), example=3,
+                                  doc="input channels, 1 or 3 (default: the model's first layer)")
+    mean: str | list | None = option(None, kinds=("numbers", "number", "string"), example=[0.485, 0.456, 0.406],
+                                     doc="normalization mean, applied inside the model (one value or one per channel)")
+    std: str | list | None = option(None, kinds=("numbers", "number", "string"), example=[0.229, 0.224, 0.225],
+                                    doc="normalization std")
+    output_key: str | None = option(None, kinds=("string", "integer"), to_field=str, example="logits",
+                                    doc="key or index of the logits in a dict/tuple output")
+    attacks: list[str] = option(kinds=("strings", "string"), key="attack", to_field=_listed, factory=lambda: ["pgd"],
+                                doc="attack names (see `audit attacks`)")
+    eps: list[str] | str | None = option(None, kinds=("budgets", "string", "number"), to_field=_texts,
+                                         example=["2/255", "4/255", "8/255"],
+                                         doc="budgets in [0, 1] pixel space (default: each attack's own)")
+    steps: int | None = option(None, kinds=("integer",), example=40,
+                               doc="iterations, queries for square (default: each attack's default budget)")
+    targeted: str | None = option(None, kinds=("string",), example="random",
+                                  doc="targeted attack: random, least-likely, semantic-near or semantic-far")
+    samples: int | str | None = option(500, kinds=("integer", "string"),
+                                       doc="images drawn stratified per class, or \"all\"")
+    seed: int = option(0, kinds=("integer",), doc="seed for sampling, targets and attacks")
+    batch_size: int = option(64, kinds=("integer",), doc="images per batch")
+    device: str = option("auto", kinds=("string",), doc="auto, cpu, cuda or cuda:N")
+    threads: int | None = option(None, kinds=("integer",), example=2, doc="CPU threads for torch (default: torch's)")
+    label: str | None = option(None, kinds=("string",), example="ResNet-18, standard training",
+                               doc="a display name for the model in reports (file only)")
+    layers: str = option("auto", kinds=("string", "strings"), to_field=_joined,
+                         doc="layers of the per-layer analyses: auto, none, or module names")
+    embeddings: str | None = option(None, kinds=("string",), path="embeddings", example="glove-6b-50d",
+                                    doc="word vectors: a file or glove-6b-50d (default: the shipped GloVe subset)")
+    class_words: str | None = option(None, kinds=("string",), path="path", example="class_words.tsv",
+                                     doc="file mapping class names to words")
+    permutations: int = option(1000, kinds=("integer",), doc="label permutations of the semantic significance test")
+    saliency: str = option("gradcam", kinds=("string",), doc="saliency maps: gradcam, gradxact, activation or none")
+    saliency_class: str = option("predicted", kinds=("string",), doc="whose logit the maps explain: predicted or true")
+    entropy: str = option("glcm", kinds=("string",), doc="spatial entropy of the maps: glcm, histogram or 2d")
+    levels: int | None = option(None, kinds=("integer",), example=8,
+                                doc="quantisation levels (default: from the smallest map)")
+    checks: bool = option(True, kinds=("boolean",), doc="run the model-based validity checks")
+    gates: list[str] = option(kinds=("strings", "string"), key="gate", to_field=_listed, factory=list,
+                              doc="quality gates METRIC OP NUMBER, e.g. \"robust_accuracy[pgd@8/255]>=0.40\"")
+    fail_under: float | None = option(None, kinds=("number",), to_field=float, example=50.0,
+                                      doc="fail the verdict when the robustness score (0-100) is below this")
+    score_weights: str | dict | None = option(None, kinds=("table", "string"), key="weights",
+                                              example={"robustness": 0.7, "severity": 0.1, "representation": 0.1,
+                                                       "saliency": 0.1},
+                                              doc="score weights (default: the built-in ones)")
+    out: str = option("audit-out", kinds=("string",), path="path", doc="output directory for report.json")
+    export_representations: bool = option(False, kinds=("boolean",), doc="also write OUT/representations.npz")
+    html: bool = option(True, kinds=("boolean",), doc="write OUT/report.html beside report.json")
+    junit: str | None = option(None, kinds=("string",), path="path", example="junit.xml",
+                               doc="also write JUnit XML here")
+    resume: bool = option(False, kinds=("boolean",), doc="continue an interrupted audit from OUT/.state/")
+    _cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> AuditConfig:
+        """A config from option values under their file keys (``attack``, ``gate``, ``weights`` …)."""
+        by_key = {meta_key(f): f.name for f in option_fields()}
+        if values.get("model") is None:
+            raise AuditError("no MODEL given: pass it as the first argument or as `model` in the --config file")
+        return cls(**{by_key[key]: _plain(value) for key, value in values.items()})
+
+    def effective(self) -> dict[str, Any]:
+        """Every option under its file key, JSON-ready: the settings as the audit used them."""
+        return {meta_key(f): _plain(getattr(self, f.name)) for f in option_fields()}
 
     def check(self) -> None:
-        """Validate the knobs that need nothing loaded, so bad flags fail before any work starts."""
+        """Validate the options that need nothing loaded, so bad flags fail before any work starts."""
+        self._validate()
+
+    def _validate(self) -> Resolved:
+        """Check every option and parse those that need nothing loaded."""
         if self.targeted is not None and self.targeted not in TARGETED_MODES:
             raise AuditError(f"--targeted must be one of {', '.join(TARGETED_MODES)}, got '{self.targeted}'")
-        if self.steps is not None and self.steps < 1:
-            raise AuditError(f"--steps must be a positive integer, got {self.steps}")
-        if self.batch_size < 1:
-            raise AuditError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if self.threads is not None and self.threads < 1:
-            raise AuditError(f"--threads must be a positive integer, got {self.threads}")
+        for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--threads", self.threads),
+                            ("--permutations", self.permutations)):
+            if value is not None and value < 1:
+                raise AuditError(f"{flag} must be a positive integer, got {value}")
         if self.channels is not None and self.channels not in (1, 3):
             raise AuditError(f"--channels must be 1 or 3, got {self.channels}")
         for flag, value, allowed in (("--saliency", self.saliency, SALIENCY_METHODS),
@@ -67,47 +168,89 @@ class AuditConfig:
         if self.levels is not None and not 2 <= self.levels <= 256:
             raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
         from reports.gates import parse_gate
-        from reports.score import check_weights
 
         for gate in self.gates:
             parse_gate(gate)
-        self.score_weights = check_weights(parse_weights(self.score_weights))
         if self.fail_under is not None and not 0 <= self.fail_under <= 100:
             raise AuditError(f"--fail-under must be a score between 0 and 100, got {self.fail_under}")
-        if self.permutations < 1:
-            raise AuditError(f"--permutations must be a positive integer, got {self.permutations}")
         if not self.attacks:
             raise AuditError("no attack given: use --attack NAME (see `audit attacks`)")
+        check_device(self.device)
+        from attacks.registry import get_spec
+        from reports.score import check_weights
+
+        budgets = parse_eps_list(self.eps)
+        specs = [get_spec(name) for name in self.attacks]
+        linf = [spec.name for spec in specs if spec.norm == "Linf"]
+        if linf and budgets and budgets[-1][0] > 1:
+            raise AuditError(f"--eps {budgets[-1][1]} is above 1 for the L∞ attack '{linf[0]}': pixels are in "
+                             "[0, 1], so no L∞ budget can exceed 1 (write budgets like 8/255)")
+        return Resolved(
+            eps=budgets, norms=frozenset(spec.norm for spec in specs), input_size=parse_input_size(self.input_size),
+            samples=parse_samples(self.samples), classes=None, arch_kwargs=parse_arch_kwargs(self.arch_kwargs),
+            mean=read_stats(self.mean, "--mean"), std=read_stats(self.std, "--std"), device=None,
+            score_weights=check_weights(parse_weights(self.score_weights)),
+        )
+
+    def resolved(self) -> Resolved:
+        """Every option checked, parsed and typed, with the class names read and the device found (computed
+        once per set of values)."""
+        key = repr(self.effective())
+        if self._cache is None or self._cache[0] != key:
+            from dataclasses import replace
+
+            from audit.labels import resolve_classes
+
+            parsed = self._validate()
+            classes = resolve_classes(self.classes) if isinstance(self.classes, str) else self.classes
+            self._cache = (key, replace(parsed, classes=classes, device=resolve_device(self.device)))
+        return self._cache[1]
 
 
-def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
-    """``32`` -> (32, 32); ``"224x160"`` -> (224, 160) as (H, W); None stays None."""
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    parts = text.split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        raise AuditError(f"--input-size must be one integer or HxW (e.g. 224 or 224x160), got '{value}'") from None
-    if len(dims) == 1:
-        dims = dims * 2
-    if len(dims) != 2 or min(dims) < 1:
-        raise AuditError(f"--input-size must be one positive integer or HxW (e.g. 224x160), got '{value}'")
-    return dims[0], dims[1]
+@dataclass(frozen=True)
+class Resolved:
+    """The parsed options: what the runner uses."""
+
+    eps: list[tuple[float, str]]  # (value, text as written), ascending; empty: each attack's default
+    norms: frozenset[str]  # the norms of the requested attacks
+    input_size: tuple[int, int] | None  # (H, W); None: the data's own
+    samples: int | None  # None: every image
+    classes: list[str] | None
+    arch_kwargs: dict
+    mean: tuple[float, ...] | None  # one value or one per channel, as given
+    std: tuple[float, ...] | None
+    device: Any  # torch.device
+    score_weights: dict[str, float]  # the full weights, defaults filled in
+
+    def normalization(self, channels: int) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """Mean and std with one value per channel."""
+        return fit_stats(self.mean, channels, "--mean"), fit_stats(self.std, channels, "--std")
+
+    def check_budgets(self, channels: int, size: tuple[int, int]) -> None:
+        """An L2 budget above sqrt(C·H·W), the L2 distance between an all-black and an all-white image, means
+        nothing: refuse it once the input shape is known."""
+        bound = math.sqrt(channels * size[0] * size[1])
+        if "L2" in self.norms and self.eps and self.eps[-1][0] > bound:
+            raise AuditError(f"--eps {self.eps[-1][1]} is above {bound:.4g} = sqrt({channels}·{size[0]}·{size[1]}), "
+                             f"the largest L2 distance between two {channels}x{size[0]}x{size[1]} images in [0, 1]")
 
 
-def parse_weights(value: str | dict | None) -> dict | None:
-    """``"robustness=0.7,severity=0.1"`` -> {"robustness": 0.7, "severity": 0.1}; a dict or None passes."""
-    if value is None or isinstance(value, dict):
-        return value
-    weights = {}
-    for part in str(value).split(","):
-        name, eq, number = part.partition("=")
-        try:
-            weights[name.strip()] = float(number)
-        except ValueError:
-            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'") from None
-        if not eq:
-            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'")
-    return weights
+def option_fields() -> list:
+    """The dataclass fields that are options (every field but the cache), in declaration order."""
+    return [f for f in fields(AuditConfig) if "kinds" in f.metadata]
+
+
+def meta_key(f) -> str:
+    """An option's file key (and flag name, with '-' for '_')."""
+    return f.metadata["key"] or f.name
+
+
+def _plain(value):
+    """Paths as text, tuples as lists: values a report (JSON) and a config file (TOML) can hold."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -36,21 +36,11 @@ from audit.datasets_io import (
 )
 from audit.errors import AuditError
 from audit.labels import FASHION_MNIST
+from audit.options import parse_samples
 
 ACCEPTED = ("an ImageFolder directory (DIR/<class>/<images>), CIFAR-10/100 python batches, "
             "MNIST-style IDX files (.gz ok), an .npz with 'x' and 'y', or 'demo'")
 DEMO_FILE = Path(__file__).parent / "demo_assets" / "fashion_mnist_test.npz"
-
-
-def parse_samples(text: str | int | None) -> int | None:
-    """``--samples``: None or "all" -> None (everything); a positive integer (or its text) -> that integer."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
-        return None
-    if isinstance(text, int) and not isinstance(text, bool) and text > 0:
-        return text
-    if isinstance(text, str) and text.strip().isdigit() and int(text) > 0:
-        return int(text)
-    raise AuditError(f"--samples must be a positive integer or 'all', got '{text}'")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from audit.errors import AuditError
 from audit.state import StateDir, fingerprint
 
 # settings that do not change any number of the report
-NOT_NUMBERS = {"resume", "threads", "label", "config", "out"}
+NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "export_representations"}
 
 
 def audit_fingerprint(config, sha256: str, data, world: World) -> dict:

@@ -1,4 +1,5 @@
-"""Loading a user's classifier without running code it carries, and the command-line values around it.
+"""Loading a user's classifier without running code it carries (the option parsers it re-exports live in
+:mod:`audit.options`).
 
 Formats are recognised by content, never by extension. Weight files (safetensors, torch state dicts) are read
 with loaders that cannot execute code; a full pickle is only unpickled with ``--trust-model``. A torch.export
@@ -11,8 +12,6 @@ carry no Python code and are loaded directly. :class:`AuditedModel`, :func:`eval
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import pickle
 import re
 import struct
@@ -27,6 +26,7 @@ from safetensors.torch import load_file
 
 from audit.arch import build_network, fit_weights
 from audit.errors import AuditError
+from audit.options import parse_arch_kwargs, parse_stats, resolve_device
 from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
 
 __all__ = [
@@ -256,72 +256,3 @@ def load_model(
     network, fmt = _network_from(obj, path, arch, dict(arch_kwargs or {}))
     fmt = "safetensors" if kind == "safetensors" else fmt
     return LoadedModel(network.cpu(), str(path), sha256, fmt, policy, arch)
-
-
-# --- command-line values ---------------------------------------------------------------------------------
-
-
-def parse_arch_kwargs(text: str | None) -> dict:
-    if text is None or not text.strip():
-        return {}
-    example = """e.g. --arch-kwargs '{"num_classes": 10}'"""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AuditError(
-            f"--arch-kwargs is not valid JSON ({exc.msg} at column {exc.colno}); {example}"
-        ) from None
-    if not isinstance(value, dict):
-        raise AuditError(
-            f"--arch-kwargs must be a JSON object of keyword arguments, not {type(value).__name__}; {example}"
-        )
-    return value
-
-
-def parse_stats(text: str | None, channels: int, name: str) -> tuple[float, ...] | None:
-    if text is None or not text.strip():
-        return None
-    example = f"e.g. {name} 0.485,0.456,0.406"
-    items = [s.strip() for s in text.strip().strip("[]()").split(",")]
-    values = []
-    for item in items:
-        try:
-            value = float(item)
-        except ValueError:
-            raise AuditError(
-                f"{name} {text!r}: {item!r} is not a number; give comma-separated numbers, {example}"
-            ) from None
-        if not math.isfinite(value):
-            raise AuditError(f"{name} {text!r}: values must be finite numbers, {example}")
-        values.append(value)
-    if name == "--std" and any(v <= 0 for v in values):
-        raise AuditError(f"--std {text!r}: every value must be > 0 (the input is divided by it)")
-    if len(values) == 1:
-        return tuple(values) * channels
-    if len(values) != channels:
-        raise AuditError(
-            f"{name} has {len(values)} values but the images have {channels} channels; give 1 or {channels} values"
-        )
-    return tuple(values)
-
-
-def resolve_device(spec: str) -> torch.device:
-    text = spec.strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    found = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if found is None:
-        raise AuditError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        build = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
-        raise AuditError(
-            f"--device {spec} was asked for, but no CUDA GPU is available ({build}); use --device cpu or --device auto"
-        )
-    index = int(found.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise AuditError(
-            f"--device {spec}: there are only {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...)"
-        )
-    return torch.device("cuda", index)

@@ -23,16 +23,15 @@ from attacks.validity import model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
 from audit import __version__
 from audit.analyses import build_analyses
+from audit.config import AuditConfig
+from audit.data import open_data
 from audit.distributed import world as distributed_world
 from audit.execution import Execution, audit_fingerprint
 from audit.state import StateDir
-from audit.config import AuditConfig, parse_input_size
-from audit.data import open_data, parse_samples
-from audit.epsilon import parse_eps_list
 from audit.errors import AuditError
-from audit.labels import align_labels, resolve_classes
+from audit.labels import align_labels
 from audit.metrics import AttackTally, ClassCounts
-from audit.model import load_model, parse_arch_kwargs, parse_stats, resolve_device
+from audit.model import load_model
 from audit.probe import AuditedModel, eval_mode, expected_channels, probe
 from audit.targets import choose_targets
 from reports.gates import evaluate
@@ -91,7 +90,7 @@ class _Silent:
 
 def plan_attacks(config: AuditConfig) -> list[list[AttackRun]]:
     """Per requested attack, its budgets in ascending order (one None budget for minimal-norm attacks)."""
-    budgets = parse_eps_list(config.eps)
+    budgets = config.resolved().eps
     plans, seen = [], set()
     for name in config.attacks:
         spec = get_spec(name)
@@ -139,13 +138,10 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
     progress = progress or _Silent()
     observers = observers or []
     started = time.perf_counter()
-    config.check()
+    opts = config.resolved()
     plans = plan_attacks(config)
-    size = parse_input_size(config.input_size)
-    samples = parse_samples(config.samples)
-    given_classes = resolve_classes(config.classes) if isinstance(config.classes, str) else config.classes
-    device = resolve_device(config.device)
-    arch_kwargs = config.arch_kwargs if isinstance(config.arch_kwargs, dict) else parse_arch_kwargs(config.arch_kwargs)
+    size, samples, given_classes = opts.input_size, opts.samples, opts.classes
+    device, arch_kwargs = opts.device, opts.arch_kwargs
 
     progress.stage("loading the model")
     loaded = load_model(config.model, arch=config.arch, arch_kwargs=arch_kwargs, trust_model=config.trust_model)
@@ -155,8 +151,8 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         raise AuditError(f"no samples to audit in {config.data}")
     channels = config.channels or expected_channels(loaded.module) or data.native_channels
     size = size or data.native_size
-    mean = parse_stats(config.mean, channels, "--mean")
-    std = parse_stats(config.std, channels, "--std")
+    mean, std = opts.normalization(channels)
+    opts.check_budgets(channels, size)
     audited = AuditedModel(loaded.module, mean, std, config.output_key).to(device)
     load_s = time.perf_counter() - started
 
@@ -221,8 +217,9 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         seed=config.seed,
         device=str(device),
         settings={
+            **config.effective(),
             "attacks": [p[0].spec.name for p in plans],
-            "eps": [text for _, text in parse_eps_list(config.eps)] or "each attack's default",
+            "eps": [text for _, text in opts.eps] or "each attack's default",
             "steps": config.steps, "targeted": config.targeted, "batch_size": config.batch_size,
             "samples": "all" if samples is None else samples,
         },
@@ -241,7 +238,7 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         observer.finish(result)
     result.checks = [clean_accuracy_check(run.clean.accuracy, len(names), run.clean.n), *checks,
                      *entry_checks(entries, run.clean.n, probed.deterministic)]
-    result.score = score_report(result.to_dict(), config.score_weights)
+    result.score = score_report(result.to_dict(), opts.score_weights)
     result.verdict = evaluate(result.to_dict(), config.gates, config.fail_under)
     if world.active:
         result.environment.update(world.describe())
@@ -385,7 +382,7 @@ class _Pass:
         """Where a minimal-perturbation attack's implied accuracy curve is read: the user's budgets and a grid."""
         if spec.bounded:
             return []
-        return [value for value, _ in parse_eps_list(self.config.eps)] + list(MINIMAL_CURVE_EPS[spec.norm])
+        return [value for value, _ in self.config.resolved().eps] + list(MINIMAL_CURVE_EPS[spec.norm])
 
     def entries(self) -> list[dict]:
         out = []

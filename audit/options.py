@@ -1,0 +1,160 @@
+"""The value parsers of the audit's options: text (from a flag) or a typed value (from a config file or the
+Python API) in, a checked value out, or one ``AuditError`` line naming the option.
+
+:class:`audit.config.AuditConfig` calls them all (``check()`` and ``resolved()``); budgets are parsed in
+:mod:`audit.epsilon`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+from audit.errors import AuditError
+
+
+def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
+    """``32`` -> (32, 32); ``"224x160"`` -> (224, 160) as (H, W); None stays None."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    parts = text.split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        raise AuditError(f"--input-size must be one integer or HxW (e.g. 224 or 224x160), got '{value}'") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise AuditError(f"--input-size must be one positive integer or HxW (e.g. 224x160), got '{value}'")
+    return dims[0], dims[1]
+
+
+def parse_samples(text: str | int | None) -> int | None:
+    """``--samples``: None or "all" -> None (everything); a positive integer (or its text) -> that integer."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
+        return None
+    if isinstance(text, int) and not isinstance(text, bool) and text > 0:
+        return text
+    if isinstance(text, str) and text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    raise AuditError(f"--samples must be a positive integer or 'all', got '{text}'")
+
+
+def parse_weights(value: str | dict | None) -> dict | None:
+    """``"robustness=0.7,severity=0.1"`` -> {"robustness": 0.7, "severity": 0.1}; a dict or None passes."""
+    if value is None or isinstance(value, dict):
+        return value
+    weights = {}
+    for part in str(value).split(","):
+        name, eq, number = part.partition("=")
+        try:
+            weights[name.strip()] = float(number)
+        except ValueError:
+            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'") from None
+        if not eq:
+            raise AuditError(f"--weights must look like robustness=0.7,severity=0.1, got '{value}'")
+    return weights
+
+
+def parse_arch_kwargs(text: str | dict | None) -> dict:
+    """``--arch-kwargs``: a JSON object (or an already parsed dict) of keyword arguments for ``--arch``."""
+    if isinstance(text, dict):
+        return dict(text)
+    if text is None or not text.strip():
+        return {}
+    example = """e.g. --arch-kwargs '{"num_classes": 10}'"""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AuditError(
+            f"--arch-kwargs is not valid JSON ({exc.msg} at column {exc.colno}); {example}"
+        ) from None
+    if not isinstance(value, dict):
+        raise AuditError(
+            f"--arch-kwargs must be a JSON object of keyword arguments, not {type(value).__name__}; {example}"
+        )
+    return value
+
+
+def read_stats(value: str | float | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std`` as given: a comma list (or one number, or a list of numbers) of finite values,
+    positive for ``--std``; None or empty text -> None. :func:`fit_stats` fits them to the channels."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    example = f"e.g. {name} 0.485,0.456,0.406"
+    if isinstance(value, str):
+        items: Sequence = [s.strip() for s in value.strip().strip("[]()").split(",")]
+    else:
+        items = list(value) if isinstance(value, list | tuple) else [value]
+    values = []
+    for item in items:
+        try:
+            if isinstance(item, bool):
+                raise ValueError
+            number = float(item)
+        except (TypeError, ValueError):
+            raise AuditError(
+                f"{name} {value!r}: {item!r} is not a number; give comma-separated numbers, {example}"
+            ) from None
+        if not math.isfinite(number):
+            raise AuditError(f"{name} {value!r}: values must be finite numbers, {example}")
+        values.append(number)
+    if not values:
+        raise AuditError(f"{name} is empty; {example}")
+    if name == "--std" and any(v <= 0 for v in values):
+        raise AuditError(f"--std {value!r}: every value must be > 0 (the input is divided by it)")
+    return tuple(values)
+
+
+def fit_stats(values: tuple[float, ...] | None, channels: int, name: str) -> tuple[float, ...] | None:
+    """One value for every channel, or exactly one per channel."""
+    if values is None:
+        return None
+    if len(values) == 1:
+        return tuple(values) * channels
+    if len(values) != channels:
+        raise AuditError(
+            f"{name} has {len(values)} values but the images have {channels} channels; give 1 or {channels} values"
+        )
+    return tuple(values)
+
+
+def parse_stats(text: str | float | Sequence[float] | None, channels: int, name: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std`` for images with ``channels`` channels (see :func:`read_stats`)."""
+    return fit_stats(read_stats(text, name), channels, name)
+
+
+DEVICE = re.compile(r"cuda(?::(\d+))?")
+
+
+def check_device(spec: str) -> str:
+    """``--device`` spelled right (auto, cpu, cuda or cuda:N), lower-cased; nothing is asked of torch."""
+    text = str(spec).strip().lower()
+    if text not in ("auto", "cpu") and DEVICE.fullmatch(text) is None:
+        raise AuditError(f"--device {spec!r} is not understood; use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def resolve_device(spec: str):
+    """The torch device ``--device`` names; a GPU that is asked for and missing is an error."""
+    import torch
+
+    text = check_device(spec)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        build = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
+        raise AuditError(
+            f"--device {spec} was asked for, but no CUDA GPU is available ({build}); use --device cpu or --device auto"
+        )
+    index = int(DEVICE.fullmatch(text).group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise AuditError(
+            f"--device {spec}: there are only {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...)"
+        )
+    return torch.device("cuda", index)
