@@ -11,7 +11,6 @@ order of summation.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from audit.distributed import World
@@ -23,9 +22,9 @@ NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "
 
 
 def audit_fingerprint(config, sha256: str, data, world: World) -> dict:
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_NUMBERS}
+    settings = {f"--{k.replace('_', '-')}": v for k, v in config.effective().items() if k not in NOT_NUMBERS}
     chosen = hashlib.sha256(data._chosen.tobytes()).hexdigest()
-    return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], "settings": settings,
+    return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], **settings,
                         "world size": world.size})
 
 

@@ -1,0 +1,122 @@
+"""Resume after a crash (kill -9) and torchrun with 2 processes both give the uninterrupted single-process report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.demo import ARCH, ASSETS
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ARGS = [str(ASSETS / "fashion_cnn.safetensors"), "--arch", ARCH, "--classes", "fashion-mnist", "--samples", "60",
+        "--batch-size", "10", "--attack", "pgd", "--attack", "fgsm", "--eps", "0.05,0.1", "--steps", "10",
+        "--permutations", "50", "--threads", "1", "--no-html"]
+VOLATILE = {"created", "timing", "environment"}
+
+
+def audit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, env=ENV,
+                          timeout=600, check=False, **kw)
+
+
+def numbers(report: dict) -> dict:
+    """The report without what may differ between runs of the same audit: timings, environment, how it ran."""
+    out = {k: v for k, v in report.items() if k not in VOLATILE}
+    out["attacks"] = [{k: v for k, v in e.items() if k != "wall_time_s"} for e in report["attacks"]]
+    out["settings"] = {k: v for k, v in report["settings"].items() if k not in ("resume", "out", "junit", "html")}
+    return out
+
+
+def close(a, b, path="report"):
+    """Equal, floats to 1e-9 relative (sums added in another order), everything else exactly."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("whole")
+    proc = audit(*ARGS, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / ".state").exists()  # a finished audit removes its state
+    return json.loads((out / "report.json").read_text())
+
+
+def test_an_audit_killed_mid_run_and_resumed_gives_the_uninterrupted_report(uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "audit", *ARGS, "--out", str(out)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".state" / "rank0.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if state.exists():
+            try:
+                done = json.loads(state.read_text())["state"]["completed"]
+            except (ValueError, KeyError):
+                done = []
+            if len(done) >= 2:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report.json").exists() and 2 <= len(json.loads(state.read_text())["state"]["completed"]) < 6
+    resumed = audit(*ARGS, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    close(numbers(json.loads((out / "report.json").read_text())), numbers(uninterrupted))
+
+
+def interrupted_state(tmp_path) -> Path:
+    out = tmp_path / "out"
+    state = out / ".state"
+    state.mkdir(parents=True)
+    return out
+
+
+def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "audit", *ARGS, "--out", str(out)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".state" / "rank0.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not state.exists():
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    other = audit(*ARGS, "--out", str(out), "--resume", "--seed", "7")
+    assert other.returncode == 2 and "belongs to another audit" in other.stderr and "--seed" in other.stderr
+    state.write_text(state.read_text()[: len(state.read_text()) // 2])  # truncated
+    broken = audit(*ARGS, "--out", str(out), "--resume")
+    assert broken.returncode == 2 and "unreadable" in broken.stderr and "Traceback" not in broken.stderr
+    assert not (out / "report.json").exists()
+    nothing = audit(*ARGS, "--out", str(tmp_path / "fresh"), "--resume")
+    assert nothing.returncode == 2 and "no saved state" in nothing.stderr
+
+
+def test_torchrun_with_two_processes_gives_the_single_process_report(uninterrupted, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "dist"
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "audit", *ARGS,
+                           "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["environment"]["world_size"] == 2 and report["environment"]["backend"] == "gloo"
+    close(numbers(report), numbers(uninterrupted))
+    assert proc.stdout.count("Clean accuracy") == 1  # only rank 0 reports
