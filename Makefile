@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Real images for the data tests (foolbox ships 20 real images per dataset; installed without its dependencies,
 # and never imported).
-TEST_DATA := foolbox==3.3.4
+TEST_DATA := foolbox==3.3.4 efficientnet-lite-pytorch==0.1.0
 
 .PHONY: install demo test lint clean
 
