@@ -3,9 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Real images for the data tests (foolbox ships 20 real images per dataset) and the EfficientNet-Lite architecture
-# for the layer-choice test; installed without their dependencies,
-# and never imported).
+# Real images for the data tests (foolbox ships 20 real images per dataset; it is never imported) and the
+# EfficientNet-Lite architecture for the layer-choice test, both installed without their dependencies.
 TEST_DATA := foolbox==3.3.4 efficientnet-lite-pytorch==0.1.0
 
 .PHONY: install demo test lint clean
