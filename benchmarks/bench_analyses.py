@@ -4,8 +4,9 @@ On the same model and images (the demo CNN and its 300 images by default), measu
 ``--repeat`` times (the minimum of each is kept):
 
 - bare:      a plain loop of ``torchattacks.PGD(steps=10)`` over the batches, then one forward for the result;
-- audit:     ``run_audit`` with the same attack and ``--layers none`` (attacks, checks and tallies only);
-- analyses:  ``run_audit`` with ``--layers auto`` (every per-layer analysis on, as by default).
+- audit:     ``run_audit`` with the same attack, ``--layers none --no-checks`` (attacks and tallies only);
+- analyses:  ``run_audit`` with ``--layers auto --no-checks`` (every per-layer analysis on, as by default);
+- full:      ``run_audit`` as by default: the analyses and the attack-validity checks.
 
 Prints the wall times and the ratios to the bare loop (target: analyses <= 1.3x bare). Times on shared machines
 are noisy: run with OMP_WAIT_POLICY=PASSIVE and compare only the ratios of one run.
@@ -44,10 +45,10 @@ def bare_loop(model, batches) -> float:
     return time.perf_counter() - start
 
 
-def audit_run(weights: str, layers: str, threads: int) -> float:
+def audit_run(weights: str, layers: str, threads: int, checks: bool) -> float:
     config = AuditConfig(model=weights, arch=ARCH, data="demo", classes="fashion-mnist", attacks=["pgd"],
                          eps=str(EPS), steps=STEPS, samples="all", batch_size=BATCH, device="cpu", threads=threads,
-                         layers=layers)
+                         layers=layers, checks=checks)
     start = time.perf_counter()
     run_audit(config)
     return time.perf_counter() - start
@@ -64,11 +65,12 @@ def main() -> None:
     model = AuditedModel(load_model(weights, arch=ARCH).module, None, None, None).eval()
     data = open_data("demo", samples=None, seed=0)
     batches = [(b.x, torch.as_tensor(b.y)) for b in data.batches(BATCH, size=(28, 28), channels=1)]
-    times = {"bare": [], "audit": [], "analyses": []}
-    for _ in range(args.repeat):  # interleaved, so that a noisy phase of the machine hits all three alike
+    times = {"bare": [], "audit": [], "analyses": [], "full": []}
+    for _ in range(args.repeat):  # interleaved, so that a noisy phase of the machine hits all alike
         times["bare"].append(bare_loop(model, batches))
-        times["audit"].append(audit_run(weights, "none", args.threads))
-        times["analyses"].append(audit_run(weights, "auto", args.threads))
+        times["audit"].append(audit_run(weights, "none", args.threads, False))
+        times["analyses"].append(audit_run(weights, "auto", args.threads, False))
+        times["full"].append(audit_run(weights, "auto", args.threads, True))
     best = {k: min(v) for k, v in times.items()}
     print(f"model {args.model}, {len(data)} images, PGD-{STEPS} at eps {EPS}, {args.threads} threads, "
           f"best of {args.repeat}")
