@@ -1,0 +1,38 @@
+"""Edges of the semantic-window math that mutation testing showed untested: input checks of the 1 vs 2 test."""
+
+import numpy as np
+import pytest
+
+from audit.semantics import one_vs_two, severity
+
+W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
+PROF = np.random.default_rng(4).uniform(-1, 1, (3, 6))
+S, T = np.array([0, 1, 2]), np.array([3, 4, 5])
+
+
+def test_one_vs_two_accepts_well_formed_input():
+    assert one_vs_two(PROF, W, S, T).shape == (3,)
+
+
+@pytest.mark.parametrize("prof, s, t", [
+    (PROF[0], S[:1], T[:1]),  # one profile, not images x classes
+    (PROF[:, :5], S, T),  # five columns for six classes
+    (PROF, S[:2], T[:2]),  # two sources and targets for three images
+    (PROF, S, T[:2]),  # one target short
+])
+def test_one_vs_two_refuses_malformed_shapes(prof, s, t):
+    with pytest.raises(ValueError, match="images x classes, with one source and one target per image"):
+        one_vs_two(prof, W, s, t)
+
+
+def test_one_vs_two_refuses_a_prediction_equal_to_the_truth():
+    with pytest.raises(ValueError, match="predicted class that differs from the true class"):
+        one_vs_two(PROF, W, S, np.array([3, 1, 5]))
+
+
+def test_severity_works_with_two_classes_and_refuses_one():
+    # two classes: the mean distance is their own distance, so their confusion has severity exactly 1
+    w = np.array([[1.0, 0.0], [1.0, 1.0]])
+    assert severity(w, np.array([0, 1]), np.array([1, 0])) == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="at least two class vectors"):
+        severity(w[:1], np.array([0]), np.array([0]))
