@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from audit.semantics import one_vs_two, severity
+from audit.semantics import one_vs_two, profile, rsa, severity
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
 PROF = np.random.default_rng(4).uniform(-1, 1, (3, 6))
@@ -21,12 +21,12 @@ def test_one_vs_two_accepts_well_formed_input():
     (PROF, S, T[:2]),  # one target short
 ])
 def test_one_vs_two_refuses_malformed_shapes(prof, s, t):
-    with pytest.raises(ValueError, match="images x classes, with one source and one target per image"):
+    with pytest.raises(ValueError, match="^profiles must be images x classes, with one source and one target per image$"):
         one_vs_two(prof, W, s, t)
 
 
 def test_one_vs_two_refuses_a_prediction_equal_to_the_truth():
-    with pytest.raises(ValueError, match="predicted class that differs from the true class"):
+    with pytest.raises(ValueError, match="^the 1 vs 2 test needs a predicted class that differs from the true class$"):
         one_vs_two(PROF, W, S, np.array([3, 1, 5]))
 
 
@@ -34,5 +34,21 @@ def test_severity_works_with_two_classes_and_refuses_one():
     # two classes: the mean distance is their own distance, so their confusion has severity exactly 1
     w = np.array([[1.0, 0.0], [1.0, 1.0]])
     assert severity(w, np.array([0, 1]), np.array([1, 0])) == pytest.approx([1.0, 1.0])
-    with pytest.raises(ValueError, match="at least two class vectors"):
+    with pytest.raises(ValueError, match="^severity needs at least two class vectors$"):
         severity(w[:1], np.array([0]), np.array([0]))
+
+    with pytest.raises(ValueError, match="^a class word vector is zero$"):
+        severity(np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]), np.array([0]), np.array([2]))
+
+
+def test_profile_and_severity_stay_in_range_where_rounding_would_leave_it():
+    # for about a third of these rows the unit vector's dot product with itself rounds to 1 + 2^-52
+    x = np.random.default_rng(0).normal(size=(200, 7))
+    same, opposite = np.diagonal(profile(x, x)), np.diagonal(profile(x, -x))
+    assert np.all(same <= 1.0) and np.all(opposite >= -1.0)
+    assert np.all(severity(x, np.arange(200), np.arange(200)) >= 0.0)  # 1 - cos, never below 0
+
+
+def test_rsa_refuses_matrices_of_different_shapes():
+    with pytest.raises(ValueError, match=r"^the similarity matrices differ in shape: \(3, 3\) vs \(4, 4\)$"):
+        rsa(np.eye(3), np.eye(4))
