@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from audit.errors import AuditError
+from audit.saliency.entropy import choose_levels, neighbour_pairs, spatial_entropy
 from audit.saliency.stats import (
     auroc, detector_auroc, fit_logistic, spearman, stratified_split, superization_index,
 )
@@ -83,3 +85,46 @@ def test_detector_and_auroc_input_errors_name_their_side():
 def test_split_fraction_must_lie_strictly_between_zero_and_one(fraction):
     with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\)"):
         stratified_split(10, 10, fraction, 0)
+
+
+def _literal_glcm_entropy(m, levels, offsets):
+    s = (m - m.min()) / (m.max() - m.min())
+    q = np.minimum(np.floor(s * levels).astype(int), levels - 1)
+    counts = np.zeros((levels, levels))
+    h, w = q.shape
+    for dy, dx in offsets:
+        for i in range(h):
+            for j in range(w):
+                if 0 <= i + dy < h and 0 <= j + dx < w:
+                    counts[q[i, j], q[i + dy, j + dx]] += 1
+                    counts[q[i + dy, j + dx], q[i, j]] += 1
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def test_glcm_with_leftward_offsets_matches_a_literal_loop():
+    maps = np.random.default_rng(11).random((3, 6, 7))
+    offsets = ((1, -1), (0, -2))
+    got = spatial_entropy(maps, levels=4, offsets=offsets)
+    np.testing.assert_allclose(got, [_literal_glcm_entropy(m, 4, offsets) for m in maps], rtol=0, atol=1e-9)
+
+
+def test_levels_at_the_boundary_and_pairs_of_offsets_beyond_the_map():
+    assert neighbour_pairs(2, 22) == 64 and choose_levels(2, 22) == 4  # 4^2 = 64 / 4 exactly: L = 4 is allowed
+    assert neighbour_pairs(3, 3, [(5, 0)]) == 0 and neighbour_pairs(3, 3, [(0, -5)]) == 0
+
+
+def test_entropy_input_forms_and_errors():
+    maps = np.random.default_rng(12).random((2, 5, 5))
+    assert np.array_equal(spatial_entropy(maps.tolist()), spatial_entropy(maps))  # nested lists are converted
+    # offsets belong to the glcm method only: other methods ignore them
+    assert spatial_entropy(maps, method="histogram", offsets=[(0, 0)]).shape == (2,)
+    assert not np.signbit(spatial_entropy(np.ones((1, 4, 4)))).any()  # a constant map: 0.0, not -0.0
+    with pytest.raises(ValueError, match=r"^saliency maps must have at least one pixel, got shape \(1, 3, 0\)$"):
+        spatial_entropy(np.zeros((1, 3, 0)))
+    with pytest.raises(AuditError, match="^entropy levels must be an integer >= 2, got 2.5$"):
+        spatial_entropy(maps, levels=2.5)
+    with pytest.raises(AuditError, match="choose one of glcm, histogram, 2d$"):
+        spatial_entropy(maps, method="shannon")
+    with pytest.raises(ValueError, match="^saliency maps contain NaN or infinite values$"):
+        spatial_entropy(np.full((1, 3, 3), np.nan))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from audit.semantics import one_vs_two, profile, rsa, severity
+from audit.semantics.leave_two_out import TIE, count_successes
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
 PROF = np.random.default_rng(4).uniform(-1, 1, (3, 6))
@@ -52,3 +53,15 @@ def test_profile_and_severity_stay_in_range_where_rounding_would_leave_it():
 def test_rsa_refuses_matrices_of_different_shapes():
     with pytest.raises(ValueError, match=r"^the similarity matrices differ in shape: \(3, 3\) vs \(4, 4\)$"):
         rsa(np.eye(3), np.eye(4))
+
+
+def test_count_successes_over_several_row_blocks_equals_a_direct_count():
+    # 200 classes: more than one block of rows (the blocks hold 2^15 / n rows), so the off-diagonal tiles count
+    rng = np.random.default_rng(7)
+    d = rng.normal(size=(200, 200))
+    d[3, 150], d[150, 3] = TIE, 0.0  # a margin of exactly TIE is a tie, not a success
+    d[5, 5] = 1.0  # the diagonal is no pair
+    d[7, 190] = np.nan  # NaN is a failure
+    i, j = np.triu_indices(200, 1)
+    expected = sum(bool(d[a, b] + d[b, a] > TIE) for a, b in zip(i, j, strict=True))
+    assert count_successes(d) == expected
