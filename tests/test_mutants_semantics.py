@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from audit.semantics import one_vs_two, profile, rsa, severity
-from audit.semantics.leave_two_out import TIE, count_successes
+from audit.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, two_vs_two
+from audit.semantics.leave_two_out import SMALL, TIE, WordSide, count_successes
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
 PROF = np.random.default_rng(4).uniform(-1, 1, (3, 6))
@@ -65,3 +65,19 @@ def test_count_successes_over_several_row_blocks_equals_a_direct_count():
     i, j = np.triu_indices(200, 1)
     expected = sum(bool(d[a, b] + d[b, a] > TIE) for a, b in zip(i, j, strict=True))
     assert count_successes(d) == expected
+
+
+@pytest.mark.parametrize("word_dim", [5, 60])  # 5: the word side takes its low-rank path; 60: full rank
+def test_permutation_null_above_the_batched_size_equals_the_literal_relabelling(word_dim):
+    # more than SMALL classes: one margin matrix per permutation (threaded or not), not the batched relabelling
+    n = SMALL + 6
+    rng = np.random.default_rng(21)
+    nets = [np.corrcoef(rng.standard_normal((n, 8))), np.corrcoef(rng.standard_normal((n, 30)))]
+    word = np.corrcoef(rng.standard_normal((n, word_dim)))
+    assert (WordSide.of(word, factor=True).u_t is not None) == (word_dim == 5)
+    res = permutation_pvalues(nets, word, n_perm=3, seed=4)
+    draw = np.random.default_rng(4)
+    for k in range(3):
+        perm = draw.permutation(n)
+        assert np.allclose(res.null[k], [two_vs_two(s, word[perm][:, perm]) for s in nets], atol=1e-12)
+    assert np.array_equal(permutation_pvalues(nets, word, n_perm=3, seed=4, workers=2).null, res.null)
