@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from audit.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, two_vs_two
+from audit.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two
 from audit.semantics.leave_two_out import SMALL, TIE, WordSide, count_successes
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
@@ -47,6 +47,8 @@ def test_profile_and_severity_stay_in_range_where_rounding_would_leave_it():
     x = np.random.default_rng(0).normal(size=(200, 7))
     same, opposite = np.diagonal(profile(x, x)), np.diagonal(profile(x, -x))
     assert np.all(same <= 1.0) and np.all(opposite >= -1.0)
+    both = similarity(np.vstack([x, -x]))
+    assert both.max() <= 1.0 and both.min() >= -1.0  # Pearson r, rounding included
     assert np.all(severity(x, np.arange(200), np.arange(200)) >= 0.0)  # 1 - cos, never below 0
 
 
