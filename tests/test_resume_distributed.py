@@ -16,8 +16,8 @@ from audit.demo import ARCH, ASSETS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ARGS = [str(ASSETS / "fashion_cnn.safetensors"), "--arch", ARCH, "--classes", "fashion-mnist", "--samples", "60",
-        "--batch-size", "10", "--attack", "pgd", "--attack", "fgsm", "--eps", "0.05,0.1", "--steps", "10",
-        "--permutations", "50", "--threads", "1", "--no-html"]
+        "--batch-size", "10", "--attack", "pgd", "--eps", "0.05,0.1", "--steps", "5", "--permutations", "50",
+        "--threads", "1", "--no-html"]
 VOLATILE = {"created", "timing", "environment"}
 
 
