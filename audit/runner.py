@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Protocol
 
@@ -20,9 +19,10 @@ import torch
 from attacks.cascade import run_cascade
 from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
 from attacks.validity import model_checks
-from attacks.registry import MINIMAL_CURVE_EPS, REGISTRY, AttackSpec, get_spec
+from attacks.registry import MINIMAL_CURVE_EPS, AttackSpec
 from audit import __version__
 from audit.analyses import build_analyses
+from audit.plan import AttackRun, plan_attacks
 from audit.config import AuditConfig
 from audit.data import open_data
 from audit.distributed import world as distributed_world
@@ -37,19 +37,6 @@ from audit.targets import choose_targets
 from reports.gates import evaluate
 from reports.schema import AuditResult
 from reports.score import score_report
-
-
-@dataclass(frozen=True)
-class AttackRun:
-    """One attack at one budget: the unit a report entry and an observer's adversarial batch refer to."""
-
-    spec: AttackSpec
-    eps: float | None
-    eps_text: str | None
-
-    @property
-    def key(self) -> str:
-        return self.spec.name if self.eps is None else f"{self.spec.name}@{self.eps_text}"
 
 
 class Observer(Protocol):
@@ -86,33 +73,6 @@ class _Silent:
 
     def advance(self, n: int) -> None:
         pass
-
-
-def plan_attacks(config: AuditConfig) -> list[list[AttackRun]]:
-    """Per requested attack, its budgets in ascending order (one None budget for minimal-norm attacks)."""
-    budgets = config.resolved().eps
-    plans, seen = [], set()
-    for name in config.attacks:
-        spec = get_spec(name)
-        if spec.name in seen:
-            continue
-        seen.add(spec.name)
-        if config.targeted and not spec.targeted:
-            supported = ", ".join(n for n, s in REGISTRY.items() if s.targeted)
-            raise AuditError(f"attack '{spec.name}' has no targeted mode; targeted attacks: {supported}")
-        if not spec.bounded:
-            plans.append([AttackRun(spec, None, None)])
-        elif budgets:
-            plans.append([AttackRun(spec, value, text) for value, text in budgets])
-        else:
-            plans.append([AttackRun(spec, spec.default_eps, _budget_text(spec.default_eps))])
-    return plans
-
-
-def _budget_text(value: float) -> str:
-    """A default budget as people write it: 8/255 rather than 0.0313725."""
-    steps = value * 255
-    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-9 else f"{value:g}"
 
 
 def run_audit(
