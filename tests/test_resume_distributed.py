@@ -89,7 +89,7 @@ def interrupted_state(tmp_path) -> Path:
     return out
 
 
-def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path):
+def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path, capsys):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "audit", *ARGS, "--out", str(out)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,14 +100,21 @@ def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path):
     time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    other = audit(*ARGS, "--out", str(out), "--resume", "--seed", "7")
-    assert other.returncode == 2 and "belongs to another audit" in other.stderr and "--seed" in other.stderr
+    from audit.cli import main
+
+    def refused(*args) -> str:  # in-process: no interpreter start-up per case
+        with pytest.raises(SystemExit) as exit_info:
+            main([*ARGS, *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in err, err
+        return err
+
+    assert "belongs to another audit" in (err := refused("--out", str(out), "--resume", "--seed", "7"))
+    assert "--seed" in err
     state.write_text(state.read_text()[: len(state.read_text()) // 2])  # truncated
-    broken = audit(*ARGS, "--out", str(out), "--resume")
-    assert broken.returncode == 2 and "unreadable" in broken.stderr and "Traceback" not in broken.stderr
+    assert "unreadable" in refused("--out", str(out), "--resume")
     assert not (out / "report.json").exists()
-    nothing = audit(*ARGS, "--out", str(tmp_path / "fresh"), "--resume")
-    assert nothing.returncode == 2 and "no saved state" in nothing.stderr
+    assert "no saved state" in refused("--out", str(tmp_path / "fresh"), "--resume")
 
 
 def test_torchrun_with_two_processes_gives_the_single_process_report(uninterrupted, tmp_path):

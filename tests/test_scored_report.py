@@ -92,21 +92,30 @@ def scored(tmp_path_factory):
     return out, proc, json.loads((out / "report.json").read_text())
 
 
-def test_fail_under_above_the_score_exits_1_and_below_exits_0(scored, tmp_path):
+def in_process(args, capsys) -> tuple[int, str]:
+    """The CLI's main() in this process (no interpreter start-up per case): exit code and stderr."""
+    from audit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_fail_under_above_the_score_exits_1_and_below_exits_0(scored, tmp_path, capsys):
     value = scored[2]["score"]["value"]
-    above = audit(*cli_args(tmp_path / "above", "--fail-under", f"{value + 1:.1f}"))
-    below = audit(*cli_args(tmp_path / "below", "--fail-under", f"{max(value - 1, 0):.1f}"))
-    assert above.returncode == 1 and "fail-under" in above.stderr
-    assert below.returncode == 0, below.stderr
+    above, above_err = in_process(cli_args(tmp_path / "above", "--fail-under", f"{value + 1:.1f}"), capsys)
+    below, below_err = in_process(cli_args(tmp_path / "below", "--fail-under", f"{max(value - 1, 0):.1f}"), capsys)
+    assert above == 1 and "fail-under" in above_err
+    assert below == 0, below_err
     assert (tmp_path / "above" / "report.json").exists()  # the report is written before the gate fails
 
 
-def test_a_failing_gate_exits_1_and_a_malformed_gate_is_one_line_exit_2(tmp_path):
-    failing = audit(*cli_args(tmp_path / "a", "--gate", "robust_accuracy[pgd@0.1]>=0.9"))
-    assert failing.returncode == 1 and "robust_accuracy[pgd@0.1]" in failing.stderr
-    bad = audit(*cli_args(tmp_path / "b", "--gate", "robust_acuracy[pgd@0.1]>=0.9"))
-    lines = [line for line in bad.stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
-    assert bad.returncode == 2 and len(lines) == 1 and "robust_accuracy" in lines[0]
+def test_a_failing_gate_exits_1_and_a_malformed_gate_is_one_line_exit_2(tmp_path, capsys):
+    failing, failing_err = in_process(cli_args(tmp_path / "a", "--gate", "robust_accuracy[pgd@0.1]>=0.9"), capsys)
+    assert failing == 1 and "robust_accuracy[pgd@0.1]" in failing_err
+    bad, bad_err = in_process(cli_args(tmp_path / "b", "--gate", "robust_acuracy[pgd@0.1]>=0.9"), capsys)
+    lines = [line for line in bad_err.splitlines() if line.strip() and not line.startswith("[audit]")]
+    assert bad == 2 and len(lines) == 1 and "robust_accuracy" in lines[0]
     assert not (tmp_path / "b" / "report.json").exists()
 
 
