@@ -185,7 +185,7 @@ def test_usage_errors_are_one_line_exit_2(args, needle):
 
 def test_minimal_perturbation_attacks_report_norms_not_robust_accuracy(tmp_path):
     proc = audit(*demo_args(STANDARD, tmp_path, "--attack", "deepfool", "--attack", "cw", "--attack", "pgdl2",
-                            "--eps", "1.0", "--steps", "8", "--samples", "20", "--seed", "1"))
+                            "--eps", "1.0", "--steps", "8", "--samples", "12", "--seed", "1"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))

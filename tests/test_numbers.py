@@ -121,7 +121,7 @@ def demo_images(n):
 
 def test_deepfool_breaks_the_standard_demo_cnn_alike_at_one_and_two_threads():
     model = demo_model()
-    x, y = demo_images(40)
+    x, y = demo_images(24)
     keep = model(x).argmax(1) == y
     x, y = x[keep], y[keep]
     results = []

@@ -29,7 +29,7 @@ class Saturated(FashionCNN):
 
 def config(**kw) -> AuditConfig:
     base = dict(model=STANDARD, arch=ARCH, data="demo", classes="fashion-mnist", attacks=["fgsm", "pgd"],
-                eps="0.05,0.1,0.2", steps=10, samples=100, batch_size=50, device="cpu", permutations=50)
+                eps="0.05,0.1,0.2", steps=10, samples=60, batch_size=30, device="cpu", permutations=50)
     return AuditConfig(**{**base, **kw})
 
 
