@@ -59,8 +59,9 @@ def uninterrupted(tmp_path_factory) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-def test_an_audit_killed_mid_run_and_resumed_gives_the_uninterrupted_report(uninterrupted, tmp_path):
-    out = tmp_path / "out"
+def killed_after(out: Path, completed: int) -> Path:
+    """Start an audit into ``out``, SIGKILL it once its saved state lists ``completed`` finished batches; the
+    state file's path."""
     proc = subprocess.Popen([sys.executable, "-m", "audit", *ARGS, "--out", str(out)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = out / ".state" / "rank0.json"
@@ -71,35 +72,26 @@ def test_an_audit_killed_mid_run_and_resumed_gives_the_uninterrupted_report(unin
                 done = json.loads(state.read_text())["state"]["completed"]
             except (ValueError, KeyError):
                 done = []
-            if len(done) >= 2:
+            if len(done) >= completed:
                 break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return state
+
+
+def test_an_audit_killed_mid_run_and_resumed_gives_the_uninterrupted_report(uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    state = killed_after(out, completed=2)
     assert not (out / "report.json").exists() and 2 <= len(json.loads(state.read_text())["state"]["completed"]) < 6
     resumed = audit(*ARGS, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     close(numbers(json.loads((out / "report.json").read_text())), numbers(uninterrupted))
 
 
-def interrupted_state(tmp_path) -> Path:
-    out = tmp_path / "out"
-    state = out / ".state"
-    state.mkdir(parents=True)
-    return out
-
-
 def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path, capsys):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "audit", *ARGS, "--out", str(out)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = out / ".state" / "rank0.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and not state.exists():
-        time.sleep(0.05)
-    time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    state = killed_after(out, completed=0)
     from audit.cli import main
 
     def refused(*args) -> str:  # in-process: no interpreter start-up per case
