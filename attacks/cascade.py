@@ -71,6 +71,7 @@ class StepOutcome:
     box_violation: float  # largest excursion outside [0, 1] before projection
     found: torch.Tensor | None = None  # bool: samples whose x_adv was found at this budget (not a smaller one)
     attacked_rows: torch.Tensor | None = None  # bool: the samples attacked (and evaluated) at this budget
+    record: list[dict] | None = None  # an ensemble's per-component counts (see attacks.ensemble)
 
 
 def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> torch.Tensor:
@@ -133,7 +134,7 @@ def run_cascade(
         alive = (clean_pred == y) & ~goal
         idx = alive.nonzero().flatten()
         eps_excess = box_excess = 0.0
-        counter, seconds = PassCounter(), 0.0
+        counter, seconds, record = PassCounter(), 0.0, None
         if idx.numel():
             torch.manual_seed(seed * 1_000_003 + round((eps or 0.0) * 1e6))  # same seed for a budget however it is reached
             attack = spec.build(BuildArgs(model, eps, steps, num_classes, seed))
@@ -145,6 +146,7 @@ def run_cascade(
             with torch.enable_grad(), count_passes(model) as counter:
                 adv = attack(x[idx], labels).detach()
             seconds = time.perf_counter() - start
+            record = getattr(attack, "record", None)
             eps_excess, box_excess = violations(x[idx], adv, eps, spec.norm)
             adv = project(x[idx], adv, eps, spec.norm)
             if evaluate is None:
@@ -163,5 +165,5 @@ def run_cascade(
             broken[idx[pred != y[idx]]] = True
         yield StepOutcome(
             eps, best.clone(), logits.clone(), goal.clone(), int(idx.numel()), counter.forward, counter.backward,
-            seconds, eps_excess, box_excess, found, alive,
+            seconds, eps_excess, box_excess, found, alive, record,
         )

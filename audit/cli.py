@@ -17,6 +17,7 @@ try:  # newer typer releases vendor click (a separately installed click is then 
 except ImportError:  # older ones build on the click package
     from click.exceptions import UsageError
 
+from attacks.registry import DEFAULT_ATTACK
 from audit import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
@@ -128,7 +129,8 @@ def run(
     mean: str | None = typer.Option(None, help="Normalization mean, comma list or one value (applied inside the model)."),
     std: str | None = typer.Option(None, help="Normalization std, comma list or one value."),
     output_key: str | None = typer.Option(None, help="Key or index of the logits in a dict/tuple output."),
-    attack: list[str] = typer.Option(["pgd"], "--attack", "-a", help="Attack name; repeat for several (see `audit attacks`)."),
+    attack: list[str] = typer.Option([DEFAULT_ATTACK], "--attack", "-a",
+                                     help="Attack name; repeat for several (see `audit attacks`)."),
     eps: list[str] | None = typer.Option(None, "--eps", help="Budgets in [0,1] pixel space: 8/255 or 0.3 or 2/255,4/255,8/255."),
     steps: int | None = typer.Option(None, help="Iterations (queries for square); default: each attack's default "
                                   "budget (see `audit attacks`; below the reference for cw and autoattack)."),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.epsilon import parse_eps_list
+from attacks.registry import DEFAULT_ATTACK
 from audit.errors import AuditError
 from audit.options import (
     check_device,
@@ -88,7 +89,7 @@ class AuditConfig:
                                     doc="normalization std")
     output_key: str | None = option(None, kinds=("string", "integer"), to_field=str, example="logits",
                                     doc="key or index of the logits in a dict/tuple output")
-    attacks: list[str] = option(kinds=("strings", "string"), key="attack", to_field=_listed, factory=lambda: ["pgd"],
+    attacks: list[str] = option(kinds=("strings", "string"), key="attack", to_field=_listed, factory=lambda: [DEFAULT_ATTACK],
                                 doc="attack names (see `audit attacks`)")
     eps: list[str] | str | None = option(None, kinds=("budgets", "string", "number"), to_field=_texts,
                                          example=["2/255", "4/255", "8/255"],

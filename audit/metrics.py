@@ -81,6 +81,7 @@ class AttackTally:
     eps_violation: float = 0.0
     box_violation: float = 0.0
     norms: list = field(default_factory=list)  # minimal-perturbation attacks: per-sample norm arrays
+    components: dict = field(default_factory=dict)  # an ensemble's sums per component (see attacks.ensemble)
 
     def __post_init__(self):
         if self.robust is None:
@@ -110,6 +111,13 @@ class AttackTally:
         self.seconds += outcome.seconds
         self.eps_violation = max(self.eps_violation, outcome.eps_violation)
         self.box_violation = max(self.box_violation, outcome.box_violation)
+        for part in outcome.record or []:
+            self._add_component(part["name"], {k: v for k, v in part.items() if k != "name"})
+
+    def _add_component(self, name: str, counts: dict) -> None:
+        mine = self.components.setdefault(name, dict.fromkeys(counts, 0))
+        for key, value in counts.items():
+            mine[key] = mine.get(key, 0) + value
 
     def merge(self, other: AttackTally) -> None:
         for f in fields(self):
@@ -120,6 +128,9 @@ class AttackTally:
                 mine.merge(theirs)
             elif isinstance(mine, list):
                 mine.extend(theirs)
+            elif isinstance(mine, dict):
+                for name, counts in theirs.items():
+                    self._add_component(name, counts)
             elif f.name.endswith(("_max", "_violation")):
                 setattr(self, f.name, max(mine, theirs))
             else:
@@ -127,14 +138,17 @@ class AttackTally:
 
     def export(self) -> dict:
         """Plain data (numbers, arrays) for a saved state or another process; ``restore`` reads it back."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("num_classes", "robust", "norms")}
-        return {**out, "robust": self.robust.export(), "norms": [np.asarray(a) for a in self.norms]}
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("num_classes", "robust", "norms", "components")}
+        return {**out, "robust": self.robust.export(), "norms": [np.asarray(a) for a in self.norms],
+                "components": {k: dict(v) for k, v in self.components.items()}}
 
     @classmethod
     def restore(cls, num_classes: int, state: dict) -> AttackTally:
-        plain = {k: v for k, v in state.items() if k not in ("robust", "norms")}
+        plain = {k: v for k, v in state.items() if k not in ("robust", "norms", "components")}
         return cls(num_classes, ClassCounts.restore(num_classes, state["robust"]),
-                   norms=[np.asarray(a, dtype=np.float64) for a in state["norms"]], **plain)
+                   norms=[np.asarray(a, dtype=np.float64) for a in state["norms"]],
+                   components={k: dict(v) for k, v in state.get("components", {}).items()}, **plain)
 
     def summary(self, names: list[str], *, budget_mode: str, curve_eps: list[float] = ()) -> dict:
         """The report entry's numbers. ``budget_mode``: cumulative, independent or minimal (see the registry)."""

@@ -360,6 +360,8 @@ class _Pass:
                     "targeted": self.config.targeted, "threat_model": spec.threat_model,
                     "standard_budget": standard, "reference_steps": spec.reference_steps, "budget_note": note,
                     "cascade": k > 0 and spec.cumulative,
+                    "ensemble": (spec.ensemble(steps, len(self.names), self.tallies[run].components)
+                                 if spec.ensemble else None),
                     **self.tallies[run].summary(self.names, budget_mode=spec.budget_mode,
                                                 curve_eps=self._curve_eps(spec)),
                 })

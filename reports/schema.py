@@ -55,6 +55,16 @@ class AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+def ensemble_text(entry: dict) -> str | None:
+    """One line on an ensemble attack entry: its label, then each component with its budget and what it did."""
+    ensemble = entry.get("ensemble")
+    if not ensemble:
+        return None
+    parts = [f"{c['name']} ({c['budget']}) broke {c['broken']} of {c['attacked']} in {c['wall_time_s']:.1f} s"
+             for c in ensemble["components"]]
+    return f"{ensemble['label']}: " + " → ".join(parts)
+
+
 def write_atomic(path: str | Path, text: str | bytes) -> Path:
     """Write ``text`` (or bytes) so that ``path`` holds either the old content or the whole new one, never a part."""
     path = Path(path)

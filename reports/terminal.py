@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reports.schema import AuditResult
+from reports.schema import AuditResult, ensemble_text
 
 
 def pct(value: float | None) -> str:
@@ -80,6 +80,10 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
         console.print(f"[dim]{line}[/]")
     for line in minimal_lines(result.attacks):
         console.print(line)
+    for e in result.attacks:
+        if ensemble_text(e):
+            console.print(f"[bold]{escape(e['name'])}[/] eps {escape(str(e.get('eps_text') or e['eps']))}: "
+                          f"[dim]{escape(ensemble_text(e))}[/]")
     render_semantics(result, console)
     render_saliency(result, console)
     render_verdict(result, console)

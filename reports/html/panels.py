@@ -9,6 +9,7 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
+from reports.schema import ensemble_text
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
 STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL")}
@@ -229,6 +230,7 @@ def attack_rows(report: dict) -> tuple[list[dict], list[tuple[str, str]]]:
             "success": pct(e.get("success_rate")),
             "broken": f"{e.get('n_success', '?')}/{e.get('n_attacked', '?')}",
             "minimal": minimal_text(m) if m else "",
+            "ensemble": ensemble_text(e) or "",
             "pert_n": p.get("n"), "linf": f"{num(p.get('linf_mean'))} / {num(p.get('linf_max'))}",
             "l2": f"{num(p.get('l2_mean'))} / {num(p.get('l2_max'))}", "covers": mark,
             "passes": f"{e.get('forward_passes', '?')}/{e.get('backward_passes', '?')}",

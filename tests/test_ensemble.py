@@ -1,0 +1,186 @@
+"""The early-stopping APGD and the ``autoattack-fast`` ensemble: the algorithm's schedule, the losses, stopping,
+validity of every adversarial, agreement with torchattacks' APGD and with AutoAttack, and what the report says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchattacks
+
+from attacks.apgd import apgd, checkpoints, dlr_targeted
+from attacks.cascade import count_passes, run_cascade
+from attacks.ensemble import FastEnsemble, describe
+from attacks.registry import DEFAULT_ATTACK, get_spec
+from audit import AuditConfig, run_audit
+from audit.demo import ARCH, ASSETS
+from audit.metrics import AttackTally
+from reports.schema import ensemble_text, validate_report
+from tests.test_numbers import NAMES, demo_images, demo_model, hand_batch, outcome
+
+
+def clean_correct(model, n):
+    x, y = demo_images(n)
+    with torch.no_grad():
+        keep = model(x).argmax(1) == y
+    return x[keep], y[keep]
+
+
+def test_checkpoints_follow_autoattacks_schedule():
+    # first check after 22% of the steps, intervals shrinking by 3% of the steps, never below 6%
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(1000)[:4] == [220, 410, 570, 700] and checkpoints(1000)[-1] <= 1000
+    assert checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert checkpoints(1) == [1]
+
+
+def test_targeted_dlr_loss_by_hand():
+    logits = torch.tensor([[5.0, 3.0, 1.0, 0.0, -1.0], [0.0, 4.0, 2.0, 1.0, 1.0]])
+    y, t = torch.tensor([0, 1]), torch.tensor([1, 2])
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+    expected = [-(5 - 3) / (5 - (1 + 0) / 2), -(4 - 2) / (4 - (1 + 1) / 2)]
+    assert dlr_targeted(logits, y, t).tolist() == pytest.approx(expected)
+    # invariant to shifting and scaling the logits (the reason for the ratio)
+    assert dlr_targeted(3 * logits + 7, y, t).tolist() == pytest.approx(expected)
+    # reaching the target raises the loss above zero
+    assert dlr_targeted(torch.tensor([[1.0, 2.0, 0.0, 0.0]]), torch.tensor([0]), torch.tensor([1])).item() > 0
+
+
+def test_apgd_rejects_an_unknown_loss():
+    x = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError):
+        apgd(lambda v: v.flatten(1), x, torch.tensor([0]), 0.1, 5, loss="dlr")
+    with pytest.raises(ValueError):
+        apgd(lambda v: v.flatten(1), x, torch.tensor([0]), 0.1, 5, loss="dlr-targeted")  # no target
+
+
+def test_apgd_is_valid_stops_early_and_matches_torchattacks(one_thread):
+    model = demo_model()
+    x, y = clean_correct(model, 64)
+    eps, steps = 0.05, 20
+    with count_passes(model) as counter:
+        adv, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(0))
+    assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    assert (pred[fooled] != y[fooled]).all()  # every reported success is a misclassified point
+    assert torch.equal(adv[~fooled], x[~fooled])  # the rest keep their clean image
+    assert (used[fooled] < steps).any() and (used[~fooled] == steps).all()
+    # one forward and one backward per sample and evaluated step, nothing after a sample is broken
+    assert counter.backward == counter.forward == int((used + 1).sum())
+    assert counter.backward < len(y) * (steps + 1)
+    reference = torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, loss="ce", seed=0)(x, y)
+    with torch.no_grad():
+        ref_fooled = model(reference).argmax(1) != y
+    assert fooled.sum() >= ref_fooled.sum() - 2  # as strong as the reference implementation (different draws)
+    assert (fooled & ref_fooled).sum() >= ref_fooled.sum() - 3
+
+
+def test_apgd_targeted_loss_reaches_the_target_more_often(one_thread):
+    model = demo_model()
+    x, y = clean_correct(model, 40)
+    with torch.no_grad():
+        target = model(x).argsort(1, descending=True)[:, 1]
+    g = torch.Generator().manual_seed(1)
+    adv, fooled, _ = apgd(model, x, y, 0.03, 15, loss="dlr-targeted", target=target, generator=g)
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    assert fooled.any() and (pred[fooled] == target[fooled]).float().mean() > 0.5
+
+
+def test_apgd_on_an_unbreakable_budget_runs_every_step(one_thread):
+    model = demo_model()
+    x, y = clean_correct(model, 8)
+    with torch.no_grad():
+        margin = model(x).sort(1).values
+    x, y = x[(margin[:, -1] - margin[:, -2]) > 2], y[(margin[:, -1] - margin[:, -2]) > 2]
+    adv, fooled, used = apgd(model, x, y, 1e-4, 6, generator=torch.Generator().manual_seed(0))
+    assert len(y) and not fooled.any() and (used == 6).all() and torch.equal(adv, x)
+
+
+def test_ensemble_targets_are_the_ranked_classes_other_than_the_label():
+    order = torch.tensor([[3, 0, 2, 1], [0, 1, 2, 3]])  # first sample: the label (0) is not the top class
+    y = torch.tensor([0, 0])
+    assert FastEnsemble._target(order, y, 1).tolist() == [3, 1]
+    assert FastEnsemble._target(order, y, 2).tolist() == [2, 2]
+    assert FastEnsemble._target(order, y, 3).tolist() == [1, 3]
+
+
+def test_ensemble_runs_its_components_in_order_on_the_survivors(one_thread):
+    model = demo_model("fashion_cnn_adv.safetensors")
+    x, y = clean_correct(model, 60)
+    attack = FastEnsemble(model, eps=0.1, steps=8, num_classes=10, seed=0)
+    adv = attack(x, y)
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        broken = model(adv).argmax(1) != y
+    rec = {r["name"]: r for r in attack.record}
+    assert list(rec) == ["apgd-ce", "apgd-t", "square"]
+    assert rec["apgd-ce"]["attacked"] == len(y)
+    assert rec["apgd-t"]["attacked"] == len(y) - rec["apgd-ce"]["broken"]
+    assert rec["square"]["attacked"] == rec["apgd-t"]["attacked"] - rec["apgd-t"]["broken"]
+    assert sum(r["broken"] for r in rec.values()) == int(broken.sum()) > 0
+    assert rec["square"]["backward"] == 0 and rec["square"]["forward"] > 0  # score-based: no gradients
+    assert rec["apgd-t"]["backward"] > 0 and all(r["seconds"] >= 0 for r in rec.values())
+    # the 9 targets add up into one component: at most 9 * (steps + 1) passes per attacked sample
+    assert rec["apgd-t"]["backward"] <= rec["apgd-t"]["attacked"] * 9 * 9
+
+
+def test_ensemble_is_at_least_as_strong_as_autoattack_on_the_robust_demo_cnn(one_thread):
+    """Same images, same reduced budget: the fast ensemble leaves no more robust samples than AutoAttack."""
+    model = demo_model("fashion_cnn_adv.safetensors")
+    x, y = demo_images(40)
+    with torch.no_grad():
+        logits = model(x)
+    robust = {}
+    for name in ("autoattack", "autoattack-fast"):
+        out = next(run_cascade(get_spec(name), model, x, y, logits, [0.1], steps=5, num_classes=10, seed=0))
+        robust[name] = out.logits.argmax(1) == y
+    assert robust["autoattack-fast"].sum() <= robust["autoattack"].sum()
+    assert robust["autoattack-fast"].sum() < (logits.argmax(1) == y).sum()  # the attack did break something
+
+
+def test_component_sums_merge_export_and_describe():
+    batch = hand_batch()
+    rec = [{"name": "apgd-ce", "attacked": 5, "broken": 2, "forward": 30, "backward": 30, "seconds": 1.0},
+           {"name": "apgd-t", "attacked": 3, "broken": 1, "forward": 20, "backward": 20, "seconds": 2.0}]
+    parts = [AttackTally(3), AttackTally(3)]
+    for part in parts:
+        o = outcome(attacked=5)
+        o.record = rec
+        part.add(**batch, outcome=o)
+    restored = AttackTally.restore(3, json.loads(json.dumps(parts[1].export(), default=np.ndarray.tolist)))
+    parts[0].merge(restored)
+    assert parts[0].components["apgd-ce"] == {"attacked": 10, "broken": 4, "forward": 60, "backward": 60,
+                                              "seconds": 2.0}
+    d = describe(100, 10, parts[0].components)
+    assert "not AutoAttack" in d["label"]
+    assert [c["name"] for c in d["components"]] == ["apgd-ce", "apgd-t", "square"]
+    assert d["components"][1]["budget"] == "9 targets x 100 steps" and d["components"][2]["budget"] == "2000 queries"
+    assert (d["components"][1]["broken"], d["components"][2]["attacked"]) == (2, 0)  # square never ran here
+    line = ensemble_text({"ensemble": d})
+    assert line.index("apgd-ce") < line.index("apgd-t") < line.index("square") and "broke 4 of 10" in line
+    assert ensemble_text({"ensemble": None}) is None
+    assert parts[0].summary(NAMES, budget_mode="cumulative")["n_attacked"] == 10
+
+
+def test_two_classes_leave_one_target():
+    assert describe(10, 2, {})["components"][1]["budget"] == "1 targets x 10 steps"
+
+
+def test_an_audit_that_names_no_attack_runs_the_fast_ensemble(tmp_path, one_thread):
+    config = AuditConfig(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo",
+                         classes="fashion-mnist", eps="0.05", steps=4, samples="12", seed=0, device="cpu",
+                         layers="none", saliency="none", checks=False)
+    assert config.attacks == [DEFAULT_ATTACK] == ["autoattack-fast"]
+    result = run_audit(config)
+    entry = result.attacks[0]
+    assert entry["name"] == "autoattack-fast" and "not AutoAttack" in entry["title"]
+    parts = entry["ensemble"]["components"]
+    assert [c["name"] for c in parts] == ["apgd-ce", "apgd-t", "square"]
+    assert parts[0]["attacked"] == entry["n_attacked"]
+    assert sum(c["broken"] for c in parts) == entry["n_success"]
+    assert sum(c["backward_passes"] for c in parts) == entry["backward_passes"]
+    validate_report(result.to_dict())
