@@ -17,6 +17,36 @@ def _margin(n: int) -> float:
     return max(1.0 / n if n else 0.0, 0.01)
 
 
+def square_margin(n: int) -> float:
+    """How many samples a gradient-free search may break after the gradient attacks before it counts as masked
+    gradients (the share of the clean-correct samples): two samples, at least 2%."""
+    return max(2.0 / n if n else 0.0, 0.02)
+
+
+def ensemble_gradient_free(entries: list[dict]) -> dict | None:
+    """The ``gradient_free_attack`` check read from an ensemble's own score-based stage (its Square runs on every
+    sample the gradient stages left, at every budget), at the largest L-inf budget; None without such a stage."""
+    runs = [e for e in entries if e.get("ensemble") and e["norm"] == "Linf" and e["eps"] is not None]
+    if not runs:
+        return None
+    entry = max(runs, key=lambda e: e["eps"])
+    parts = {c["name"]: c for c in entry["ensemble"]["components"]}
+    if "square" not in parts:
+        return None
+    square, n = parts["square"], entry["ensemble"]["components"][0]["attacked"]
+    numbers = dict(n_attacked=n, n_survivors=square["attacked"], broken=square["broken"], eps=entry["eps"],
+                   queries=square["budget"], source=entry["name"])
+    where = f"of the {square['attacked']} samples its gradient stages left robust at L∞ eps {entry['eps']:.4g}"
+    if square["broken"] > square_margin(n) * n:
+        return check("gradient_free_attack", "fail", f"{entry['name']}'s Square stage ({square['budget']}) breaks "
+                     f"{square['broken']} {where}: gradients are masked or the gradient attacks too weak", **numbers)
+    if square["broken"]:
+        return check("gradient_free_attack", "warn", f"{entry['name']}'s Square stage ({square['budget']}) breaks "
+                     f"{square['broken']} {where}", **numbers)
+    return check("gradient_free_attack", "pass", f"{entry['name']}'s Square stage ({square['budget']}) breaks none "
+                 f"{where}", **numbers)
+
+
 def attack_warnings(entries: list[dict], n_samples: int) -> list[str]:
     """One-line warnings about the attacks themselves (not about the model)."""
     return [w for found in attack_findings(entries, n_samples).values() for w in found]
@@ -115,7 +145,9 @@ def entry_checks(entries: list[dict], n_samples: int, deterministic: bool) -> li
     found = attack_findings(entries, n_samples)
     weaker = found["iterative_vs_fgsm"] + found["minimal_vs_bounded"]
     outside = found["threat_model"]
+    gradient_free = ensemble_gradient_free(entries)
     return [
+        *([gradient_free] if gradient_free else []),
         check("monotone_curve", "warn" if rising else "pass",
               f"robust accuracy rises with eps for {', '.join(rising)}: the attack is unreliable there"
               if rising else "robust accuracy never rises with eps", rising=", ".join(rising)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from attacks.cascade import count_passes, project
-from attacks.checks import check
+from attacks.checks import check, square_margin
 
 VANISHING = 1e-12  # an input gradient whose L1 norm per pixel is below this is zero for any attack
 SQUARE_QUERIES = 300
@@ -23,11 +23,6 @@ LARGE_EPS = 0.5
 LARGE_STEPS = 20
 SUBSET = 32  # clean-correct images of the first batch the model-based checks use
 SQUARE_SUBSET = 16  # at most this many white-box survivors get the Square attack
-
-
-def _margin(n: int) -> float:
-    """How far two robust accuracies may differ before it counts: two samples, at least 2%."""
-    return max(2.0 / n if n else 0.0, 0.02)
 
 
 def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -74,7 +69,7 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
     with torch.no_grad():
         broken = int((model(adv).argmax(1) != y).sum())
     numbers.update(broken=broken, forward_passes=counter.forward, backward_passes=counter.backward)
-    if broken > _margin(n_subset) * n_subset:
+    if broken > square_margin(n_subset) * n_subset:
         return check("gradient_free_attack", "fail", f"a {SQUARE_QUERIES}-query Square attack breaks {broken} of "
                      f"the {n} samples every gradient attack left robust at L∞ eps {eps:.4g}: gradients are "
                      "masked or the white-box attacks are too weak", **numbers)
@@ -115,7 +110,8 @@ def model_checks(model, x, y, survived: torch.Tensor | None, eps: float | None, 
     """The checks that need the model, on the clean-correct images ``x`` of the first batch (at most SUBSET).
 
     ``survived`` marks the images every gradient attack left robust at ``eps``, the largest L-inf budget (None
-    when a black-box attack was requested, or no L-inf budget was run: the Square check is then skipped).
+    when a black-box attack or an ensemble with its own score-based stage was requested, or no L-inf budget was
+    run: the Square check is then skipped here; see ``attacks.checks.ensemble_gradient_free``).
     """
     x, y = x[:SUBSET], y[:SUBSET]
     out = [input_gradients(model, x, y)]

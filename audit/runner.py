@@ -329,7 +329,8 @@ class _Pass:
         linf = [r.eps for r in runs if r.spec.bounded and r.spec.norm == "Linf"]
         eps = max(linf) if linf else None
         survived = None
-        if eps is not None and all(r.spec.gradient for r in runs):  # a requested black-box attack is the check
+        # a requested black-box attack, or an ensemble's own score-based stage, is the check (attacks.checks)
+        if eps is not None and all(r.spec.gradient and r.spec.ensemble is None for r in runs):
             broken = torch.zeros_like(keep)
             for r in runs:
                 if r.eps == eps and r.spec.norm == "Linf":

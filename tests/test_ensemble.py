@@ -12,6 +12,7 @@ import torchattacks
 
 from attacks.apgd import apgd, checkpoints, dlr_targeted
 from attacks.cascade import count_passes, run_cascade
+from attacks.checks import ensemble_gradient_free, entry_checks
 from attacks.ensemble import FastEnsemble, describe
 from attacks.registry import DEFAULT_ATTACK, get_spec
 from audit import AuditConfig, run_audit
@@ -184,3 +185,33 @@ def test_an_audit_that_names_no_attack_runs_the_fast_ensemble(tmp_path, one_thre
     assert sum(c["broken"] for c in parts) == entry["n_success"]
     assert sum(c["backward_passes"] for c in parts) == entry["backward_passes"]
     validate_report(result.to_dict())
+
+
+def ensemble_entry(eps, attacked, survivors, broken_by_square):
+    parts = describe(100, 10, {"apgd-ce": {"attacked": attacked}, "square": {"attacked": survivors,
+                                                                             "broken": broken_by_square}})
+    return {"name": "autoattack-fast", "eps": eps, "eps_text": str(eps), "norm": "Linf", "ensemble": parts,
+            "robust_accuracy": 0.5, "checks": {"max_eps_violation": 0.0, "max_box_violation": 0.0}}
+
+
+@pytest.mark.parametrize(("broken", "status"), [(0, "pass"), (2, "warn"), (4, "warn"), (5, "fail")])
+def test_the_ensembles_square_stage_is_the_gradient_free_check(broken, status):
+    # 200 clean-correct samples: more than 2% (4) broken by Square after the gradient stages is masking
+    small = ensemble_entry(0.05, 200, 150, 50)  # a smaller budget does not count: the largest one is read
+    check = ensemble_gradient_free([small, ensemble_entry(0.1, 200, 120, broken)])
+    assert check["name"] == "gradient_free_attack" and check["status"] == status
+    assert (check["numbers"]["n_survivors"], check["numbers"]["broken"], check["numbers"]["eps"]) == (120, broken, 0.1)
+    assert ensemble_gradient_free([{**small, "ensemble": None}]) is None
+    names = [c["name"] for c in entry_checks([small, ensemble_entry(0.1, 200, 120, broken)], 300, True)]
+    assert names.count("gradient_free_attack") == 1
+
+
+def test_with_the_ensemble_the_audit_runs_no_separate_square_check(one_thread):
+    config = AuditConfig(model=str(ASSETS / "fashion_cnn_adv.safetensors"), arch=ARCH, data="demo",
+                         classes="fashion-mnist", eps="0.1", steps=3, samples="20", seed=0, device="cpu",
+                         layers="none", saliency="none")
+    result = run_audit(config)
+    free = [c for c in result.checks if c["name"] == "gradient_free_attack"]
+    assert len(free) == 1 and free[0]["numbers"]["source"] == "autoattack-fast"
+    square = result.attacks[0]["ensemble"]["components"][2]
+    assert free[0]["numbers"]["n_survivors"] == square["attacked"] > 0
