@@ -31,9 +31,15 @@ SQUARE_QUERIES_PER_STEP = 20  # 2,000 queries at the default 100 steps (AutoAtta
 TARGETS = 9  # AutoAttack's APGD-T: the 9 highest-ranked other classes
 
 
+def target_count(num_classes: int) -> int:
+    """Targets for APGD-T: 9, fewer when there are fewer other classes; none for two classes, where the only
+    target is what APGD-CE already attacked (and the DLR loss needs a third logit)."""
+    return min(TARGETS, num_classes - 1) if num_classes >= 3 else 0
+
+
 def components(steps: int, num_classes: int) -> list[dict]:
     """What the ensemble runs, in order, with its budgets (the report's description of the protocol)."""
-    targets = min(TARGETS, max(num_classes - 1, 0))
+    targets = target_count(num_classes)
     return [
         {"name": "apgd-ce", "title": "APGD, cross-entropy loss, early stop", "budget": f"{steps} steps"},
         {"name": "apgd-t", "title": "APGD, targeted DLR loss over the top-ranked classes, early stop",
@@ -63,7 +69,7 @@ class FastEnsemble(Attack):
     def __init__(self, model, eps: float, steps: int = 100, num_classes: int = 10, seed: int = 0):
         super().__init__("FastEnsemble", model)
         self.eps, self.steps, self.num_classes, self.seed = eps, steps, num_classes, seed
-        self.targets = min(TARGETS, max(num_classes - 1, 0))
+        self.targets = target_count(num_classes)
         self.record: list[dict] = []
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -243,7 +243,7 @@ def attacks_cmd():
     for spec in REGISTRY.values():
         unit = spec.steps_unit or "step"
         table.add_row(
-            spec.name, spec.title, spec.norm, "—" if spec.default_eps is None else f"{spec.default_eps:.4g}",
+            f"{spec.name}\n(default)" if spec.name == DEFAULT_ATTACK else spec.name, spec.title, spec.norm, "—" if spec.default_eps is None else f"{spec.default_eps:.4g}",
             f"{spec.default_steps} {unit}" if spec.default_steps else "1 step",
             f"{spec.reference_steps} {unit}" if spec.reference_steps else "—",
             "yes" if spec.targeted else "no", spec.threat_model,

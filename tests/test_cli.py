@@ -44,9 +44,11 @@ def test_version_and_help_answer_without_importing_torch():
 def test_attacks_lists_every_attack_with_defaults():
     proc = audit("attacks")
     assert proc.returncode == 0, proc.stderr
-    for name in ("fgsm", "pgd", "pgdl2", "mifgsm", "apgd", "apgdt", "square", "cw", "deepfool", "fab", "autoattack"):
+    for name in ("fgsm", "pgd", "pgdl2", "mifgsm", "apgd", "apgdt", "square", "cw", "deepfool", "fab", "autoattack",
+                 "autoattack-fast"):
         assert f"\n│ {name} " in proc.stdout or f"┃ {name} " in proc.stdout or f" {name} " in proc.stdout
     assert "0.03137" in proc.stdout  # 8/255, the Linf default
+    assert "(default)" in proc.stdout.split("autoattack-fast", 1)[1].splitlines()[1]  # marked under its name
 
 
 @pytest.fixture(scope="module")

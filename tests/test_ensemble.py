@@ -167,8 +167,18 @@ def test_component_sums_merge_export_and_describe():
     assert parts[0].summary(NAMES, budget_mode="cumulative")["n_attacked"] == 10
 
 
-def test_two_classes_leave_one_target():
-    assert describe(10, 2, {})["components"][1]["budget"] == "1 targets x 10 steps"
+def test_few_classes_leave_few_targets_and_two_classes_none(one_thread):
+    assert describe(10, 3, {})["components"][1]["budget"] == "2 targets x 10 steps"
+    assert describe(10, 2, {})["components"][1]["budget"] == "0 targets x 10 steps"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    x = torch.rand(6, 1, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    attack = FastEnsemble(model, eps=0.05, steps=3, num_classes=2)
+    adv = attack(x, y)
+    assert (adv - x).abs().max() <= 0.05 + 1e-6
+    assert [r["name"] for r in attack.record] == ["apgd-ce", "square"]
 
 
 def test_an_audit_that_names_no_attack_runs_the_fast_ensemble(tmp_path, one_thread):
