@@ -184,9 +184,11 @@ def test_few_classes_leave_few_targets_and_two_classes_none(one_thread):
 def test_an_audit_that_names_no_attack_runs_the_fast_ensemble(tmp_path, one_thread):
     config = AuditConfig(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo",
                          classes="fashion-mnist", eps="0.05", steps=4, samples="12", seed=0, device="cpu",
-                         layers="none", saliency="none", checks=False)
+                         layers="none", saliency="none", checks=False,
+                         gates=["robust_accuracy[autoattack-fast@0.05]<=1", "robust_accuracy[autoattack-fast@0.05]>1"])
     assert config.attacks == [DEFAULT_ATTACK] == ["autoattack-fast"]
     result = run_audit(config)
+    assert [g["passed"] for g in result.verdict["gates"]] == [True, False]  # gates read the ensemble's entry
     entry = result.attacks[0]
     assert entry["name"] == "autoattack-fast" and "not AutoAttack" in entry["title"]
     parts = entry["ensemble"]["components"]

@@ -194,7 +194,7 @@ def test_default_and_reference_budgets_are_pinned():
     # (default steps, reference steps); cw and deepfool are left to their own tests
     expected = {"fgsm": (None, None), "pgd": (40, 40), "pgdl2": (40, 40), "mifgsm": (10, 10),
                 "apgd": (100, 100), "apgdt": (100, 100), "square": (5000, 5000), "fab": (100, 100),
-                "autoattack": (10, 100)}
+                "autoattack": (10, 100), "autoattack-fast": (100, 100)}
     assert set(REGISTRY) - {"cw", "deepfool"} == set(expected)
     assert {n: (REGISTRY[n].default_steps, REGISTRY[n].reference_steps) for n in expected} == expected
     assert LINF_DEFAULT_EPS == 8 / 255 and L2_DEFAULT_EPS == 0.5
