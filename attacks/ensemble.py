@@ -58,7 +58,7 @@ def describe(steps: int, num_classes: int, sums: dict) -> dict:
         parts.append({**part, "attacked": int(done.get("attacked", 0)), "broken": int(done.get("broken", 0)),
                       "forward_passes": int(done.get("forward", 0)), "backward_passes": int(done.get("backward", 0)),
                       "wall_time_s": float(done.get("seconds", 0.0))})
-    return {"label": "autoattack-fast (this project's ensemble, not AutoAttack)", "stops_early": True,
+    return {"label": "this project's ensemble, not AutoAttack", "stops_early": True,
             "components": parts}
 
 

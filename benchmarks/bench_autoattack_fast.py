@@ -91,12 +91,29 @@ def compare(label, model, x, y, eps, num_classes) -> dict:
     return row
 
 
+def markdown(rows: list[dict]) -> str:
+    """The README's table from the rows (``--table ROWS.json`` prints it from a saved run)."""
+    lines = ["| case | n | clean | robust: AutoAttack / fast | excess | reference-broken also broken | only fast "
+             "| time: AutoAttack / fast | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        both = r["reference_broken"] - len(r["only_reference"])
+        lines.append(f"| {r['case']} | {r['n']} | {r['clean_accuracy']:.1%} | {r['reference_robust']:.2%} / "
+                     f"{r['fast_robust']:.2%} | {r['excess_points']:+.2f} pts | {both}/{r['reference_broken']} "
+                     f"({r['agreement']:.1%}) | {len(r['only_fast'])} | {r['reference_s']:.1f} / {r['fast_s']:.1f} s "
+                     f"| {r['time_ratio']:.2f}× |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="demo,lite0", help="comma-separated: demo, lite0")
     parser.add_argument("--only", default="", help="run only the cases whose label contains this text")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--table", type=Path, help="only print the README table of a saved --json run")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return
     torch.set_num_threads(2)
     sources = {"demo": demo_cases, "lite0": lite0_cases}
     rows = []

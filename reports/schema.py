@@ -62,7 +62,8 @@ def ensemble_text(entry: dict) -> str | None:
         return None
     parts = [f"{c['name']} ({c['budget']}) broke {c['broken']} of {c['attacked']} in {c['wall_time_s']:.1f} s"
              for c in ensemble["components"]]
-    return f"{ensemble['label']}: " + " → ".join(parts)
+    eps = entry.get("eps_text") or entry.get("eps")
+    return f"{entry.get('name', '?')} at eps {eps} ({ensemble['label']}): " + " → ".join(parts)
 
 
 def write_atomic(path: str | Path, text: str | bytes) -> Path:

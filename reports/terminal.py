@@ -82,8 +82,7 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
         console.print(line)
     for e in result.attacks:
         if ensemble_text(e):
-            console.print(f"[bold]{escape(e['name'])}[/] eps {escape(str(e.get('eps_text') or e['eps']))}: "
-                          f"[dim]{escape(ensemble_text(e))}[/]")
+            console.print(f"[dim]{escape(ensemble_text(e))}[/]")
     render_semantics(result, console)
     render_saliency(result, console)
     render_verdict(result, console)

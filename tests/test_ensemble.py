@@ -161,7 +161,8 @@ def test_component_sums_merge_export_and_describe():
     assert [c["name"] for c in d["components"]] == ["apgd-ce", "apgd-t", "square"]
     assert d["components"][1]["budget"] == "9 targets x 100 steps" and d["components"][2]["budget"] == "2000 queries"
     assert (d["components"][1]["broken"], d["components"][2]["attacked"]) == (2, 0)  # square never ran here
-    line = ensemble_text({"ensemble": d})
+    line = ensemble_text({"name": "autoattack-fast", "eps_text": "8/255", "ensemble": d})
+    assert line.startswith("autoattack-fast at eps 8/255 (this project's ensemble, not AutoAttack): apgd-ce")
     assert line.index("apgd-ce") < line.index("apgd-t") < line.index("square") and "broke 4 of 10" in line
     assert ensemble_text({"ensemble": None}) is None
     assert parts[0].summary(NAMES, budget_mode="cumulative")["n_attacked"] == 10
@@ -227,3 +228,57 @@ def test_with_the_ensemble_the_audit_runs_no_separate_square_check(one_thread):
     assert len(free) == 1 and free[0]["numbers"]["source"] == "autoattack-fast"
     square = result.attacks[0]["ensemble"]["components"][2]
     assert free[0]["numbers"]["n_survivors"] == square["attacked"] > 0
+
+
+def literal_apgd_first_hit(model, x, y, eps, steps, start):
+    """APGD written out per sample, the whole schedule in plain Python: the step at which each sample is first
+    misclassified (-1: never). ``start`` is the random start in [-1, 1], as the batched version draws it."""
+    first = []
+    for i in range(len(x)):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        lo, hi = (xi - eps).clamp(0, 1), (xi + eps).clamp(0, 1)
+        s = start[i:i + 1] / start[i].abs().max()
+        cur = torch.min(torch.max(xi + eps * s, lo), hi)
+        prev, eta, ups, last_mark, cut_last, best_last, hit = cur, 2 * eps, 0, 0, True, None, -1
+        prev_loss = best = x_best = g_best = None
+        for k in range(steps + 1):
+            v = cur.clone().requires_grad_(True)
+            logits = model(v)
+            loss = torch.nn.functional.cross_entropy(logits, yi)
+            g, = torch.autograd.grad(loss, v)
+            loss = loss.item()
+            if logits.argmax(1).item() != yi.item():
+                hit = k
+                break
+            if k == 0:
+                best, x_best, g_best = loss, cur, g
+            else:
+                ups += loss > prev_loss
+                if loss > best:
+                    best, x_best, g_best = loss, cur, g
+            prev_loss = loss
+            if k == steps:
+                break
+            if k in checkpoints(steps):
+                cut = ups < 0.75 * (k - last_mark) or (not cut_last and best <= best_last)
+                if cut:
+                    eta, cur, g, prev = eta / 2, x_best, g_best, x_best
+                ups, cut_last, best_last, last_mark = 0, cut, best, k
+            z = torch.min(torch.max(cur + eta * g.sign(), lo), hi)
+            a = 1.0 if k == 0 else 0.75
+            prev, cur = cur, torch.min(torch.max(cur + a * (z - cur) + (1 - a) * (cur - prev), lo), hi)
+        first.append(hit)
+    return torch.tensor(first)
+
+
+def test_apgd_breaks_each_sample_at_the_step_a_literal_per_sample_loop_does(one_thread):
+    model = demo_model("fashion_cnn_adv.safetensors")
+    x, y = clean_correct(model, 80)
+    eps, steps = 0.12, 30
+    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    _, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(5))
+    first = literal_apgd_first_hit(model, x, y, eps, steps, start)
+    assert torch.equal(fooled, first >= 0)
+    assert torch.equal(used[fooled], first[fooled])
+    late = first[fooled] > checkpoints(steps)[1]  # broken after step sizes were reconsidered: the schedule counts
+    assert late.sum() >= 3, first.tolist()
