@@ -230,9 +230,10 @@ def test_with_the_ensemble_the_audit_runs_no_separate_square_check(one_thread):
     assert free[0]["numbers"]["n_survivors"] == square["attacked"] > 0
 
 
-def literal_apgd_first_hit(model, x, y, eps, steps, start):
+def literal_apgd_first_hit(model, x, y, eps, steps, start, plateau=True):
     """APGD written out per sample, the whole schedule in plain Python: the step at which each sample is first
-    misclassified (-1: never). ``start`` is the random start in [-1, 1], as the batched version draws it."""
+    misclassified (-1: never). ``start`` is the random start in [-1, 1], as the batched version draws it;
+    ``plateau=False`` drops the second halving rule (no better loss since the last checkpoint)."""
     first = []
     for i in range(len(x)):
         xi, yi = x[i:i + 1], y[i:i + 1]
@@ -260,7 +261,7 @@ def literal_apgd_first_hit(model, x, y, eps, steps, start):
             if k == steps:
                 break
             if k in checkpoints(steps):
-                cut = ups < 0.75 * (k - last_mark) or (not cut_last and best <= best_last)
+                cut = ups < 0.75 * (k - last_mark) or (plateau and not cut_last and best <= best_last)
                 if cut:
                     eta, cur, g, prev = eta / 2, x_best, g_best, x_best
                 ups, cut_last, best_last, last_mark = 0, cut, best, k
@@ -282,3 +283,15 @@ def test_apgd_breaks_each_sample_at_the_step_a_literal_per_sample_loop_does(one_
     assert torch.equal(used[fooled], first[fooled])
     late = first[fooled] > checkpoints(steps)[1]  # broken after step sizes were reconsidered: the schedule counts
     assert late.sum() >= 3, first.tolist()
+
+
+def test_apgd_halves_the_step_when_the_best_loss_stalls(one_thread):
+    """A case where the second halving rule decides a sample's fate: without it, sample 0 breaks at step 20."""
+    model = demo_model("fashion_cnn_adv.safetensors")
+    x, y = clean_correct(model, 80)
+    eps, steps = 0.1, 20
+    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    _, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(0))
+    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1], plateau=False).tolist() == [20]
+    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1]).tolist() == [-1]
+    assert not fooled[0] and used[0] == steps
