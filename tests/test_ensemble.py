@@ -295,3 +295,16 @@ def test_apgd_halves_the_step_when_the_best_loss_stalls(one_thread):
     assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1], plateau=False).tolist() == [20]
     assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1]).tolist() == [-1]
     assert not fooled[0] and used[0] == steps
+
+
+def test_apgd_applies_the_stall_rule_only_after_a_checkpoint_that_kept_its_step(one_thread):
+    """The second halving rule looks back one checkpoint: it fires when that checkpoint kept the step size and the
+    best loss has not risen since. Here sample 0 breaks at step 18 that way; had the rule looked at checkpoints that
+    halved instead, it would never break (found with the literal loop)."""
+    model = demo_model("fashion_cnn_adv.safetensors")
+    x, y = clean_correct(model, 80)
+    eps, steps = 0.12, 20
+    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    _, fooled, used = apgd(model, x[:1], y[:1], eps, steps, generator=torch.Generator().manual_seed(5))
+    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1]).tolist() == [18]
+    assert fooled.tolist() == [True] and used.tolist() == [18]
