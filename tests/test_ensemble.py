@@ -272,12 +272,20 @@ def literal_apgd_first_hit(model, x, y, eps, steps, start, plateau=True):
     return torch.tensor(first)
 
 
-def test_apgd_breaks_each_sample_at_the_step_a_literal_per_sample_loop_does(one_thread):
+def robust_apgd(eps, steps, seed, n=80):
+    """The robust demo CNN on the first ``n`` clean-correct images of 80, the random start that APGD draws from
+    ``seed``, and what the batched APGD does from there (fooled, steps used)."""
     model = demo_model("fashion_cnn_adv.safetensors")
     x, y = clean_correct(model, 80)
+    x, y = x[:n], y[:n]
+    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    _, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(seed))
+    return model, x, y, start, fooled, used
+
+
+def test_apgd_breaks_each_sample_at_the_step_a_literal_per_sample_loop_does(one_thread):
     eps, steps = 0.12, 30
-    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) * 2 - 1
-    _, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(5))
+    model, x, y, start, fooled, used = robust_apgd(eps, steps, seed=5)
     first = literal_apgd_first_hit(model, x, y, eps, steps, start)
     assert torch.equal(fooled, first >= 0)
     assert torch.equal(used[fooled], first[fooled])
@@ -287,13 +295,10 @@ def test_apgd_breaks_each_sample_at_the_step_a_literal_per_sample_loop_does(one_
 
 def test_apgd_halves_the_step_when_the_best_loss_stalls(one_thread):
     """A case where the second halving rule decides a sample's fate: without it, sample 0 breaks at step 20."""
-    model = demo_model("fashion_cnn_adv.safetensors")
-    x, y = clean_correct(model, 80)
     eps, steps = 0.1, 20
-    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    _, fooled, used = apgd(model, x, y, eps, steps, generator=torch.Generator().manual_seed(0))
-    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1], plateau=False).tolist() == [20]
-    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1]).tolist() == [-1]
+    model, x, y, start, fooled, used = robust_apgd(eps, steps, seed=0, n=1)
+    assert literal_apgd_first_hit(model, x, y, eps, steps, start, plateau=False).tolist() == [20]
+    assert literal_apgd_first_hit(model, x, y, eps, steps, start).tolist() == [-1]
     assert not fooled[0] and used[0] == steps
 
 
@@ -301,10 +306,7 @@ def test_apgd_applies_the_stall_rule_only_after_a_checkpoint_that_kept_its_step(
     """The second halving rule looks back one checkpoint: it fires when that checkpoint kept the step size and the
     best loss has not risen since. Here sample 0 breaks at step 18 that way; had the rule looked at checkpoints that
     halved instead, it would never break (found with the literal loop)."""
-    model = demo_model("fashion_cnn_adv.safetensors")
-    x, y = clean_correct(model, 80)
     eps, steps = 0.12, 20
-    start = torch.rand(x.shape, generator=torch.Generator().manual_seed(5)) * 2 - 1
-    _, fooled, used = apgd(model, x[:1], y[:1], eps, steps, generator=torch.Generator().manual_seed(5))
-    assert literal_apgd_first_hit(model, x[:1], y[:1], eps, steps, start[:1]).tolist() == [18]
+    model, x, y, start, fooled, used = robust_apgd(eps, steps, seed=5, n=1)
+    assert literal_apgd_first_hit(model, x, y, eps, steps, start).tolist() == [18]
     assert fooled.tolist() == [True] and used.tolist() == [18]

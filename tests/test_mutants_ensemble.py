@@ -150,12 +150,17 @@ def test_apgd_names_the_bad_loss():
         apgd(lambda v: v.flatten(1), torch.zeros(1, 1, 2, 2), torch.tensor([0]), 0.1, 5, loss="dlr")
 
 
-def test_apgd_on_a_batch_that_breaks_entirely(one_thread):
+def already_wrong(n):
+    """A micro model and ``n`` images labelled with their least likely class: every one is misclassified."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
-    x = torch.rand(5, 1, 4, 4)
+    x = torch.rand(n, 1, 4, 4)
     with torch.no_grad():
-        y = model(x).argmin(1)  # the least likely class: every sample is already misclassified
+        return model, x, model(x).argmin(1)
+
+
+def test_apgd_on_a_batch_that_breaks_entirely(one_thread):
+    model, x, y = already_wrong(5)
     adv, fooled, used = apgd(model, x, y, 0.1, 10, generator=torch.Generator().manual_seed(0))
     assert fooled.all() and used.dtype == torch.long and used.tolist() == [0] * 5
     assert (adv - x).abs().max() <= 0.1 + 1e-7
@@ -163,11 +168,7 @@ def test_apgd_on_a_batch_that_breaks_entirely(one_thread):
 
 def test_apgd_budget_edges(one_thread):
     """No step: nothing evaluated, nothing fooled. One step, and a single sample, still attack."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
-    x = torch.rand(6, 1, 4, 4)
-    with torch.no_grad():
-        y = model(x).argmin(1)  # misclassified already: any evaluation reports them
+    model, x, y = already_wrong(6)  # any evaluation reports them
     adv, fooled, used = apgd(model, x, y, 0.5, 0, generator=torch.Generator().manual_seed(0))
     assert not fooled.any() and torch.equal(adv, x) and not used.any()
     _, fooled, _ = apgd(model, x, y, 0.5, 1, generator=torch.Generator().manual_seed(0))
