@@ -20,9 +20,17 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/audit demo --out demo-out
 
-# two workers: the suite is CPU-bound and the machines have two cores
+# two workers: the suite is CPU-bound and the machines have two cores. Then the tests that compare two
+# computation orders (marked `numerics`) once more under other summation orders: two threads, batches split in
+# three, generic CPU kernels (README, "Tests on any machine").
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+	$(MAKE) --no-print-directory test-numerics
+
+.PHONY: test-numerics
+test-numerics: $(STAMP)
+	AUDIT_TEST_NUMERICS=alt ATEN_CPU_CAPABILITY=default DNNL_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=2 \
+		$(BIN)/python -m pytest -n 0 -m numerics
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

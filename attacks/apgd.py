@@ -64,6 +64,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, *, los
 
     ``x_adv`` holds each fooled sample's first misclassified point and the clean image elsewhere; ``fooled`` is
     a bool mask; ``used`` counts the gradient steps each sample received (``steps + 1`` evaluations at most).
+    Every state tensor takes ``x``'s dtype, so a float64 model and input run the whole schedule in float64.
     """
     if loss not in ("ce", "dlr-targeted") or (loss == "dlr-targeted" and target is None):
         raise ValueError(f"unknown loss '{loss}' (ce, or dlr-targeted with target)")
@@ -80,9 +81,9 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, *, los
         "row": torch.arange(n, device=x.device), "lo": lo, "hi": hi, "y": y,
         "t": target if target is not None else y,
         "x": torch.minimum(torch.maximum(x + eps * start, lo), hi),
-        "eta": torch.full((n,), 2.0 * eps, device=x.device),
-        "ups": torch.zeros(n, device=x.device),  # steps since the last checkpoint that raised the loss
-        "best_at_ckpt": torch.full((n,), -math.inf, device=x.device),
+        "eta": torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device),
+        "ups": torch.zeros(n, dtype=x.dtype, device=x.device),  # steps since the last checkpoint raising the loss
+        "best_at_ckpt": torch.full((n,), -math.inf, dtype=x.dtype, device=x.device),
         "cut_at_ckpt": torch.ones(n, dtype=torch.bool, device=x.device),  # no plateau cut at the first checkpoint
     }
     marks, last_mark = set(checkpoints(steps)), 0
@@ -106,7 +107,7 @@ def apgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, *, los
             s.update(best=value.clone(), x_best=s["x"].clone(), g_best=grad.clone(), prev_value=value.clone(),
                      x_prev=s["x"].clone())
         else:
-            s["ups"] += (value > s["prev_value"]).float()
+            s["ups"] += (value > s["prev_value"]).to(s["ups"].dtype)
             better = value > s["best"]
             s["best"] = torch.where(better, value, s["best"])
             s["x_best"][better], s["g_best"][better] = s["x"][better], grad[better]

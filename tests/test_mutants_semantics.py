@@ -5,6 +5,7 @@ import pytest
 
 from audit.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two
 from audit.semantics.leave_two_out import SMALL, TIE, WordSide, count_successes
+from tests.test_semantics import clear_of_ties
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix
 PROF = np.random.default_rng(4).uniform(-1, 1, (3, 6))
@@ -70,13 +71,15 @@ def test_count_successes_over_several_row_blocks_equals_a_direct_count():
 
 
 @pytest.mark.parametrize("word_dim", [5, 60])  # 5: the word side takes its low-rank path; 60: full rank
-def test_permutation_null_above_the_batched_size_equals_the_literal_relabelling(word_dim):
+def test_permutation_null_above_the_batched_size_equals_the_literal_relabelling(word_dim, numerics):
     # more than SMALL classes: one margin matrix per permutation (threaded or not), not the batched relabelling
     n = SMALL + 6
     rng = np.random.default_rng(21)
     nets = [np.corrcoef(rng.standard_normal((n, 8))), np.corrcoef(rng.standard_normal((n, 30)))]
     word = np.corrcoef(rng.standard_normal((n, word_dim)))
     assert (WordSide.of(word, factor=True).u_t is not None) == (word_dim == 5)
+    draw = np.random.default_rng(4)
+    clear_of_ties(nets, word, [draw.permutation(n) for _ in range(3)])  # the counts below are compared exactly
     res = permutation_pvalues(nets, word, n_perm=3, seed=4)
     draw = np.random.default_rng(4)
     for k in range(3):

@@ -119,7 +119,7 @@ def demo_images(n):
     return torch.tensor(data["x"][:n]).float().div(255)[:, None], torch.tensor(data["y"][:n]).long()
 
 
-def test_deepfool_breaks_the_standard_demo_cnn_alike_at_one_and_two_threads():
+def test_deepfool_breaks_the_standard_demo_cnn_alike_at_one_and_two_threads(numerics):
     model = demo_model()
     x, y = demo_images(24)
     keep = model(x).argmax(1) == y

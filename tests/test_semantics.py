@@ -101,12 +101,22 @@ def literal_perms(n, n_perm, seed):
     return [rng.permutation(n) for _ in range(n_perm)]
 
 
+def clear_of_ties(nets, word, perms=()):
+    """Every 2 vs 2 decision of each network against ``word`` (and its relabellings) is further from a tie than
+    rounding can move it: the batched, threaded and literal computations sum in other orders, and their counts
+    agree exactly only because of this (checked, not assumed)."""
+    for perm in [np.arange(len(word)), *perms]:
+        for s in nets:
+            assert np.abs(pair_margins(s, word[perm][:, perm]) - TIE).min() > 1e-11
+
+
 @pytest.mark.parametrize("n, word_dim", [(9, 4), (40, 5)])  # (40, 5): the word side takes its low-rank path
-def test_permutation_null_equals_literal_two_vs_two_of_permuted_word_matrix(n, word_dim):
+def test_permutation_null_equals_literal_two_vs_two_of_permuted_word_matrix(n, word_dim, numerics):
     rng = np.random.default_rng(3)
     nets = [sim(rng, n, 6), sim(rng, n, 12)]
     word = sim(rng, n, word_dim)
     assert (WordSide.of(word, factor=True).u_t is not None) == (n == 40)
+    clear_of_ties(nets, word, literal_perms(n, 12, 5))
     res = permutation_pvalues(nets, word, n_perm=12, seed=5)
     for k, perm in enumerate(literal_perms(n, 12, 5)):
         wp = word[perm][:, perm]
@@ -170,12 +180,21 @@ def loop_one_vs_two(prof, w, s, t):
     return np.array(out)
 
 
-def test_one_vs_two_against_loop_and_known_answer():
+def loop_one_vs_two_margins(prof, w, s, t):
+    margins = []
+    for k in range(len(prof)):
+        ref = [c for c in range(w.shape[0]) if c not in (s[k], t[k])]
+        margins.append(_r(prof[k, ref], w[s[k], ref]) - _r(prof[k, ref], w[t[k], ref]))
+    return np.array(margins)
+
+
+def test_one_vs_two_against_loop_and_known_answer(numerics):
     rng = np.random.default_rng(9)
     w = sim(rng, 8, 3)
     prof = rng.uniform(-1, 1, (50, 8))
     s = rng.integers(0, 8, 50)
     t = (s + rng.integers(1, 8, 50)) % 8
+    assert np.abs(loop_one_vs_two_margins(prof, w, s, t)).min() > 1e-9  # no decision within rounding of a tie
     assert np.array_equal(one_vs_two(prof, w, s, t), loop_one_vs_two(prof, w, s, t))
     # an image whose profile is its source's word row is source-like; its target's, not
     assert one_vs_two(w[[2]], w, np.array([2]), np.array([5]))[0]
@@ -215,7 +234,7 @@ def test_package_import_is_light():
 
 
 @pytest.mark.parametrize("n", [4, 7, 12])
-def test_batched_relabellings_count_what_one_relabelling_at_a_time_counts(n):
+def test_batched_relabellings_count_what_one_relabelling_at_a_time_counts(n, numerics):
     from audit.semantics.leave_two_out import (
         NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
     )
@@ -224,6 +243,9 @@ def test_batched_relabellings_count_what_one_relabelling_at_a_time_counts(n):
     net = NetSide.of(similarity(rng.normal(size=(n, 16))))
     word = WordSide.of(similarity(rng.normal(size=(n, 6))), factor=True)
     invs = np.array([rng.permutation(n) for _ in range(50)])
+    for inv in invs:  # the counts are compared exactly: no pair's margin lies within rounding of the TIE line
+        m = margin_matrix(net, word, inv)  # (with 4 classes exact ties occur: 0 give or take 1e-14, clear of it)
+        assert np.abs((m + m.T)[np.triu_indices(n, 1)] - TIE).min() > 1e-11
     one_by_one = [count_successes(margin_matrix(net, word, inv)) for inv in invs]
     assert successes_relabelled(net, word, invs).tolist() == one_by_one
     assert len(set(one_by_one)) > 1  # the relabellings really differ
