@@ -190,7 +190,7 @@ def render_saliency(result: AuditResult, console: Console) -> None:
     for s in sal.get("skipped_layers") or []:
         reasons.setdefault(s["reason"], []).append(s["name"])
     for reason, names in reasons.items():
-        console.print(f"  [dim]skipped: {escape(', '.join(names))} ({escape(reason)})[/]")
+        console.print(f"  [dim]skipped: {escape(', '.join(names))}: {escape(reason)}[/]")
     console.print(f"  {escape(sal['superization']['statement'])}")
     largest = {det["attack"]: det for det in sal["detection"]}  # each attack at its largest budget
     for det in largest.values():
