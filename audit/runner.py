@@ -35,7 +35,7 @@ from audit.model import load_model
 from audit.probe import AuditedModel, eval_mode, expected_channels, probe
 from audit.targets import choose_targets
 from reports.gates import evaluate
-from reports.schema import AuditResult
+from reports.schema import AuditResult, reference_entry, reference_record
 from reports.score import score_report
 
 
@@ -191,6 +191,7 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         warnings=warnings,
         environment=_environment(),
         timing={"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - started, 3)},
+        reference=reference_record(reference_entry(entries)),
     )
     if analyses.layers:
         result.analyses["tap"] = analyses.section()

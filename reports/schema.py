@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,7 @@ class AuditResult:
     checks: list[dict] = field(default_factory=list)  # attack-validity checks: name, status, detail, numbers
     score: dict = field(default_factory=dict)  # value, grade, components, missing, capped, weights
     verdict: dict = field(default_factory=dict)  # passed, fail_under, gates
+    reference: dict | None = None  # the reference run every renderer and the score read (reference_record)
     schema_version: str = SCHEMA_VERSION
     # arrays and files the analyses produce beside the report (class representations, figures); never in JSON
     artifacts: dict = field(default_factory=dict, repr=False, compare=False)
@@ -53,6 +55,75 @@ class AuditResult:
     @classmethod
     def read_json(cls, path: str | Path) -> AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    return a == b if a is None or b is None else math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def reference_entry(attacks: list[dict]) -> dict | None:
+    """The reference run: the one attack entry the finding, the score's components and every analysis sentence
+    and table read. The one place this is decided; the terminal, the HTML page and the score all call it.
+
+    Among the bounded entries (``eps`` and ``robust_accuracy`` not null), the *reference norm* is L∞ when a
+    bounded L∞ entry exists, else the norm of the first bounded entry; the *largest budget* is the largest eps of
+    that norm; the reference run is the entry with the lowest robust accuracy there (the strongest attack); ties
+    go to the attack with the lowest mean robust accuracy over its budgets of the reference norm, then to the
+    first in the report. With no bounded entry: the minimal-perturbation entry with the highest success rate
+    (the first on a tie); None when there is neither.
+    """
+    bounded = [e for e in attacks if e.get("eps") is not None and e.get("robust_accuracy") is not None]
+    if not bounded:
+        minimal = [e for e in attacks if e.get("minimal_perturbation") and e.get("success_rate") is not None]
+        return max(minimal, key=lambda e: e["success_rate"], default=None)
+    norm = "Linf" if any(e["norm"] == "Linf" for e in bounded) else bounded[0]["norm"]
+    same_norm = [e for e in bounded if e["norm"] == norm]
+    largest = max(e["eps"] for e in same_norm)
+
+    def mean_curve(name: str) -> float:
+        values = [e["robust_accuracy"] for e in same_norm if e["name"] == name]
+        return sum(values) / len(values)
+
+    at_largest = [e for e in same_norm if _same(e["eps"], largest)]
+    return min(at_largest, key=lambda e: (e["robust_accuracy"], mean_curve(e["name"])))
+
+
+def reference_run(report: dict) -> dict | None:
+    """The reference run of a report (its attack entry), see :func:`reference_entry`."""
+    return reference_entry(report.get("attacks") or [])
+
+
+def reference_record(entry: dict | None) -> dict | None:
+    """What a report records of its reference run (``reference`` in report.json)."""
+    if entry is None:
+        return None
+    return {"attack": entry["name"], "norm": entry["norm"], "eps": entry["eps"], "eps_text": entry.get("eps_text"),
+            "rule": REFERENCE_RULE}
+
+
+def is_reference(run: dict, entry: dict | None) -> bool:
+    """Whether an analysis run ({"attack", "eps"}) is the reference run ``entry``."""
+    return entry is not None and run.get("attack") == entry["name"] and _same(run.get("eps"), entry["eps"])
+
+
+REFERENCE_RULE = ("the strongest attack (lowest robust accuracy; ties: lowest mean over its budgets, then report "
+                  "order) at the largest budget of the reference norm (L∞ when present, else the first bounded "
+                  "entry's); with no bounded entry, the minimal-perturbation attack with the highest success rate")
+
+
+TARGETING = {  # the target each sample is aimed at, the same for every attack and budget
+    "random": "random targets (one class drawn per sample from the other classes)",
+    "least-likely": "least-likely targets (the class the clean image ranks lowest)",
+    "semantic-near": "semantic-near targets (the class nearest to the true one in word space)",
+    "semantic-far": "semantic-far targets (the class farthest from the true one in word space)",
+}
+
+
+def targeting(report: dict) -> str | None:
+    """How a targeted audit chose its targets, in words; None for an untargeted audit."""
+    mode = (report.get("settings") or {}).get("targeted") or next(
+        (e["targeted"] for e in report.get("attacks") or [] if e.get("targeted")), None)
+    return None if not mode else TARGETING.get(mode, f"{mode} targets")
 
 
 def ensemble_text(entry: dict) -> str | None:

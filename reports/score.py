@@ -9,7 +9,8 @@ Budgets and the reference run
     accuracy at the largest budget; ties go to the attack with the lowest mean robust accuracy over its budgets
     of the reference norm, then to the first in the report. The *reference run* (strongest attack at the largest
     budget) is where the severity, representation and saliency components are read. With no bounded entry the
-    reference run is the minimal-perturbation entry with the highest success rate.
+    reference run is the minimal-perturbation entry with the highest success rate. It is decided in one place,
+    ``reports.schema.reference_entry``, which the terminal summary and the HTML page call too.
 
 Components (each in [0, 1], higher = more robust)
     robustness
@@ -47,6 +48,7 @@ from __future__ import annotations
 import math
 
 from audit.errors import AuditError
+from reports.schema import reference_run
 
 DEFAULT_WEIGHTS = {"robustness": 0.6, "severity": 0.15, "representation": 0.15, "saliency": 0.1}
 GRADES = ((85.0, "A"), (70.0, "B"), (55.0, "C"), (40.0, "D"))
@@ -98,24 +100,6 @@ def _bounded(report: dict) -> list[dict]:
 
 def _minimal(report: dict) -> list[dict]:
     return [e for e in report["attacks"] if e.get("minimal_perturbation")]
-
-
-def reference_run(report: dict) -> dict | None:
-    """The attack entry of the strongest attack at the largest budget (see the module docstring), or None."""
-    bounded = _bounded(report)
-    if not bounded:
-        minimal = [e for e in _minimal(report) if e.get("success_rate") is not None]
-        return max(minimal, key=lambda e: e["success_rate"], default=None)
-    norm = "Linf" if any(e["norm"] == "Linf" for e in bounded) else bounded[0]["norm"]
-    same_norm = [e for e in bounded if e["norm"] == norm]
-    largest = max(e["eps"] for e in same_norm)
-
-    def mean_curve(name: str) -> float:
-        values = [e["robust_accuracy"] for e in same_norm if e["name"] == name]
-        return sum(values) / len(values)
-
-    at_largest = [e for e in same_norm if _same(e["eps"], largest)]
-    return min(at_largest, key=lambda e: (e["robust_accuracy"], mean_curve(e["name"])))
 
 
 def _label(entry: dict) -> str:

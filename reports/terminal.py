@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reports.schema import AuditResult, ensemble_text
+from reports.schema import AuditResult, ensemble_text, is_reference, reference_run, targeting
 
 
 def pct(value: float | None) -> str:
@@ -83,6 +83,16 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
     for e in result.attacks:
         if ensemble_text(e):
             console.print(f"[dim]{escape(ensemble_text(e))}[/]")
+    report = result.to_dict()
+    targets = targeting(report)
+    if targets:
+        console.print(f"[bold]Targeted[/] {escape(targets)}: success = classified as the target; robust accuracy = "
+                      "still classified correctly")
+    ref = reference_run(report)
+    if ref is not None:
+        budget = f"{NORM_SIGN.get(ref['norm'], ref['norm'])} {ref['eps_text'] or 'min'}"
+        console.print(f"[bold]Reference run[/] {escape(ref['name'])} at {escape(budget)} (the strongest attack at the "
+                      "largest budget): the analyses' sentences and the score read it")
     render_semantics(result, console)
     render_saliency(result, console)
     render_verdict(result, console)
@@ -138,7 +148,10 @@ def render_semantics(result: AuditResult, console: Console) -> None:
         console.print(f"[bold]Semantic window[/] skipped: {escape(sem['skipped'])}")
         return
     runs = sem["layers"][0]["adversarial"]
-    shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:] if runs else []
+    ref = reference_run(result.to_dict())  # the run the interpretation sentence and the score read
+    shown = [i for i, a in enumerate(runs) if is_reference(a, ref)][:1]
+    if not shown and runs:  # no analysis of the reference run: the first attack at its largest budget
+        shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:]
     label = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
     console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
                   f"{sem['pixels']['two_vs_two']:.2f}); source-like: share of successful adversarials the 1 vs 2 "
@@ -166,12 +179,18 @@ def render_saliency(result: AuditResult, console: Console) -> None:
     sal = result.analyses.get("saliency")
     if not sal:
         return
-    head = f"[bold]Saliency entropy[/] {escape(sal['method'])}, {escape(sal['entropy'])}, L={sal['levels']}, bits"
+    levels = f", L={sal['levels']}" if sal.get("levels") is not None else ""
+    head = f"[bold]Saliency entropy[/] {escape(sal['method'])}, {escape(sal['entropy'])}{levels}, bits"
     if "skipped" in sal:
         console.print(f"{head}: skipped ({escape(sal['skipped'])})")
         return
     profile = " → ".join(f"{escape(layer['name'])} {layer['clean']['mean']:.2f}" for layer in sal["layers"])
     console.print(f"{head}; clean: {profile}")
+    reasons: dict[str, list[str]] = {}
+    for s in sal.get("skipped_layers") or []:
+        reasons.setdefault(s["reason"], []).append(s["name"])
+    for reason, names in reasons.items():
+        console.print(f"  [dim]skipped: {escape(', '.join(names))}: {escape(reason)}[/]")
     console.print(f"  {escape(sal['superization']['statement'])}")
     largest = {det["attack"]: det for det in sal["detection"]}  # each attack at its largest budget
     for det in largest.values():

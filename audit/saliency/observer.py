@@ -139,7 +139,9 @@ class SaliencyObserver:
                                 "for a spatial entropy" if s in small else "no spatial map (a fully connected output)"}
                                for s in skipped],
             "superization": {"index": sup.index, "differences": list(sup.differences),
-                             "statement": superization_statement(sup.index)},
+                             "n_layers": len(self.layers), "n_skipped": len(skipped),
+                             "min_layers": MIN_SUPERIZATION_LAYERS,
+                             "statement": superization_statement(sup.index, len(self.layers), len(skipped))},
             "detection": detectors,
         })
         # pictures for each attack at its largest budget (runs come in ascending budgets)
@@ -233,11 +235,22 @@ def _in_data_order(parts: list[tuple[int, np.ndarray]], layers: int) -> np.ndarr
     return np.concatenate([h for _, h in parts]) if parts else np.zeros((0, layers))
 
 
-def superization_statement(index: float | None) -> str:
+MIN_SUPERIZATION_LAYERS = 3  # a trend with depth is claimed (either way) only over at least this many layers
+
+
+def superization_statement(index: float | None, n_layers: int, n_skipped: int = 0) -> str:
+    """What the clean entropy profile says about superization, with the number of layers it rests on; no claim
+    from fewer than MIN_SUPERIZATION_LAYERS measured layers."""
+    rests = f"{n_layers} measured layer{'s' if n_layers != 1 else ''}" + (f", {n_skipped} skipped" if n_skipped else "")
+    over = f"over {rests}"
+    if n_layers < MIN_SUPERIZATION_LAYERS:
+        trend = "" if index is None else f" (Spearman {index:.2f})"
+        return (f"not assessed: the profile rests on {rests}{trend}; a trend with depth needs at least "
+                f"{MIN_SUPERIZATION_LAYERS}")
     if index is None:
-        return "not measurable (fewer than two layers with a spatial map, or a flat profile)"
+        return f"not measurable {over}: a flat profile"
     if index <= -0.5:
-        return f"entropy falls with depth (Spearman {index:.2f}): superization, as the paper reports"
+        return f"entropy falls with depth {over} (Spearman {index:.2f}): superization, as the paper reports"
     if index >= 0.5:
-        return f"entropy rises with depth (Spearman {index:.2f}): no superization on this model"
-    return f"no monotone trend with depth (Spearman {index:.2f})"
+        return f"entropy rises with depth {over} (Spearman {index:.2f}): no superization on this model"
+    return f"no monotone trend with depth {over} (Spearman {index:.2f})"

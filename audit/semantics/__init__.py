@@ -1,7 +1,8 @@
 """The semantic window: class representations against word embeddings, layer by layer.
 
 Public math (pure functions on arrays): ``similarity``, ``profile``, ``two_vs_two``, ``rsa``,
-``permutation_pvalues``, ``fdr_bh``, ``one_vs_two`` (and ``source_like``, its comparison on given rows), ``flip_layer``, ``severity``. Word vectors live in
+``permutation_pvalues``, ``fdr_bh``, ``one_vs_two`` (and ``source_like``, its comparison on given rows), ``flip_layer``, ``read_flip``
+(the conservative flip-layer rule), ``severity``. Word vectors live in
 ``audit.semantics.embeddings`` and class names become vectors in ``audit.semantics.words`` (gensim is imported
 only when vectors are loaded).
 """
@@ -13,6 +14,7 @@ from audit.semantics.metrics import (
     one_vs_two,
     permutation_pvalues,
     profile,
+    read_flip,
     rsa,
     severity,
     similarity,
@@ -21,6 +23,6 @@ from audit.semantics.metrics import (
 )
 
 __all__ = [
-    "PermutationTest", "fdr_bh", "flip_layer", "one_vs_two", "permutation_pvalues", "profile", "rsa",
+    "PermutationTest", "fdr_bh", "flip_layer", "one_vs_two", "permutation_pvalues", "profile", "read_flip", "rsa",
     "severity", "similarity", "source_like", "two_vs_two",
 ]

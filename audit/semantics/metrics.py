@@ -216,6 +216,54 @@ def flip_layer(fractions: Sequence[float]) -> int | None:
     return None
 
 
+FLIP_CLEAN_MIN = 0.75  # a layer can show a flip only where the clean versions are at least this source-like
+FLIP_MIN_SCORED = 20  # and only with at least this many successful adversarials scored by the 1 vs 2 test
+
+
+class FlipReading(NamedTuple):
+    """Where successful adversarials stop looking like their true class, read conservatively.
+
+    ``status``: ``flip`` (``layer`` is the flip layer's index), ``none`` (source-like at every informative layer)
+    or ``undetermined`` (too few adversarials, or no informative layer; ``reason`` says which). ``informative``:
+    the indices of the layers where the clean versions are clearly source-like.
+    """
+
+    status: str
+    layer: int | None
+    informative: tuple[int, ...]
+    reason: str
+
+
+def read_flip(adversarial: Sequence[float | None], clean: Sequence[float | None], n_scored: int,
+              clean_min: float = FLIP_CLEAN_MIN, min_scored: int = FLIP_MIN_SCORED) -> FlipReading:
+    """The flip layer of one attack run, by a documented, conservative rule.
+
+    A share of source-like adversarials below one half means something only where the test puts the clean
+    versions of the same images with their true class: a layer is *informative* when the clean versions' share
+    is at least ``clean_min``. The flip layer is the first informative layer whose adversarial share is below one
+    half; none when every informative layer stays at or above it. With fewer than ``min_scored`` adversarials
+    scored, or no informative layer, the flip layer is undetermined.
+    """
+    def finite(v):
+        return v is not None and not np.isnan(v)
+
+    if n_scored < min_scored:
+        return FlipReading("undetermined", None, (), f"only {n_scored} successful adversarials scored by the 1 vs 2 "
+                                                     f"test (a flip layer needs at least {min_scored})")
+    informative = tuple(i for i, (a, c) in enumerate(zip(adversarial, clean, strict=True))
+                        if finite(a) and finite(c) and c >= clean_min)
+    if not informative:
+        shares = [c for c in clean if finite(c)]
+        top = f"at most {max(shares):.2f}" if shares else "not measured"
+        return FlipReading("undetermined", None, (), f"their clean versions are clearly source-like (share >= "
+                                                     f"{clean_min:.2f}) at no layer ({top}), so the test cannot "
+                                                     "tell where the adversarials flip")
+    k = flip_layer([adversarial[i] for i in informative])
+    if k is None:
+        return FlipReading("none", None, informative, "")
+    return FlipReading("flip", informative[k], informative, "")
+
+
 def severity(word_vectors: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Semantic severity of each error: ``(1 - cos(w_true, w_pred)) / mean_{i<j}(1 - cos(w_i, w_j))``.
 

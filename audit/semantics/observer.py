@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from audit.semantics.metrics import (
-    fdr_bh, flip_layer, permutation_pvalues, profile, rsa, severity, similarity, source_like, two_vs_two,
+    FLIP_CLEAN_MIN, FLIP_MIN_SCORED, fdr_bh, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
+    source_like, two_vs_two,
 )
 from audit.semantics.space import MIN_CLASSES, WordSpace
+from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken
 SEVERITY_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, float("inf"))
@@ -172,6 +174,9 @@ class SemanticObserver:
 
     def finish(self, result) -> None:
         section = {"method": METHOD, "embeddings": self.space.info, "coverage": self.space.coverage()}
+        section["coverage"]["missing_in_sample"] = [  # the classes without a vector that this audit has images of
+            name for name, ok, n in zip(self.space.names, self.space.covered, self.pixels.counts, strict=True)
+            if n and not ok]
         used = self.used
         if len(used) < MIN_CLASSES:
             section["skipped"] = (
@@ -220,7 +225,7 @@ class SemanticObserver:
             "severity": [self._severity(state) for state in self.adv.values()],
         })
         section["notes"] = self._notes(section)
-        section["interpretation"] = interpret(section)
+        section["interpretation"] = interpret(section, reference_entry(result.attacks))
         result.analyses["semantics"] = section
         result.artifacts["representations"] = self._arrays(clean_sims, word)
 
@@ -228,11 +233,14 @@ class SemanticObserver:
         run = state["run"]
         at = list(self.adv).index(run.key)
         fractions = [entry["adversarial"][at]["source_like"] for entry in layers]
-        k = flip_layer([np.nan if f is None else f for f in fractions])
+        clean = [entry["adversarial"][at]["source_like_clean"] for entry in layers]
+        reading = read_flip(fractions, clean, state["n_flip"])
         return {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n_scored": state["n_flip"],
-                "source_like": fractions,
-                "source_like_clean": [entry["adversarial"][at]["source_like_clean"] for entry in layers],
-                "flip_layer": None if k is None else self.layers[k]}
+                "source_like": fractions, "source_like_clean": clean,
+                "flip_layer": None if reading.layer is None else self.layers[reading.layer],
+                "flip_status": reading.status, "flip_reason": reading.reason,
+                "informative_layers": [self.layers[i] for i in reading.informative],
+                "flip_rule": FLIP_RULE}
 
     def _severity(self, state: dict) -> dict:
         run, confusion = state["run"], state["confusion"]
@@ -272,10 +280,10 @@ class SemanticObserver:
         if section["images_per_class"]["min"] < 10:
             notes.append(f"as few as {section['images_per_class']['min']} images per class: class representations "
                          "are noisy")
-        missing = section["coverage"]["missing"]
+        missing = section["coverage"]["missing_in_sample"]
         if missing:
-            notes.append(f"{len(missing)} classes have no word vector and are left out: {', '.join(missing[:10])}"
-                         + (" ..." if len(missing) > 10 else ""))
+            notes.append(f"{len(missing)} of the classes with images in this sample have no word vector and are left "
+                         f"out: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))
         return notes
 
     def _arrays(self, clean_sims: dict, word: np.ndarray) -> dict:
@@ -300,8 +308,33 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def interpret(section: dict) -> str:
-    """One sentence on what the numbers say."""
+FLIP_RULE = (f"flip layer: the first layer, among those where the clean versions of the same images are "
+             f"source-like at least {FLIP_CLEAN_MIN:.2f} of the time, at which fewer than half the successful "
+             f"adversarials are; undetermined with fewer than {FLIP_MIN_SCORED} adversarials scored or no such layer")
+
+
+def flip_text(flip: dict, names: list[str]) -> str:
+    """What the 1 vs 2 test says about one run (``names``: the layers, in order), claiming no more than the
+    flip rule (``read_flip``) allows."""
+    n, status = flip["n_scored"], flip.get("flip_status")
+    informative = flip.get("informative_layers") or []
+    where = (f"at the {len(informative)} of {len(names)} layers where their clean versions are clearly source-like "
+             f"(share >= {FLIP_CLEAN_MIN:.2f})")
+    if status == "flip":
+        name = flip["flip_layer"]
+        i = names.index(name)
+        shares = (f"only {flip['source_like'][i]:.2f} of them are source-like there (their clean versions: "
+                  f"{flip['source_like_clean'][i]:.2f})")
+        if name == informative[0]:
+            return f"{where}, the {n} successful adversarials scored are already not at the first of them, {name}: {shares}"
+        return f"{where}, the {n} successful adversarials scored stay source-like until {name}, where {shares}"
+    if status == "none":
+        return f"{where}, the {n} successful adversarials scored stay source-like"
+    return f"the 1 vs 2 flip layer is undetermined: {flip.get('flip_reason') or 'no reading'}"
+
+
+def interpret(section: dict, reference: dict | None = None) -> str:
+    """One sentence on what the numbers say, about the reference run (the run the tables show)."""
     layers = section["layers"]
     best = max(layers, key=lambda e: e["clean"]["two_vs_two"])
     last = layers[-1]
@@ -309,19 +342,10 @@ def interpret(section: dict) -> str:
     sig = "significant" if best["clean"]["p_value"] < 0.05 else "not significant"
     text = (f"Clean: layer {best['name']} agrees best with word similarity (2v2 {best['clean']['two_vs_two']:.2f}, "
             f"{sig} after FDR; pixels {pixel:.2f})")
-    flips = [f for f in section["one_vs_two"] if f["n_scored"]]
-    if last["adversarial"] and flips:
-        worst = min(last["adversarial"], key=lambda a: a["two_vs_two"])
-        flip = next(f for f in flips if f["attack"] == worst["attack"] and f["eps"] == worst["eps"]) \
-            if any(f["attack"] == worst["attack"] and f["eps"] == worst["eps"] for f in flips) else flips[-1]
-        if flip["flip_layer"] is None:
-            where = "stay source-like through every layer"
-        elif flip["flip_layer"] == layers[0]["name"]:
-            where = "look more like the predicted class than the true one from the first chosen layer on"
-        else:
-            where = f"stay source-like until {flip['flip_layer']}, where they flip to the predicted class"
-        text += (f"; under {worst['attack']}@{worst['eps_text']} the last layer's 2v2 is {worst['two_vs_two']:.2f}, "
-                 f"and successful adversarials {where} ({flip['attack']}@{flip['eps_text']}).")
-    else:
-        text += "."
-    return text
+    adv = next((a for a in last["adversarial"] if is_reference(a, reference)), None)
+    flip = next((f for f in section["one_vs_two"] if is_reference(f, reference)), None)
+    if adv is None or flip is None:
+        return text + "."
+    label = f"{adv['attack']}@{adv['eps_text'] or 'min'}"
+    return (f"{text}; under {label} (the strongest attack at the largest budget) the last layer's 2v2 is "
+            f"{adv['two_vs_two']:.2f}; {flip_text(flip, [layer['name'] for layer in layers])}.")

@@ -7,7 +7,8 @@ gives None; a skipped one gives its reason.
 from __future__ import annotations
 
 from reports.html.charts import Reference, Series, histogram, line_chart, nice_max
-from reports.html.panels import focus_entry, num, run_label, signed
+from reports.html.panels import num, run_label, signed
+from reports.schema import is_reference, reference_run
 
 
 ALPHA = 0.05  # the FDR-adjusted p value under which a layer's 2 vs 2 counts as significant
@@ -34,13 +35,9 @@ def run_of(layer: dict, run: dict) -> dict:
 
 
 def pick_focus(runs: list[dict], report: dict) -> dict | None:
-    """The run matching the strongest attack at the largest budget, else the first run."""
-    e = focus_entry(report.get("attacks") or [])
-    if e:
-        for r in runs:
-            if r.get("attack") == e["name"] and r.get("eps") == e["eps"]:
-                return r
-    return runs[0] if runs else None
+    """The run of the reference run (``reports.schema.reference_run``), else the first run."""
+    ref = reference_run(report)
+    return next((r for r in runs if is_reference(r, ref)), runs[0] if runs else None)
 
 
 def _label(r: dict) -> str:
@@ -94,7 +91,8 @@ def _run_rows(flips: list[dict], severities: list[dict]) -> list[dict]:
     """One row per attack and budget: the 1 vs 2 flip layer and the severity of the induced errors."""
     rows: dict[str, dict] = {}
     for r in flips:
-        rows.setdefault(_label(r), {}).update(scored=r.get("n_scored", "—"), flip=r.get("flip_layer") or "none")
+        flip = r.get("flip_layer") or ("undetermined" if r.get("flip_status") == "undetermined" else "none")
+        rows.setdefault(_label(r), {}).update(scored=r.get("n_scored", "—"), flip=flip)
     for r in severities:
         rows.setdefault(_label(r), {}).update(errors=r.get("n", "—"), mean=num(r.get("mean")),
                                               median=num(r.get("median")))
@@ -115,7 +113,7 @@ def _one_vs_two(runs: list[dict], names: list[str], report: dict) -> dict:
          Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed")],
         title=f"1 vs 2: share of successful adversarials still source-like per layer ({_label(focus)})",
         x_label="layer", y_label="source-like share", categories=names, references=refs, y_format=two)
-    return {"one_vs_two_svg": svg, "one_vs_two_run": _label(focus)}
+    return {"one_vs_two_svg": svg, "one_vs_two_run": _label(focus), "flip_rule": focus.get("flip_rule")}
 
 
 def _severity(runs: list[dict], report: dict) -> dict:

@@ -9,7 +9,7 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
-from reports.schema import ensemble_text
+from reports.schema import ensemble_text, reference_entry, targeting
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
 STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL")}
@@ -34,42 +34,33 @@ def bounded(attacks: list[dict]) -> list[dict]:
 
 
 def focus_entry(attacks: list[dict]) -> dict | None:
-    """The strongest attack at the largest budget: the first bounded attack's norm, its largest eps, and there the
-    lowest robust accuracy; on a tie the attack with the lower mean robust accuracy over all its budgets, then the
-    first listed."""
-    entries = bounded(attacks)
-    if not entries:
-        return None
-    norm = entries[0]["norm"]
-    same = [e for e in entries if e["norm"] == norm]
-    largest = max(e["eps"] for e in same)
-
-    def mean_curve(name: str) -> float:
-        values = [e["robust_accuracy"] for e in same if e["name"] == name]
-        return sum(values) / len(values)
-
-    return min((e for e in same if e["eps"] == largest), key=lambda e: (e["robust_accuracy"], mean_curve(e["name"])))
+    """The reference run (``reports.schema.reference_entry``: the strongest attack at the largest budget) when it
+    is a bounded entry, else None."""
+    e = reference_entry(attacks)
+    return e if e is not None and e.get("eps") is not None else None
 
 
 def finding(report: dict) -> str:
-    """One sentence: what the strongest attack at the largest budget leaves of the clean accuracy."""
+    """One sentence: what the reference run (the strongest attack at the largest budget) leaves of the clean
+    accuracy, and for a targeted audit how the targets were chosen."""
     attacks = report.get("attacks") or []
     clean = (report.get("clean") or {}).get("accuracy")
-    e = focus_entry(attacks)
-    if e is not None:
+    targets = targeting(report)
+    aimed = f" (targeted: {targets}; broken = classified as the target)" if targets else ""
+    e = reference_entry(attacks)
+    if e is not None and e.get("eps") is not None:
         caveat = "; its budget is below the reference protocol, so robustness may be overestimated" \
             if not e.get("standard_budget", True) else ""
         return (f"Under {e['name']} at {NORM_SIGN.get(e['norm'], e['norm'])} eps {e.get('eps_text') or num(e['eps'])} "
-                f"(the strongest attack at the largest budget), robust accuracy is {pct(e['robust_accuracy'])} "
+                f"(the strongest attack at the largest budget){aimed}, robust accuracy is {pct(e['robust_accuracy'])} "
                 f"against {pct(clean)} clean: {e.get('n_success', '?')} of {e.get('n_attacked', '?')} correctly "
                 f"classified images were broken{caveat}.")
-    for e in attacks:
-        m = e.get("minimal_perturbation")
-        if m:
-            median = num(m.get("median")) if m.get("median") is not None else "not reached (most samples resisted)"
-            return (f"{e['name']} measured minimal {NORM_SIGN.get(e['norm'], e['norm'])} perturbations: the median "
-                    f"is {median} over {m.get('n')} correctly classified images, {m.get('n_failed')} not broken "
-                    f"(clean accuracy {pct(clean)}).")
+    if e is not None:
+        m = e["minimal_perturbation"]
+        median = num(m.get("median")) if m.get("median") is not None else "not reached (most samples resisted)"
+        return (f"{e['name']} measured minimal {NORM_SIGN.get(e['norm'], e['norm'])} perturbations{aimed}: the "
+                f"median is {median} over {m.get('n')} correctly classified images, {m.get('n_failed')} not broken "
+                f"(clean accuracy {pct(clean)}).")
     return f"No attack results in this report (clean accuracy {pct(clean)})."
 
 

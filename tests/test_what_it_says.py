@@ -1,0 +1,188 @@
+"""What the tool says matches what it measured: one reference run read by every renderer and the score,
+sentences that cite the run their table shows and claim no more than the counts allow."""
+
+from __future__ import annotations
+
+import copy
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from html_support import load, parse
+from rich.console import Console
+
+from audit import AuditConfig, run_audit
+from audit.demo import ARCH, ASSETS
+from audit.saliency.observer import superization_statement
+from audit.semantics.metrics import flip_layer
+from audit.semantics.observer import SemanticObserver
+from audit.semantics.space import WordSpace
+from reports.html import render_html
+from reports.html.analysis_panels import semantics as semantics_panel
+from reports.html.panels import finding, focus_entry
+from reports.schema import AuditResult, validate_report
+from reports.score import reference_run, score_report
+from reports.terminal import render_summary
+
+
+def config(**kw) -> AuditConfig:
+    base = dict(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo", classes="fashion-mnist",
+                samples=40, batch_size=40, steps=5, device="cpu", permutations=50, checks=False)
+    return AuditConfig(**{**base, **kw})
+
+
+def semantic_header(out: str) -> str:
+    """The two header lines of the terminal's semantic table."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "FDR" in line and "clean" in line)
+    return " ".join(lines[at:at + 2])
+
+
+def terminal_text(result: AuditResult) -> str:
+    console = Console(record=True, width=250, color_system=None)
+    render_summary(result, console)
+    return console.export_text()
+
+
+@pytest.fixture(scope="module")
+def l2_first():
+    """An audit whose first attack is L2 (pgdl2 at 0.5) and second L∞ (pgd at 8/255)."""
+    return run_audit(config(attacks=["pgdl2", "pgd"]))
+
+
+def test_score_html_terminal_and_the_report_agree_on_the_reference_run_with_l2_listed_first(l2_first):
+    report = l2_first.to_dict()
+    validate_report(report)
+    assert [e["name"] for e in report["attacks"]] == ["pgdl2", "pgd"]
+    # the report records the one choice, and the score reads the same run
+    assert report["reference"]["attack"] == "pgd" and report["reference"]["norm"] == "Linf"
+    assert report["score"]["reference"]["attack"] == "pgd"
+    assert reference_run(report)["name"] == "pgd"
+    # the HTML page: headline, per-class panel, the 1 vs 2 chart and the severity panel
+    assert focus_entry(report["attacks"])["name"] == "pgd"
+    assert finding(report).startswith("Under pgd at L∞ eps 8/255")
+    panel = semantics_panel(report)
+    assert panel["one_vs_two_run"] == panel["severity_run"] == "pgd@8/255"
+    text = " ".join(parse(render_html(report)).text)
+    assert "robust under pgd@8/255" in render_html(report) and "Under pgd at L∞ eps 8/255" in text
+    # the analyses' sentence and the terminal's semantic table
+    sem = report["analyses"]["semantics"]
+    assert "under pgd@8/255 " in sem["interpretation"] and "pgdl2" not in sem["interpretation"]
+    out = terminal_text(l2_first)
+    header = semantic_header(out)
+    assert "pgd@8/255" in header and "pgdl2" not in header
+    assert re.search(r"Reference run pgd at L∞ 8/255", out)
+
+
+def test_a_report_re_scored_and_re_rendered_keeps_its_reference_run(l2_first):
+    report = l2_first.to_dict()
+    rescored = score_report(report)
+    assert rescored["reference"] == {k: report["reference"][k] for k in ("attack", "norm", "eps", "eps_text")}
+
+
+@pytest.fixture(scope="module")
+def targeted():
+    """A targeted audit at a budget that reaches few targets and one that reaches more."""
+    return run_audit(config(attacks=["pgd"], eps="0.02,0.2", targeted="random", samples=60, batch_size=60))
+
+
+def test_a_targeted_audit_cites_the_budget_its_table_shows_and_says_it_is_targeted(targeted):
+    report = targeted.to_dict()
+    small, large = report["attacks"]
+    assert large["n_success"] > small["n_success"]
+    assert report["reference"]["eps_text"] == "0.2"
+    sem = report["analyses"]["semantics"]
+    assert "under pgd@0.2 " in sem["interpretation"] and "pgd@0.02" not in sem["interpretation"]
+    out = terminal_text(targeted)
+    header = semantic_header(out)
+    assert "pgd@0.2" in header
+    assert "Targeted random targets" in out and "classified as the target" in out
+    assert "targeted: random targets" in finding(report)
+    assert "targeted: random targets" in " ".join(parse(render_html(report)).text)
+
+
+# --- the flip layer --------------------------------------------------------------------------------------------
+
+def test_a_flip_layer_is_named_only_where_the_clean_versions_are_clearly_source_like():
+    from audit.semantics.metrics import FlipReading, read_flip
+
+    # the demo's adversarially trained twin under apgd@0.3: 117 adversarials scored, clean versions 0.39-0.70
+    adv, clean = [0.24, 0.39, 0.48, 0.42, 0.70], [0.39, 0.39, 0.48, 0.52, 0.70]
+    assert flip_layer(adv) == 0  # the old rule: "from the first chosen layer on"
+    reading = read_flip(adv, clean, 117)
+    assert reading.status == "undetermined" and reading.layer is None and "at most 0.70" in reading.reason
+    # layer 0 is not informative (clean 0.30); the flip is the first informative layer below one half
+    assert read_flip([0.2, 0.6, 0.8, 0.4, 0.3], [0.3, 0.8, 0.9, 0.8, 0.6], 40) == FlipReading("flip", 3, (1, 2, 3), "")
+    assert read_flip([0.2, 0.6, 0.8], [0.3, 0.8, 0.9], 40) == FlipReading("none", None, (1, 2), "")
+    few = read_flip([0.2, 0.6], [0.9, 0.9], 19)
+    assert few.status == "undetermined" and "only 19 successful adversarials" in few.reason
+    assert read_flip([0.2, 0.6], [0.9, 0.9], 20).layer == 0
+    assert read_flip([None, float("nan"), 0.4], [0.9, 0.9, 0.75], 20) == FlipReading("flip", 2, (2,), "")
+
+
+def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
+    """The stored EfficientNet-Lite0 report (17 adversarials at 2/255; clean versions 0.44 at the first block) said
+    "look more like the predicted class ... from the first chosen layer on", citing 1/255."""
+    from audit.semantics.metrics import read_flip
+    from audit.semantics.observer import interpret
+
+    report = load("imagenet.json.gz")
+    sem = copy.deepcopy(report["analyses"]["semantics"])
+    for flip in sem["one_vs_two"]:
+        reading = read_flip(flip["source_like"], flip["source_like_clean"], flip["n_scored"])
+        flip.update(flip_status=reading.status, flip_reason=reading.reason, flip_layer=None)
+    text = interpret(sem, reference_run(report))
+    assert "under pgd@2/255 " in text and "1/255" not in text
+    assert "first chosen layer" not in text and "undetermined" in text and "only 17 successful adversarials" in text
+
+
+# --- coverage: only the classes of this sample -----------------------------------------------------------------
+
+def test_the_coverage_note_names_only_classes_the_sample_has_images_of():
+    rng = np.random.default_rng(0)
+    k, d = 8, 6
+    vectors = rng.normal(size=(k, 5))
+    vectors[[2, 7]] = np.nan  # classes 2 and 7 have no word vector; only class 2 has images
+    space = WordSpace([f"c{i}" for i in range(k)], vectors, ~np.isnan(vectors).any(1), [("w",)] * k, [True] * k, {})
+    obs = SemanticObserver(space, ["layer"], permutations=10)
+    labels = torch.tensor(np.repeat(np.arange(6), 3))
+    pooled = torch.tensor(rng.normal(size=(18, d)))
+    obs.on_prepare(torch.zeros(18, 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
+    obs.prepared()
+    result = SimpleNamespace(analyses={}, artifacts={}, attacks=[])
+    obs.finish(result)
+    sem = result.analyses["semantics"]
+    assert sem["coverage"]["missing"] == ["c2", "c7"] and sem["coverage"]["missing_in_sample"] == ["c2"]
+    named = [n for n in sem["notes"] if "no word vector" in n]
+    assert named and "c2" in named[0] and "c7" not in " ".join(sem["notes"])
+
+
+def test_an_audit_of_classes_that_all_have_vectors_prints_no_coverage_note(l2_first):
+    assert not any("word vector" in n for n in l2_first.analyses["semantics"]["notes"])
+
+
+# --- saliency: claims state what they rest on ------------------------------------------------------------------
+
+def test_superization_is_not_claimed_from_fewer_layers_than_the_minimum():
+    from audit.saliency.observer import MIN_SUPERIZATION_LAYERS
+
+    two = superization_statement(-1.0, 2, 4)
+    assert "superization" not in two and "2 measured layers, 4 skipped" in two
+    assert f"at least {MIN_SUPERIZATION_LAYERS}" in two
+    three = superization_statement(-1.0, 3, 1)
+    assert "superization, as the paper reports" in three and "over 3 measured layers, 1 skipped" in three
+
+
+def test_the_terminal_lists_skipped_saliency_layers_and_never_prints_an_unknown_level(l2_first):
+    out = terminal_text(l2_first)
+    sal = l2_first.analyses["saliency"]
+    assert sal["skipped_layers"] and sal["superization"]["n_layers"] == len(sal["layers"])
+    for skipped in sal["skipped_layers"]:
+        assert re.search(rf"skipped: [^\n]*{re.escape(skipped['name'])}", out)
+    gone = copy.deepcopy(l2_first)
+    gone.analyses["saliency"] = {k: v for k, v in sal.items() if k in ("method", "entropy", "offsets", "log_base")}
+    gone.analyses["saliency"].update(levels=None, skipped="no chosen layer has a spatial map")
+    out = terminal_text(gone)
+    assert "L=None" not in out and "Saliency entropy gradcam, glcm, bits: skipped" in out
