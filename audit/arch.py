@@ -71,8 +71,11 @@ def current_folder_importable() -> Iterator[None]:
     """The current folder on ``sys.path`` while user code is imported (``--arch module:callable``, the classes a
     trusted pickle names), as ``python -m audit`` has it, so that the ``audit`` script behaves the same. It goes
     last: a file in the current folder never shadows an installed package."""
-    cwd = os.getcwd()
-    if any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the current folder was removed
+        cwd = None
+    if cwd is None or any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
         yield
         return
     sys.path.append(cwd)
