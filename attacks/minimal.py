@@ -1,7 +1,8 @@
 """Minimal-perturbation attacks, on top of torchattacks' classes, with two of their defects mended.
 
 These attacks do not take a budget: each searches, per sample, the smallest L2 perturbation that changes the
-decision. What they measure is that per-sample norm (see ``audit.metrics.MinimalNorms``), not a robust accuracy.
+decision. What they measure is that per-sample norm (see ``audit.metrics.minimal_sizes`` and
+``minimal_summary``), not a robust accuracy.
 
 - :class:`DeepFoolL2` (Moosavi-Dezfooli et al. 2016). torchattacks 3.5.1 scales every step by
   ``1 + overshoot`` and clamps, so its final image sits on the decision boundary, where float rounding (and so

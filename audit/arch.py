@@ -7,8 +7,11 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import torch
 
 from audit.errors import AuditError
 from audit.probe import short_reason
+from audit.tv import through_door
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -34,7 +38,8 @@ def _import_target(spec: str, target: str):
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # dataclasses and pickling look classes up in sys.modules
         try:
-            module_spec.loader.exec_module(module)
+            with current_folder_importable():
+                through_door(lambda: module_spec.loader.exec_module(module))
         except Exception as exc:
             del sys.modules[name]
             raise AuditError(
@@ -48,7 +53,8 @@ def _import_target(spec: str, target: str):
             from audit.tv import import_torchvision
 
             import_torchvision()
-        return importlib.import_module(target)
+        with current_folder_importable():
+            return through_door(lambda: importlib.import_module(target))
     except ModuleNotFoundError as exc:
         raise AuditError(
             f"--arch {spec}: cannot import {target} ({short_reason(exc)}); check the spelling and the environment, "
@@ -60,6 +66,37 @@ def _import_target(spec: str, target: str):
         ) from exc
 
 
+@contextmanager
+def current_folder_importable() -> Iterator[None]:
+    """The current folder on ``sys.path`` while user code is imported (``--arch module:callable``, the classes a
+    trusted pickle names), as ``python -m audit`` has it, so that the ``audit`` script behaves the same. It goes
+    last: a file in the current folder never shadows an installed package."""
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the current folder was removed
+        cwd = None
+    if cwd is None or any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        yield
+        return
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(cwd)
+
+
+def _lookup(module: Any, target: str, attr: str) -> Any:
+    found = module
+    for part in attr.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise AuditError(f"{target} has no attribute {attr!r}; check the name after the ':'") from None
+    return found
+
+
 def build_network(spec: str, kwargs: dict) -> torch.nn.Module:
     target, _, attr = spec.rpartition(":")
     if not target or not _DOTTED.fullmatch(attr):
@@ -67,17 +104,21 @@ def build_network(spec: str, kwargs: dict) -> torch.nn.Module:
             f"--arch {spec!r} is not of the form package.module:callable or path/to/file.py:callable, "
             "e.g. --arch torchvision.models:resnet18"
         )
-    factory: Any = _import_target(spec, target)
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise AuditError(
-                f"--arch {spec}: {target} has no attribute {attr!r}; check the name after the ':'"
-            )
-        factory = getattr(factory, part)
+    module = _import_target(spec, target)
+    try:  # lazy modules (transformers) import on attribute access, and raise what that import raised
+        with current_folder_importable():
+            factory = through_door(lambda: _lookup(module, target, attr))
+    except AuditError as exc:
+        raise AuditError(f"--arch {spec}: {exc}") from None
+    except Exception as exc:
+        raise AuditError(
+            f"--arch {spec}: looking up {attr} in {target} failed ({type(exc).__name__}: {short_reason(exc)}); "
+            "check that the packages it needs are installed"
+        ) from exc
     if not callable(factory):
         raise AuditError(f"--arch {spec}: {attr} is a {type(factory).__name__}, not a class or function")
     try:
-        network = factory(**kwargs)
+        network = through_door(lambda: factory(**kwargs))
     except Exception as exc:
         raise AuditError(
             f"--arch {spec}: calling {attr}(**{json.dumps(kwargs)}) failed ({type(exc).__name__}: {short_reason(exc)}); "

@@ -24,10 +24,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from audit.arch import build_network, fit_weights
+from audit.arch import build_network, current_folder_importable, fit_weights
 from audit.errors import AuditError
 from audit.options import parse_arch_kwargs, parse_stats, resolve_device
 from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
+from audit.tap import TORCHSCRIPT_TO_WEIGHTS
+from audit.tv import through_door
 
 __all__ = [
     "AuditedModel",
@@ -138,8 +140,9 @@ def _torch_load(path: Path, trust_model: bool) -> tuple[Any, str]:
             raise _refusal(path, "a full pickled model or checkpoint", detail) from None
     except Exception as exc:
         raise _unreadable(path, short_reason(exc)) from exc
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False), POLICY_PICKLE
+    try:  # the classes it names are imported as --arch imports code (the current folder, the torchvision door)
+        with current_folder_importable():
+            return through_door(lambda: torch.load(path, map_location="cpu", weights_only=False)), POLICY_PICKLE
     except Exception as exc:
         raise AuditError(
             f"could not unpickle {path} even with --trust-model ({short_reason(exc)}); the Python classes it "
@@ -236,7 +239,12 @@ def load_model(
         raise _unreadable(path, "its content matches none of these formats")
     sha256 = _sha256(path)
     if kind == "torchscript":
-        _reject_arch(arch, path, "a TorchScript archive")
+        if arch is not None:
+            raise AuditError(
+                f"--arch is only used with weight files (safetensors / state_dict); {path} is a TorchScript archive "
+                f"that already holds its network: drop --arch, or, to hook its layers, "
+                + TORCHSCRIPT_TO_WEIGHTS.replace("MODEL", str(path))
+            )
         network = _guarded(path, "TorchScript", lambda: torch.jit.load(str(path), map_location="cpu"))
         return LoadedModel(network, str(path), sha256, kind, POLICY_TORCHSCRIPT, None)
     if kind == "torch.export":

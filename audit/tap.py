@@ -53,6 +53,12 @@ def pool(output: torch.Tensor) -> torch.Tensor:
     return output.reshape(output.shape[0], -1)
 
 
+# What works for per-layer analyses of a TorchScript model (tests/test_model.py runs this advice as written)
+TORCHSCRIPT_TO_WEIGHTS = ("save its weights with `torch.save(torch.jit.load('MODEL').state_dict(), 'weights.pt')` "
+                          "and audit weights.pt with --arch naming the Python class it was scripted from "
+                          "(e.g. --arch mynet.py:Net)")
+
+
 @contextmanager
 def hooked(
     modules: Iterable[tuple[str, torch.nn.Module]],
@@ -67,10 +73,8 @@ def hooked(
     try:
         modules = list(modules)
         if any(isinstance(module, torch.jit.ScriptModule) for _, module in modules):
-            raise AuditError(
-                "the network is a TorchScript archive, whose layers cannot be hooked: use --layers none, "
-                "or load its weights into the Python network with --arch"
-            )
+            raise AuditError(f"the network is a TorchScript archive, whose layers cannot be hooked: use --layers none, "
+                             f"or {TORCHSCRIPT_TO_WEIGHTS}")
         for name, module in modules:
             handles.append(module.register_forward_hook(lambda m, i, o, name=name: after(name, m, i, o)))
             if before is not None:

@@ -13,6 +13,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -43,6 +47,30 @@ def import_torchvision():
                 library.define(schema)
         _fragments.append(library)
     return importlib.import_module("torchvision")
+
+
+def broke_on_torchvision(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is the missing-operator failure of torchvision's
+    import (packages such as transformers and timm import torchvision lazily and re-raise it as their own)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RuntimeError) and "torchvision::" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def through_door(action: Callable[[], T]) -> T:
+    """``action()``; when it failed because torchvision could not be imported, repair torchvision (once) and
+    run it again. Every import of user code (``--arch``, a trusted pickle) goes through here."""
+    try:
+        return action()
+    except Exception as exc:
+        if _fragments or not broke_on_torchvision(exc):
+            raise
+    import_torchvision()
+    return action()
 
 
 def models():

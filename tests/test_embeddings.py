@@ -168,3 +168,54 @@ def test_class_words_errors_are_one_line(tmp_path, content):
     with pytest.raises(AuditError) as info:
         read_class_words(path, ["cat", "dog"])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("glove.txt", "cat 0.1 0.2 0.3\ndog 0.1\n", "line 2 ('dog') has 1 number, but line 1 has 3 numbers"),
+    ("glove.txt", "cat 0.1 0.2 0.3\ndog 0.1 0.2 0.3 0.4\n", "line 2 ('dog') has 4 numbers, but line 1 has 3"),
+    ("glove.txt", "cat 0.1 0.2 0.3\n\ndog 0.1 0.2 0.3\nbird 0.1 zz 0.3\n", "line 4 ('bird'): 'zz' is not a number"),
+    ("glove.txt", "cat 0.1 0.2 0.3\ndog 0.1 inf 0.3\n", "line 2 ('dog') holds NaN or infinite values"),
+    ("glove.txt", "cat\ndog 0.1\n", "line 1 holds the word 'cat' and no numbers"),
+    ("vec.txt", "2 3\ncat 0.1 0.2 0.3\ndog 0.1 0.2\n", "line 3 ('dog') has 2 numbers, but the header (line 1) says 3"),
+    ("vec.txt", "2 4\ncat 0.1 0.2 0.3\ndog 0.1 0.2 0.3\n", "line 2 ('cat') has 3 numbers, but the header (line 1) says 4"),
+    ("vec.txt", "3 3\ncat 0.1 0.2 0.3\ndog 0.1 0.2 0.3\n", "the header (line 1) says 3 words, the file holds 2"),
+    ("vec.txt", "1 3\ncat 0.1 0.2 0.3\ndog 0.1 0.2 0.3\n", "the header (line 1) says 1 word, and line 3 holds one more"),
+    ("vec.txt", "2 3\ncat 0.1 zz 0.3\ndog 0.1 0.2 0.3\n", "line 2 ('cat'): 'zz' is not a number"),
+])
+def test_malformed_text_vectors_name_the_line_and_the_fault(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(AuditError) as info:
+        load_embeddings(str(path))
+    message = str(info.value)
+    assert message.startswith(f"malformed word vectors in {path}: ") and expected in message and "\n" not in message
+
+
+def test_text_vectors_with_blank_lines_crlf_and_a_repeated_word(tmp_path, kv):
+    """Blank lines are skipped, a trailing space (fastText) and CRLF line ends are fine, a repeated word keeps its
+    first vector (as gensim does)."""
+    lines = [f"{w} " + " ".join(f"{x:.6f}" for x in kv[w]) for w in WORDS]
+    text = "\r\n".join([f"{len(WORDS) + 1} 6", lines[0] + " ", "", *lines[1:], lines[1].replace("dog", "cat")]) + "\r\n"
+    path = tmp_path / "vec.vec"
+    path.write_text(text, encoding="utf-8", newline="")
+    mine = load_embeddings(str(path)).vectors
+    assert mine.index_to_key == WORDS
+    assert np.allclose(mine.vectors, np.stack([kv[w] for w in WORDS]), atol=1e-6)
+
+
+def test_a_malformed_embeddings_file_stops_the_audit_with_exit_2_and_no_report(tmp_path, capsys):
+    from audit.cli import main
+    from audit.demo import ARCH, ASSETS
+
+    glove = tmp_path / "glove.txt"
+    glove.write_text("cat 0.1 0.2 0.3\ndog 0.1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(ASSETS / "fashion_cnn.safetensors"), "--arch", ARCH, "--embeddings", str(glove), "--samples", "10",
+              "--attack", "fgsm", "--out", str(out)])
+    stderr = capsys.readouterr().err
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[audit]")]
+    assert exit_info.value.code == 2, stderr
+    assert lines == [f"error: malformed word vectors in {glove}: line 2 ('dog') has 1 number, but line 1 has 3 "
+                     "numbers"], stderr
+    assert not out.exists() or not any(out.iterdir())

@@ -73,3 +73,46 @@ def test_demo_page_loads_cleanly_with_charts_tables_and_pictures(tmp_path):
         dark = sum(grey.histogram()[:100])  # text, axes and lines
         assert dark > 0.005 * 1280 * 2400, "the screenshot is nearly blank"
         assert len(image.convert("RGB").getcolors(1 << 20) or []) > 50  # anti-aliased text and coloured charts
+
+
+# Measures the run-metadata tables after layout. The page's policy forbids scripts, so the test loads a copy
+# without the policy and with this script; what it measures lands in the DOM that --dump-dom prints.
+MEASURE = """<script>
+const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+const columns = [...document.querySelectorAll('#metadata .kv > div')].map(d => ({
+  name: d.querySelector('h3').textContent, column: box(d), table: box(d.querySelector('table'))}));
+const out = document.createElement('pre');
+out.id = 'measured';
+out.textContent = JSON.stringify({panel: box(document.querySelector('#metadata')), columns});
+document.body.appendChild(out);
+</script>"""
+
+
+@pytest.mark.parametrize("width", [1400, 1000])
+def test_run_metadata_tables_never_overlap(tmp_path, width):
+    """Long values (a deep model path, a sha256) wrap inside their table; no table runs under its neighbour."""
+    import html
+    import json
+
+    report = load("demo")
+    report["model"]["path"] = "/" + "/".join(["a-rather-long-folder-name-without-breaks"] * 5) + "/model.safetensors"
+    page = render_html(report, DEMO_DIR)
+    page = re.sub(r"<meta http-equiv=\"Content-Security-Policy\"[^>]*>", "", page)
+    assert "Content-Security-Policy" not in page
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    proc = chromium(tmp_path, measured, "--dump-dom", f"--window-size={width},2400")
+    found = re.search(r'<pre id="measured">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stderr[-2000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    columns = layout["columns"]
+    assert len(columns) >= 6 and any(c["name"] == "Model" for c in columns)
+    for c in columns:  # each table inside its own column, the columns inside the panel
+        (cl, _, cr, _), (tl, _, tr, _) = c["column"], c["table"]
+        assert cl - 0.5 <= tl and tr <= cr + 0.5, c
+        assert layout["panel"][0] <= cl and cr <= layout["panel"][2], c
+    for i, a in enumerate(columns):
+        for b in columns[i + 1:]:
+            (al, at, ar, ab), (bl, bt, br, bb) = a["table"], b["table"]
+            overlap = min(ar, br) - max(al, bl) > 0.5 and min(ab, bb) - max(at, bt) > 0.5
+            assert not overlap, (a, b)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import importlib
 import inspect
 import io
+import os
 import random
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -48,6 +52,20 @@ ARCH_SOURCE = (
     + inspect.getsource(TinyNet).replace("class TinyNet", "class Net")
     + "\n\ndef not_a_network():\n    return 42\n"
 )
+
+
+# A lazy module, as transformers' is: attribute access imports, and a failed import surfaces as its own
+# ModuleNotFoundError (hasattr does not catch it). squeezenet1_1 needs torchvision, imported only then.
+LAZY_MODULE = """
+def __getattr__(name):
+    try:
+        if name == "squeezenet1_1":
+            import torchvision.models
+            return torchvision.models.squeezenet1_1
+        import a_package_that_is_not_installed_xyz
+    except Exception as exc:
+        raise ModuleNotFoundError(f"Could not import module {name!r}. Are its requirements installed?") from exc
+"""
 
 
 class Wrap(torch.nn.Module):
@@ -223,14 +241,19 @@ def test_missing_and_unexpected_keys_are_counted(tmp_path, arch_file, net):
         ("{file}:not_a_network", {}, "returned a int, not a torch.nn.Module"),
         ("{file}:torch", {}, "is a module, not a class or function"),
         ("{broken}:Net", {}, "running"),
+        ("{lazy}:Model", {}, "looking up Model in {lazy} failed (ModuleNotFoundError: Could not import module 'Model'"),
+        ("{lazy}:Model.from_pretrained", {}, "looking up Model.from_pretrained in {lazy} failed"),
     ],
 )
 def test_arch_errors(tmp_path, arch_file, net, spec, kwargs, expected):
     broken = tmp_path / "broken.py"
     broken.write_text("raise ImportError('needs timm')\n")
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text(LAZY_MODULE)
+    expected = expected.format(lazy=lazy)
     path = tmp_path / "w.safetensors"
     save_file(net.state_dict(), path)
-    spec = spec.format(dir=tmp_path, file=arch_file, broken=broken)
+    spec = spec.format(dir=tmp_path, file=arch_file, broken=broken, lazy=lazy)
     with pytest.raises(AuditError) as excinfo:
         load_model(path, arch=spec, arch_kwargs=kwargs)
     assert expected in one_line(excinfo)
@@ -255,6 +278,30 @@ def test_torchscript(tmp_path, net, images, how, arch_file):
     with pytest.raises(AuditError) as excinfo:
         load_model(path, arch=f"{arch_file}:Net")
     assert "--arch is only used with weight files" in one_line(excinfo)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_advice_works_as_written(tmp_path, monkeypatch, net, images, how, arch_file):
+    from audit.layers import candidate_layers
+
+    scripted = torch.jit.script(net) if how == "script" else torch.jit.trace(net, images)
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(scripted, path)
+    with pytest.raises(AuditError) as hooking:
+        candidate_layers(load_model(path).module, images)
+    with pytest.raises(AuditError) as with_arch:
+        load_model(path, arch=f"{arch_file}:Net")
+    recipes = []
+    for message, model_name in ((one_line(hooking), "MODEL"), (one_line(with_arch), str(path))):
+        assert "--arch" in message.split("`")[2]
+        recipes.append(message.split("`")[1].replace(model_name, str(path)))
+    assert recipes[0] == recipes[1]
+    monkeypatch.chdir(tmp_path)
+    exec(recipes[0], {"torch": torch})  # the advice, run as the user would
+    loaded = load_model(tmp_path / "weights.pt", arch=f"{arch_file}:Net")
+    assert (loaded.format, loaded.load_policy) == ("state_dict", "weights only, no code executed")
+    assert same_outputs(loaded.module, net, images)
+    assert [info.name for info in candidate_layers(loaded.module, images)]  # its layers can now be hooked
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +395,83 @@ def test_trusted_checkpoint_wrapping_a_network(tmp_path, net, images):
     torch.save({"model": net, "epoch": 3}, path)
     loaded = load_model(path, trust_model=True)
     assert loaded.format == "pickle" and same_outputs(loaded.module, net, images)
+
+
+def _project_with_its_own_module(tmp_path: Path, module: str) -> Path:
+    """A folder holding ``module.py`` (class Net), as the folder a model was saved from."""
+    folder = tmp_path / "project"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{module}.py").write_text(ARCH_SOURCE)
+    return folder
+
+
+def _pickle_from(folder: Path, module: str, out: Path) -> TinyNet:
+    """torch.save of the network class ``module.Net`` (its pickle names ``module``), leaving no import behind."""
+    sys.path.insert(0, str(folder))
+    try:
+        network = importlib.import_module(module).Net().eval()
+        torch.save(network, out)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop(module, None)
+    return network
+
+
+def test_trusted_pickle_and_arch_module_import_from_the_current_folder(tmp_path, monkeypatch, images):
+    folder = _project_with_its_own_module(tmp_path, "saved_here_net_a")
+    (folder / "saved_here_net_b.py").write_text(ARCH_SOURCE)
+    network = _pickle_from(folder, "saved_here_net_a", folder / "model.pt")
+    save_file(network.state_dict(), folder / "w.safetensors")
+    monkeypatch.chdir(folder)
+    # the audit script's sys.path: its own folder first, never the current one
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if os.path.abspath(p or os.curdir) != str(folder)])
+    before = list(sys.path)
+    try:
+        assert same_outputs(load_model("model.pt", trust_model=True).module, network, images)
+        assert same_outputs(load_model("w.safetensors", arch="saved_here_net_b:Net").module, network, images)
+    finally:
+        sys.modules.pop("saved_here_net_a", None)
+        sys.modules.pop("saved_here_net_b", None)
+    assert sys.path == before  # the current folder was importable only while the user's code was imported
+
+
+def _tv_pickle(folder: Path) -> list[str]:
+    from audit.tv import models
+
+    torch.save(models().squeezenet1_1(num_classes=5).eval(), folder / "squeeze.pt")
+    return ["squeeze.pt", "--trust-model"]
+
+
+def _lazy_arch(folder: Path) -> list[str]:
+    from audit.tv import models
+
+    (folder / "lazy_models.py").write_text(LAZY_MODULE)
+    save_file(models().squeezenet1_1(num_classes=5).state_dict(), folder / "squeeze.safetensors")
+    return ["squeeze.safetensors", "--arch", "lazy_models:squeezenet1_1", "--arch-kwargs", '{"num_classes": 5}']
+
+
+def _own_pickle(folder: Path) -> list[str]:
+    _pickle_from(folder, "saved_here_net_c", folder / "model.pt")
+    return ["model.pt", "--trust-model"]
+
+
+@pytest.mark.parametrize("make", [_own_pickle, _tv_pickle, _lazy_arch], ids=["own-class", "torchvision", "lazy"])
+def test_the_audit_script_loads_from_the_folder_that_saved_the_model(tmp_path, make):
+    """The installed ``audit`` script (not ``python -m``) in a fresh interpreter, run from the project folder: the
+    classes a trusted pickle names come from that folder, and torchvision, imported by unpickling or by a lazy
+    module's attribute, goes through the torchvision door."""
+    folder = _project_with_its_own_module(tmp_path, "saved_here_net_c")
+    args = make(folder)
+    script = tmp_path / "bin" / "audit"  # what pip writes for the console script audit = audit.cli:main
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom audit.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), "layers", *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "--layers auto picks" in proc.stdout
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])

@@ -122,14 +122,82 @@ def _sniff(path: Path) -> str:
     header = _HEADER.match(first)
     if not header:
         return "glove"
-    dim = int(header.group(2))
     line = rest.split(b"\n", 1)[0]
-    try:
-        fields = line.decode("utf-8").split()
-        [float(x) for x in fields[-dim:]]
-    except (UnicodeDecodeError, ValueError):
+    try:  # the binary format follows the header with a word, a space and raw float32 bytes
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
         return "w2v-bin"
-    return "w2v-text" if len(fields) == dim + 1 else "w2v-bin"
+    fields = text.split()
+    return "w2v-text" if text.rstrip("\r").isprintable() and len(fields) > 1 and _is_number(fields[1]) else "w2v-bin"
+
+
+class _Malformed(ValueError):
+    """A text vector file that breaks its own layout; the message names the line and what is wrong."""
+
+
+def _read_text(path: Path, header: bool) -> tuple[list[str], np.ndarray]:
+    """The words and vectors of a text file (word2vec text with its "count dimension" header, fastText .vec, or
+    GloVe without one), every line checked: the same number of numbers on each line, each a finite number, and
+    as many lines as the header says. Blank lines are skipped; a repeated word keeps its first vector."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
+    records = 0
+    count = dim = None
+    expected = heading = ""
+    with opener(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed(f"line {number} is not UTF-8 text") from None
+            fields = line.strip(" \t\r\n").split()
+            if not fields:
+                continue
+            if header and count is None:
+                count, dim = int(fields[0]), int(fields[1])  # _sniff matched the header
+                heading = f"the header (line {number})"
+                expected = f"{heading} says {_n(dim, 'number')}"
+                continue
+            word, values = fields[0], fields[1:]
+            if dim is None:
+                dim, expected = len(values), f"line {number} has {_n(len(values), 'number')}"
+                if not dim:
+                    raise _Malformed(f"line {number} holds the word {word!r} and no numbers")
+            if len(values) != dim:
+                raise _Malformed(f"line {number} ({word!r}) has {_n(len(values), 'number')}, but {expected}")
+            try:
+                vector = np.array(values, dtype=np.float32)
+            except ValueError:
+                bad = next(v for v in values if not _is_number(v))
+                raise _Malformed(f"line {number} ({word!r}): {bad[:20]!r} is not a number") from None
+            if not np.isfinite(vector).all():
+                raise _Malformed(f"line {number} ({word!r}) holds NaN or infinite values")
+            records += 1
+            if word not in seen:
+                seen.add(word)
+                words.append(word)
+                rows.append(vector)
+            if count is not None and records > count:
+                raise _Malformed(f"{heading} says {_n(count, 'word')}, and line {number} holds one more")
+    if count is not None and records != count:
+        raise _Malformed(f"{heading} says {_n(count, 'word')}, the file holds {records}")
+    if not rows:
+        raise _Malformed("no vector lines")
+    return words, np.stack(rows)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _load_file(path: Path):
@@ -139,10 +207,15 @@ def _load_file(path: Path):
     if fmt == "npz":
         with np.load(path, allow_pickle=False) as data:
             return _keyed_vectors([str(w) for w in data["words"]], np.asarray(data["vectors"])), fmt
+    if fmt in ("w2v-text", "glove"):
+        try:
+            words, vectors = _read_text(path, header=fmt == "w2v-text")
+        except _Malformed as exc:
+            raise AuditError(f"malformed word vectors in {path}: {exc}") from None
+        return _keyed_vectors(words, vectors), fmt
     from gensim.models import KeyedVectors
 
-    kv = KeyedVectors.load_word2vec_format(str(path), binary=fmt == "w2v-bin", no_header=fmt == "glove")
-    return kv, fmt
+    return KeyedVectors.load_word2vec_format(str(path), binary=True), fmt
 
 
 def load_embeddings(spec: str | None = None) -> Embeddings:
