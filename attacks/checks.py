@@ -1,8 +1,10 @@
 """Cheap validity checks over an audit's attack entries: signs that an attack failed rather than a model held.
 
 These read only the report entries (no torch), so they run on a finished result. A check is
-``{"name", "status": pass|warn|fail, "detail": one sentence, "numbers": {...}}``; the checks that need the model
-are in :mod:`attacks.validity`.
+``{"name", "status": pass|warn|fail|skipped|not_applicable, "detail": one sentence, "numbers": {...}}``; a check
+whose comparison this audit's attacks do not offer (no FGSM beside an iterative attack, one budget per attack)
+is ``not_applicable`` and says why, never a vacuous pass. The checks that need the model are in
+:mod:`attacks.validity`.
 """
 
 from __future__ import annotations
@@ -109,6 +111,25 @@ def _minimal_weaker_than_bounded(entries: list[dict], n_samples: int) -> list[st
     return warnings
 
 
+def comparable_pairs(entries: list[dict]) -> int:
+    """How many comparisons ``iterative_vs_fgsm`` can make: an iterative attack beside FGSM at the same norm and
+    budget, and a minimal-perturbation attack beside a bounded attack of its norm at an eps its curve covers."""
+    n = 0
+    fgsm = {(e["norm"], e["eps"]) for e in entries
+            if e["name"] == "fgsm" and e["eps"] is not None and e["robust_accuracy"] is not None}
+    for e in entries:
+        if (e["name"] != "fgsm" and e["steps"] and e["robust_accuracy"] is not None
+                and (e["norm"], e["eps"]) in fgsm):
+            n += 1
+    for m in entries:
+        block = m.get("minimal_perturbation")
+        if block:
+            implied = {point["eps"] for point in block["curve"]}
+            n += sum(1 for e in entries if e["norm"] == m["norm"] and e["eps"] in implied
+                     and e["robust_accuracy"] is not None)
+    return n
+
+
 def check(name: str, status: str, detail: str, **numbers) -> dict:
     return {"name": name, "status": status, "detail": detail, "numbers": numbers}
 
@@ -137,6 +158,7 @@ def entry_checks(entries: list[dict], n_samples: int, deterministic: bool) -> li
     for e in entries:
         if e["eps"] is not None and e["robust_accuracy"] is not None:
             by_attack[(e["name"], e["norm"])].append(e)
+    curves = sum(len(group) > 1 for group in by_attack.values())
     for (name, _norm), group in by_attack.items():
         group.sort(key=lambda e: e["eps"])
         for a, b in zip(group, group[1:], strict=False):
@@ -146,14 +168,20 @@ def entry_checks(entries: list[dict], n_samples: int, deterministic: bool) -> li
     weaker = found["iterative_vs_fgsm"] + found["minimal_vs_bounded"]
     outside = found["threat_model"]
     gradient_free = ensemble_gradient_free(entries)
+    pairs = comparable_pairs(entries)
     return [
         *([gradient_free] if gradient_free else []),
+        check("monotone_curve", "not_applicable", "no attack ran at more than one budget, so there "
+              "is no curve to rise", rising="") if not curves else
         check("monotone_curve", "warn" if rising else "pass",
               f"robust accuracy rises with eps for {', '.join(rising)}: the attack is unreliable there"
               if rising else "robust accuracy never rises with eps", rising=", ".join(rising)),
+        check("iterative_vs_fgsm", "not_applicable", "no FGSM ran beside an iterative attack at "
+              "the same norm and budget, and no minimal-perturbation attack beside a bounded one of the same norm: "
+              "nothing to compare", count=0, pairs=0) if not pairs else
         check("iterative_vs_fgsm", "warn" if weaker else "pass", weaker[0] if weaker else
               "no iterative attack is weaker than one-step FGSM, nor a minimal-perturbation attack weaker than a "
-              "bounded one, at the same budget", count=len(weaker)),
+              "bounded one, at the same budget", count=len(weaker), pairs=pairs),
         check("threat_model", "warn" if outside else "pass", outside[0] if outside else
               "every adversarial batch stayed inside its eps-ball and [0, 1]", count=len(outside)),
         check("stochastic_outputs", "pass" if deterministic else "warn",

@@ -1,7 +1,9 @@
 """Attack-validity checks: signs that an evaluation is broken or a model's gradients are masked.
 
-Each check returns ``{"name", "status": pass|warn|fail, "detail": one sentence, "numbers": {...}}``. The checks
-that need the model run on a small subset (the first batch) with a bounded cost, counted in ``numbers``
+Each check returns ``{"name", "status", "detail": one sentence, "numbers": {...}}`` with status pass, warn, fail,
+skipped (it applies, but had nothing to run on: no image of the first batch is classified correctly) or
+not_applicable (the audit's threat model has nothing for it to test); the detail then says why. The checks that
+need the model run on a small subset (the first batch) with a bounded cost, counted in ``numbers``
 (``forward_passes`` / ``backward_passes``); the others read the finished report entries.
 
 A failed check means the robustness numbers cannot be trusted as they stand: the score's grade is capped.
@@ -12,10 +14,15 @@ white-box ones, and robustness that survives an unbounded-looking budget all mea
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from attacks.cascade import count_passes, project
 from attacks.checks import check, square_margin
+
+NO_CLEAN_CORRECT = ("no image of the first batch is classified correctly: nothing to attack or to take "
+                    "gradients on")
 
 VANISHING = 1e-12  # an input gradient whose L1 norm per pixel is below this is zero for any attack
 SQUARE_QUERIES = 300
@@ -35,7 +42,8 @@ def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     nan = int((~torch.isfinite(grad.flatten(1))).any(1).sum())
     vanishing = int((size < VANISHING).sum())
     n = len(x)
-    numbers = dict(n=n, nan=nan, vanishing=vanishing, median_gradient=float(size.median()),
+    median = float(size.median())
+    numbers = dict(n=n, nan=nan, vanishing=vanishing, median_gradient=median if math.isfinite(median) else None,
                    forward_passes=counter.forward, backward_passes=counter.backward)
     if nan:
         return check("input_gradients", "fail", f"{nan} of {n} clean images have NaN or infinite input gradients: "
@@ -51,33 +59,45 @@ def input_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
                  **numbers)
 
 
-def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_classes: int) -> dict:
+def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_classes: int,
+                         targets: torch.Tensor | None = None) -> dict:
     """A short Square attack (score-based, no gradients) at the largest L-inf budget on the samples of the
     subset that every gradient attack left robust: when it breaks clearly more of them than chance would, the
-    gradients are masked or the white-box attacks too weak."""
+    gradients are masked or the white-box attacks too weak.
+
+    In a targeted audit (``targets``: each sample's target class) the survivors are the samples no gradient attack
+    turned into their target, and Square aims at that same target: the check asks what the audit asked."""
     from attacks.registry import BuildArgs, get_spec
 
     n = len(x)
-    numbers = dict(n_subset=n_subset, n_survivors=n, eps=eps, queries=SQUARE_QUERIES)
+    numbers = dict(n_subset=n_subset, n_survivors=n, eps=eps, queries=SQUARE_QUERIES, targeted=targets is not None)
+    goal = " (turns them into their target class)" if targets is not None else ""
     if n == 0:
         return check("gradient_free_attack", "pass", f"the gradient attacks broke all {n_subset} samples of the "
                      "subset: nothing left for a black-box attack to find", broken=0, **numbers)
     torch.manual_seed(seed)
     attack = get_spec("square").build(BuildArgs(model, eps, SQUARE_QUERIES, num_classes, seed))
+    labels = y
+    if targets is not None:
+        attack.set_mode_targeted_by_label(quiet=True)
+        labels = targets
     with count_passes(model) as counter, torch.enable_grad():
-        adv = project(x, attack(x, y).detach(), eps, "Linf")
+        adv = project(x, attack(x, labels).detach(), eps, "Linf")
     with torch.no_grad():
-        broken = int((model(adv).argmax(1) != y).sum())
+        pred = model(adv).argmax(1)
+    broken = int((pred != y).sum() if targets is None else (pred == targets).sum())
     numbers.update(broken=broken, forward_passes=counter.forward, backward_passes=counter.backward)
+    what = "targeted Square attack" if targets is not None else "Square attack"
+    left = f"the {n} samples every gradient attack left {'short of their target' if targets is not None else 'robust'}"
     if broken > square_margin(n_subset) * n_subset:
-        return check("gradient_free_attack", "fail", f"a {SQUARE_QUERIES}-query Square attack breaks {broken} of "
-                     f"the {n} samples every gradient attack left robust at L∞ eps {eps:.4g}: gradients are "
-                     "masked or the white-box attacks are too weak", **numbers)
+        return check("gradient_free_attack", "fail", f"a {SQUARE_QUERIES}-query {what} breaks {broken} of {left} "
+                     f"at L∞ eps {eps:.4g}{goal}: gradients are masked or the white-box attacks are "
+                     "too weak", **numbers)
     if broken:
-        return check("gradient_free_attack", "warn", f"Square ({SQUARE_QUERIES} queries) breaks {broken} of the "
-                     f"{n} samples the gradient attacks left robust", **numbers)
-    return check("gradient_free_attack", "pass", f"Square ({SQUARE_QUERIES} queries) breaks none of the {n} "
-                 "samples the gradient attacks left robust", **numbers)
+        return check("gradient_free_attack", "warn", f"{what} ({SQUARE_QUERIES} queries) breaks {broken} of {left}",
+                     **numbers)
+    return check("gradient_free_attack", "pass", f"{what} ({SQUARE_QUERIES} queries) breaks none of {left}",
+                 **numbers)
 
 
 def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
@@ -105,19 +125,30 @@ def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
                  **numbers)
 
 
+def gradient_free_not_applicable(reason: str, **numbers) -> dict:
+    """The ``gradient_free_attack`` check where this audit has nothing for it to test, with the reason."""
+    return check("gradient_free_attack", "not_applicable", reason, **numbers)
+
+
 def model_checks(model, x, y, survived: torch.Tensor | None, eps: float | None, seed: int,
-                 num_classes: int) -> list[dict]:
+                 num_classes: int, targets: torch.Tensor | None = None, square: bool = True) -> list[dict]:
     """The checks that need the model, on the clean-correct images ``x`` of the first batch (at most SUBSET).
 
-    ``survived`` marks the images every gradient attack left robust at ``eps``, the largest L-inf budget (None
-    when a black-box attack or an ensemble with its own score-based stage was requested, or no L-inf budget was
-    run: the Square check is then skipped here; see ``attacks.checks.ensemble_gradient_free``).
+    ``survived`` marks the images every gradient attack left robust (targeted: short of their target
+    ``targets``) at ``eps``, the largest L-inf budget. ``square`` False: the Square check is not run here (a
+    black-box attack or an ensemble with its own score-based stage was requested, or no L-inf budget was run;
+    the caller reports it, see ``attacks.checks.ensemble_gradient_free``). With no clean-correct image every
+    check is skipped, with the reason.
     """
     x, y = x[:SUBSET], y[:SUBSET]
+    names = ["input_gradients", *(["gradient_free_attack"] if square else []), "large_budget"]
+    if len(x) == 0:
+        return [check(name, "skipped", NO_CLEAN_CORRECT, n=0) for name in names]
     out = [input_gradients(model, x, y)]
-    if survived is not None and eps is not None:
+    if square:
         keep = survived[:SUBSET]
+        chosen = None if targets is None else targets[:SUBSET][keep][:SQUARE_SUBSET]
         out.append(gradient_free_attack(model, x[keep][:SQUARE_SUBSET], y[keep][:SQUARE_SUBSET], eps, len(x), seed,
-                                        num_classes))
+                                        num_classes, chosen))
     out.append(large_budget(model, x, y, seed, num_classes))
     return out

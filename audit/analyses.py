@@ -25,6 +25,7 @@ class Analyses:
     observers: list  # every observer, the user's and the built-in ones
     space: object | None = None  # the WordSpace, when word vectors were loaded
     notes: list[str] = field(default_factory=list)  # why an analysis is off, for the report's warnings
+    skipped: str | None = None  # why the per-layer analyses are off with --layers auto (the tap section says it)
     passes: dict = field(default_factory=lambda: {"prepass_forward": 0, "clean_forward": 0,
                                                   "adversarial_forward": 0, "backward": 0})
 
@@ -84,8 +85,11 @@ class Analyses:
                 observer.absorb(phase, part)
 
     def section(self) -> dict:
-        return {"layers": self.layers, "pooling": "global average over space (N, C, H, W) -> (N, C); (N, D) as is",
-                "passes": dict(self.passes)}
+        out = {"layers": self.layers, "pooling": "global average over space (N, C, H, W) -> (N, C); (N, D) as is",
+               "passes": dict(self.passes)}
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
 
 
 def select_rows(result: TapResult, rows: torch.Tensor) -> TapResult:
@@ -122,16 +126,18 @@ def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names:
     from audit.layers import resolve_layers
 
     spec = config.layers.strip()
-    layers, notes = [], []
+    layers, notes, skipped = [], [], None
     if spec.lower() != "none":
         try:
             layers = [info.name for info in resolve_layers(model, spec, example)]
         except AuditError as exc:
             if spec.lower() != "auto":
                 raise
-            notes.append(f"per-layer analyses skipped: {exc}")
-        if spec.lower() == "auto" and not layers and not notes:
-            notes.append("per-layer analyses skipped: no layer of the network runs as a module once per forward")
+            skipped = str(exc)
+        if spec.lower() == "auto" and not layers and not skipped:
+            skipped = "no layer of the network runs as a module once per forward"
+        if skipped:
+            notes.append(f"per-layer analyses skipped: {skipped}")
     space = None
     if layers or config.targeted in SEMANTIC_TARGETS:
         from audit.semantics.space import build_word_space
@@ -151,4 +157,4 @@ def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names:
             built.append(SaliencyObserver(layers, len(names), method=saliency, entropy=config.entropy,
                                           levels=config.levels, saliency_class=config.saliency_class,
                                           seed=config.seed, runs=runs))
-    return Analyses(layers, built, space, notes, saliency=saliency, saliency_class=config.saliency_class)
+    return Analyses(layers, built, space, notes, skipped, saliency=saliency, saliency_class=config.saliency_class)

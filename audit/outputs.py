@@ -1,48 +1,79 @@
-"""What an audit writes into its output folder, each file atomically.
+"""What an audit writes into its output folder: all of it or none of it.
 
-Order: the files the report refers to (figures, representations), the HTML page and JUnit XML, and report.json
-last, so a report.json on disk always belongs to a finished audit with everything beside it.
+Every file is rendered in memory first (report.json included, so a value JSON cannot hold stops the audit before
+anything is written), then each goes to a temporary file beside its place, and only when all of them are on disk
+are they renamed into place, report.json last: a report.json on disk always belongs to a finished audit with
+everything beside it, and a failure while writing leaves no new file behind.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 
-from reports.schema import AuditResult, write_atomic
+from reports.schema import AuditResult
 
 
 def write_outputs(result: AuditResult, out: Path, *, export: bool = False, html: bool = True,
                   junit: Path | None = None) -> Path:
     """Write the audit's files into ``out``; returns the path of report.json."""
-    for relative, content in result.artifacts.get("files", {}).items():
-        write_atomic(out / relative, content)
+    files: dict[Path, str | bytes] = {out / relative: content
+                                      for relative, content in result.artifacts.get("files", {}).items()}
     if export:
-        export_representations(result, out)
+        files.update(export_representations(result, out))
+    text = result.to_json() + "\n"  # raises on NaN or infinity before any file exists
     report = result.to_dict()
     if html:
         from reports.html import render_html
 
-        write_atomic(out / "report.html", render_html(report, base_dir=out))
+        files[out / "report.html"] = render_html(report, base_dir=out)
     if junit is not None:
         from reports.junit import junit_xml
 
-        write_atomic(junit, junit_xml(report))
-    return write_atomic(out / "report.json", result.to_json() + "\n")
+        files[Path(junit)] = junit_xml(report)
+    files[out / "report.json"] = text
+    return write_all(files)[out / "report.json"]
 
 
-def export_representations(result: AuditResult, out: Path) -> None:
-    """``OUT/representations.npz``: plain arrays and unicode strings (loads with ``allow_pickle=False``)."""
+def write_all(files: dict[Path, str | bytes]) -> dict[Path, Path]:
+    """Write every file, or none: each goes to a temporary file in its own folder first, and the renames into
+    place (the last step, report.json last when it is the last key) happen only when all are written."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, content in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            staged.append((tmp, path))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # the permissions of a plainly created file, not mkstemp's 0600
+            binary = isinstance(content, bytes)
+            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+                handle.write(content)
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    return {path: path for _, path in staged}
+
+
+def export_representations(result: AuditResult, out: Path) -> dict[Path, bytes]:
+    """``OUT/representations.npz``: plain arrays and unicode strings (loads with ``allow_pickle=False``); returns
+    the file to write (nothing when there is no semantic section, with a warning)."""
     import numpy as np
 
     arrays = result.artifacts.get("representations")
     if arrays is None:
         result.warnings.append("--export-representations: no semantic section, nothing exported")
-        return
+        return {}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    write_atomic(out / "representations.npz", buffer.getvalue())
     result.analyses["semantics"]["export"] = "representations.npz"
+    return {out / "representations.npz": buffer.getvalue()}
 
 
 def verdict_failures(verdict: dict) -> str | None:

@@ -18,7 +18,7 @@ import torch
 
 from attacks.cascade import run_cascade
 from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
-from attacks.validity import model_checks
+from attacks.validity import gradient_free_not_applicable, model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, AttackSpec
 from audit import __version__
 from audit.analyses import build_analyses
@@ -193,12 +193,14 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         timing={"load_s": round(load_s, 3), "total_s": round(time.perf_counter() - started, 3)},
         reference=reference_record(reference_entry(entries)),
     )
-    if analyses.layers:
+    if analyses.layers or analyses.skipped:  # skipped: the tap section says why there are no per-layer analyses
         result.analyses["tap"] = analyses.section()
     for observer in analyses.observers:
         observer.finish(result)
-    result.checks = [clean_accuracy_check(run.clean.accuracy, len(names), run.clean.n), *checks,
-                     *entry_checks(entries, run.clean.n, probed.deterministic)]
+    read = entry_checks(entries, run.clean.n, probed.deterministic)
+    if any(c["name"] == "gradient_free_attack" for c in read):  # an ensemble's Square stage answered it
+        checks = [c for c in checks if c["name"] != "gradient_free_attack"]
+    result.checks = [clean_accuracy_check(run.clean.accuracy, len(names), run.clean.n), *checks, *read]
     result.score = score_report(result.to_dict(), opts.score_weights)
     result.verdict = evaluate(result.to_dict(), config.gates, config.fail_under)
     if world.active:
@@ -229,7 +231,9 @@ class _Pass:
         self.clean = ClassCounts(len(names))
         self.tallies = {run: AttackTally(len(names)) for plan in plans for run in plan}
         self.seen = 0
-        self.first: dict = {}  # the first batch, kept for the validity checks: x, y, clean-correct, broken per run
+        # the first batch, kept for the validity checks: x, y, clean-correct, targets (targeted audits), and per
+        # run the samples whose attack goal was reached (untargeted: misclassified; targeted: the target class)
+        self.first: dict = {}
 
     def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device)
@@ -258,8 +262,10 @@ class _Pass:
         clean_correct = (clean_logits.argmax(1) == y).cpu().numpy()
         labels_np = y.cpu().numpy()
         self.clean.add(labels_np, clean_correct)
-        if not self.first:
-            self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {}}
+        first_batch = not self.first
+        if first_batch:
+            self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {},
+                          "targets": None}
         for observer in self.observers:
             if hasattr(observer, "offset"):
                 observer.offset = self.seen
@@ -267,6 +273,8 @@ class _Pass:
         space = self.analyses.space
         targets = choose_targets(self.config.targeted, clean_logits, y, self.config.seed, self.seen,
                                  distance=space.distance if space is not None else None)
+        if first_batch:
+            self.first["targets"] = targets
         for plan in self.plans:
             spec = plan[0].spec
             outcomes = run_cascade(
@@ -279,7 +287,7 @@ class _Pass:
                 delta = (outcome.x_adv - x).flatten(1)
                 adv_correct = outcome.logits.argmax(1) == y
                 if self.seen == 0:
-                    self.first["broken"][run] = ~adv_correct
+                    self.first["broken"][run] = outcome.goal
                 sizes = {"Linf": delta.abs().amax(1).cpu().numpy(), "L2": delta.norm(dim=1).cpu().numpy()}
                 self.tallies[run].add(
                     labels=labels_np, clean_correct=clean_correct,
@@ -304,6 +312,7 @@ class _Pass:
         first = {}
         if self.first:
             first = {"x": self.first["x"], "y": self.first["y"], "correct": self.first["correct"],
+                     "targets": self.first["targets"],
                      "broken": {run.key: mask for run, mask in self.first["broken"].items()}}
         return {"clean": self.clean.export(), "tallies": {run.key: t.export() for run, t in self.tallies.items()},
                 "first": first, "analyses": self.analyses.export("pass")}
@@ -319,6 +328,7 @@ class _Pass:
                 return torch.as_tensor(a, device=self.device)
             self.first = {"x": put(state["first"]["x"]), "y": put(state["first"]["y"]),
                           "correct": put(state["first"]["correct"]),
+                          "targets": None if state["first"].get("targets") is None else put(state["first"]["targets"]),
                           "broken": {runs[key]: put(m) for key, m in state["first"]["broken"].items()}}
         self.analyses.absorb("pass", state["analyses"])
 
@@ -329,16 +339,38 @@ class _Pass:
         runs = [run for plan in self.plans for run in plan]
         linf = [r.eps for r in runs if r.spec.bounded and r.spec.norm == "Linf"]
         eps = max(linf) if linf else None
-        survived = None
-        # a requested black-box attack, or an ensemble's own score-based stage, is the check (attacks.checks)
-        if eps is not None and all(r.spec.gradient and r.spec.ensemble is None for r in runs):
+        why_not = self._square_not_applicable(runs, eps)
+        survived, targets = None, None
+        if why_not is None:
             broken = torch.zeros_like(keep)
             for r in runs:
                 if r.eps == eps and r.spec.norm == "Linf":
                     broken |= first["broken"][r]
             survived = ~broken[keep]
-        return model_checks(self.model, first["x"][keep], first["y"][keep], survived, eps, self.config.seed,
-                            len(self.names))
+            targets = None if first.get("targets") is None else first["targets"][keep]
+        checks = model_checks(self.model, first["x"][keep], first["y"][keep], survived, eps, self.config.seed,
+                              len(self.names), targets=targets, square=why_not is None)
+        if why_not:  # an ensemble's own Square stage read by attacks.checks replaces this line (_run_audit)
+            checks.insert(1, gradient_free_not_applicable(why_not))
+        return checks
+
+    @staticmethod
+    def _square_not_applicable(runs: list[AttackRun], eps: float | None) -> str | None:
+        """Why this audit runs no separate Square check (None: it does). An ensemble with its own score-based
+        stage at an L∞ budget answers the check itself; its entry replaces the line returned here."""
+        black_box = sorted({r.spec.name for r in runs if not r.spec.gradient})
+        if black_box:
+            return (f"the audit ran the black-box attack {', '.join(black_box)} itself: its robust accuracy is the "
+                    "gradient-free evidence, in the attack table")
+        ensembles = sorted({r.spec.name for r in runs if r.spec.ensemble is not None})
+        if ensembles:
+            return (f"the ensemble {', '.join(ensembles)} answers it with its own score-based stage, read from its "
+                    "entry at the largest L∞ budget, and this audit has no such entry")
+        if eps is None:
+            norms = sorted({r.spec.norm for r in runs})
+            return (f"the Square check runs at the largest L∞ budget and this audit has none (its attacks: "
+                    f"{', '.join(sorted({r.spec.name for r in runs}))}; norms {', '.join(norms)})")
+        return None
 
     def _curve_eps(self, spec: AttackSpec) -> list[float]:
         """Where a minimal-perturbation attack's implied accuracy curve is read: the user's budgets and a grid."""

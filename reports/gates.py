@@ -13,6 +13,10 @@ Reads only the report dict; no torch. Metric names (values are floats, or None w
 
 A gate is ``METRIC OP NUMBER`` with OP one of >=, <=, >, <, == (== within 1e-9); a gate on a metric that is None
 fails, and says why.
+
+The verdict's ``passed`` is about the gates alone (it decides the exit code); its ``summary`` is the one line
+every renderer shows, naming the gates' outcome, the grade and the failed validity checks together, so a report
+with no gates never reads as "passed" while a check failed or the grade is F.
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ def _null_reason(report: dict, metric: str) -> str:
         name = metric[metric.index("[") + 1:-len("@min]")]
         return (f"{name} is a minimal-perturbation attack: it measures norms, not robust accuracy "
                 f"(gate on median_norm[{name}])")
+    if metric == "score.value" and (report.get("score") or {}).get("not_scored"):
+        return report["score"]["not_scored"]
     if family(metric) == "score.components":
         comp = (report.get("score") or score_report(report))["components"][metric.rsplit(".", 1)[1]]
         return f"the component is missing: {comp['detail']}"
@@ -145,6 +151,41 @@ def evaluate(report: dict, gates: list[str], fail_under: float | None = None) ->
         if isinstance(fail_under, bool) or not isinstance(fail_under, int | float) or not math.isfinite(fail_under):
             raise AuditError(f"--fail-under {fail_under!r} is not a finite number")
         score_passed = values["score.value"] is not None and values["score.value"] >= fail_under
-    return {"passed": all(r["passed"] for r in rows) and score_passed is not False,
-            "fail_under": None if fail_under is None else float(fail_under),
-            "score_passed": score_passed, "gates": rows}
+    verdict = {"passed": all(r["passed"] for r in rows) and score_passed is not False,
+               "fail_under": None if fail_under is None else float(fail_under),
+               "score_passed": score_passed, "gates": rows, "gated": bool(rows) or fail_under is not None,
+               "failed_checks": [c["name"] for c in report.get("checks") or [] if c.get("status") == "fail"]}
+    verdict["summary"] = verdict_summary({**report, "verdict": verdict})
+    return verdict
+
+
+def verdict_summary(report: dict) -> str:
+    """One line on the gates' outcome, the grade and the failed validity checks (for reports without a stored
+    summary too): what the JSON verdict, the terminal, the HTML summary card and the JUnit file all say."""
+    verdict, score = report.get("verdict") or {}, report.get("score") or {}
+    gates = verdict.get("gates") or []
+    gated = verdict.get("gated", bool(gates) or verdict.get("fail_under") is not None)
+    failed = verdict.get("failed_checks")
+    if failed is None:
+        failed = [c["name"] for c in report.get("checks") or [] if c.get("status") == "fail"]
+    if not gated:
+        head = "no gates set (the exit code does not depend on the result)"
+    elif verdict.get("passed"):
+        head = f"PASSED: {_count(len(gates) + (verdict.get('fail_under') is not None), 'gate')} held"
+    else:
+        missed = [g["expression"] for g in gates if not g.get("passed")]
+        if verdict.get("score_passed") is False:
+            missed.insert(0, f"score >= {verdict['fail_under']:g}")
+        head = f"FAILED: {', '.join(missed) or 'the verdict failed'}"
+    parts = [head]
+    if score.get("not_scored"):
+        parts.append("not scored, grade F (clean accuracy near or below chance)")
+    elif score.get("grade"):
+        parts.append(f"grade {score['grade']}")
+    if failed:
+        parts.append(f"{_count(len(failed), 'validity check')} failed ({', '.join(failed)})")
+    return "; ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

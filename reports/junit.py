@@ -3,10 +3,14 @@
 Reads only the report dict (its ``checks`` and ``verdict``); no torch. Two test suites:
 
 - ``robustness-audit.checks``: a check with status ``fail`` is a ``<failure>`` (message: its one sentence); ``warn``
-  passes, with ``WARNING: <detail>`` in ``<system-out>`` — a warned check did run and did not fail, while
-  ``<skipped>`` would tell the CI that it never ran; ``pass`` passes, its detail in ``<system-out>`` as well.
+  passes, with ``WARNING: <detail>`` in ``<system-out>`` — a warned check did run and did not fail; ``pass``
+  passes, its detail in ``<system-out>`` as well; ``skipped`` and ``not_applicable`` (the check never ran) are
+  ``<skipped>`` with the reason as message.
 - ``robustness-audit.gates``: one case per gate (``<failure>`` when it did not hold) and one for ``--fail-under``
   when it was set.
+
+The verdict's one-line summary (``reports.gates.verdict_summary``: gates, grade and failed checks, as the terminal
+and the HTML page say it) is the ``verdict`` property of the checks suite.
 
 Built with ``xml.etree.ElementTree`` (text and attributes are escaped); characters that XML 1.0 cannot hold
 (control characters) are replaced by U+FFFD so that untrusted names never make the file unreadable.
@@ -18,6 +22,8 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+from reports.gates import verdict_summary
+
 SUITE = "robustness-audit"
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -27,8 +33,10 @@ def _text(value) -> str:
 
 
 def _case(suite: ET.Element, classname: str, name: str, failure: str | None, out: str | None,
-          body: str | None = None) -> None:
+          body: str | None = None, skipped: str | None = None) -> None:
     case = ET.SubElement(suite, "testcase", classname=_text(classname), name=_text(name), time="0")
+    if skipped is not None:
+        ET.SubElement(case, "skipped", message=_text(skipped))
     if failure is not None:
         node = ET.SubElement(case, "failure", message=_text(failure), type="failure")
         node.text = _text(body if body is not None else failure)
@@ -36,9 +44,14 @@ def _case(suite: ET.Element, classname: str, name: str, failure: str | None, out
         ET.SubElement(case, "system-out").text = _text(out)
 
 
-def _suite(root: ET.Element, name: str, cases: list[tuple]) -> None:
+def _suite(root: ET.Element, name: str, cases: list[tuple], properties: dict | None = None) -> None:
     suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(cases)),
-                          failures=str(sum(c[1] is not None for c in cases)), errors="0", skipped="0", time="0")
+                          failures=str(sum(c[1] is not None for c in cases)), errors="0",
+                          skipped=str(sum(len(c) > 4 and c[4] is not None for c in cases)), time="0")
+    if properties:
+        node = ET.SubElement(suite, "properties")
+        for key, value in properties.items():
+            ET.SubElement(node, "property", name=key, value=_text(value))
     for case in cases:
         _case(suite, name, *case)
 
@@ -49,6 +62,8 @@ def junit_xml(report: dict) -> str:
         numbers = json.dumps(c.get("numbers") or {}, sort_keys=True)
         if c["status"] == "fail":
             checks.append((c["name"], c["detail"], None, f"{c['detail']}\nnumbers: {numbers}"))
+        elif c["status"] in ("skipped", "not_applicable"):
+            checks.append((c["name"], None, f"numbers: {numbers}", None, c["detail"]))
         else:
             prefix = "WARNING: " if c["status"] == "warn" else ""
             checks.append((c["name"], None, f"{prefix}{c['detail']}\nnumbers: {numbers}"))
@@ -64,7 +79,8 @@ def junit_xml(report: dict) -> str:
         gates.append((f"score >= {verdict['fail_under']:g}", None if passed else detail, detail if passed else None))
     root = ET.Element("testsuites", name=SUITE, tests=str(len(checks) + len(gates)),
                       failures=str(sum(c[1] is not None for c in checks + gates)))
-    _suite(root, f"{SUITE}.checks", checks)
+    summary = verdict.get("summary") or verdict_summary(report) if verdict or report.get("score") else None
+    _suite(root, f"{SUITE}.checks", checks, {"verdict": summary} if summary else None)
     _suite(root, f"{SUITE}.gates", gates)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -29,18 +29,26 @@ Components (each in [0, 1], higher = more robust)
         At the last semantic layer and the reference run, the mean of the parts that exist:
         (a) 2 vs 2 retention clip((adv_2v2 − 0.5) / (clean_2v2 − 0.5), 0, 1), only when clean_2v2 > 0.5;
         (b) 1 vs 2 retention clip(source_like / source_like_clean, 0, 1), only when source_like_clean > 0.
-        Missing when there is no semantic layer or neither part exists.
+        Missing when there is no semantic layer, the reference run attacked no sample (the adversarial
+        representations would be the clean ones, a retention of 1 measured on nothing), or neither part exists.
     saliency
         1 − clip(mean over layers of |ΔH| / H_max, 0, 1), with ΔH the shift of mean saliency entropy at the
         reference run (analyses.saliency, layers with a non-null delta) and H_max = 2·log_b L for the glcm and
         2d entropies and log_b L for the histogram entropy (L levels, log base b): the largest entropy the
-        definition can reach. Missing when the section is absent, skipped or has no shift.
+        definition can reach. Missing when the section is absent, skipped or has no shift, or the reference run
+        attacked no sample.
 
 Value and grade
     value = 100 · Σ w_c · c / Σ w_c over the components with a value and a positive weight (the weights of the
     others are renormalised away; each component's ``weight`` is its share after that, the top-level
     ``weights`` are as configured). Grade A ≥ 85, B ≥ 70, C ≥ 55, D ≥ 40, else F. A check with status
-    ``fail`` caps the value at 69.9 and so the grade at C. With no component to weigh, value and grade are null.
+    ``fail`` caps the value at 69.9 and so the grade at C (``capped.applied`` says whether the cap lowered it; a
+    grade already below C stays as it is). With no component to weigh, value and grade are null.
+
+Not scored
+    When the ``clean_accuracy`` check fails (clean accuracy at most twice chance), the model does not do its task
+    and robust accuracy relative to it measures nothing: value null, grade F, and ``not_scored`` says why in one
+    line. The components are still listed for inspection, none of them counted.
 """
 
 from __future__ import annotations
@@ -143,10 +151,22 @@ def robustness(report: dict) -> tuple[float | None, str]:
                    f"{len(worst)} budgets (lowest robust accuracy per budget: {listing})")
 
 
+def _no_layers(report: dict) -> str:
+    """Why the report has no per-layer analysis: the layer tap was skipped (and why), or --layers none."""
+    tap = report.get("analyses", {}).get("tap") or {}
+    if tap.get("skipped"):
+        return f"per-layer analyses skipped: {tap['skipped']}"
+    if str((report.get("settings") or {}).get("layers", "")).strip().lower() == "none":
+        return "per-layer analyses turned off (--layers none)"
+    return ""
+
+
 def _semantics(report: dict) -> tuple[dict | None, str]:
     sem = report.get("analyses", {}).get("semantics")
     if not sem:
-        return None, "no semantic analysis in the report (no word vectors, or --layers none)"
+        why = _no_layers(report)
+        return None, f"no semantic analysis in the report: {why}" if why else \
+            "no semantic analysis in the report (no word vectors, or --layers none)"
     if "skipped" in sem:
         return None, f"semantic analysis skipped: {sem['skipped']}"
     return sem, ""
@@ -170,10 +190,20 @@ def severity(report: dict, ref: dict | None) -> tuple[float | None, str]:
                    f"{mean:.2f} (1 = an average confusion between two classes; {entry['n']} errors scored)")
 
 
+def _attacked_nothing(ref: dict) -> str | None:
+    """Why a component read at ``ref`` would measure nothing: it attacked no clean-correct sample."""
+    if ref.get("n_attacked") == 0:
+        return (f"{_label(ref)} attacked no clean-correct sample, so there is no adversarial to compare with the "
+                "clean images")
+    return None
+
+
 def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
     sem, why = _semantics(report)
     if sem is None or not sem.get("layers") or ref is None:
         return None, why or ("no semantic layer in the report" if ref is not None else "no attack run to read it at")
+    if _attacked_nothing(ref):
+        return None, _attacked_nothing(ref)
     last = sem["layers"][-1]
     adv = _find(last.get("adversarial", []), ref)
     if adv is None:
@@ -200,11 +230,14 @@ def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
 def saliency(report: dict, ref: dict | None) -> tuple[float | None, str]:
     sal = report.get("analyses", {}).get("saliency")
     if not sal:
-        return None, "no saliency analysis in the report"
+        why = _no_layers(report)
+        return None, f"no saliency analysis in the report: {why}" if why else "no saliency analysis in the report"
     if "skipped" in sal:
         return None, f"saliency analysis skipped: {sal['skipped']}"
     if ref is None:
         return None, "no attack run to read it at"
+    if _attacked_nothing(ref):
+        return None, _attacked_nothing(ref)
     levels, base = sal["levels"], sal.get("log_base", 2)
     h_max = ENTROPY_MAX_FACTOR.get(sal.get("entropy"), 2.0) * math.log(levels) / math.log(base) if levels > 1 else 0
     shifts = []
@@ -237,20 +270,37 @@ def score_report(report: dict, weights: dict | None = None) -> dict:
                             "included": name in used, "formula": FORMULAS[name],
                             "detail": detail + ("; weight 0: not counted" if unweighted else "")}
     value = round(100 * sum(w * measured[n][0] for n, w in used.items()) / total, 6) if total else None
-    failed = [c["name"] for c in report.get("checks") or [] if c.get("status") == "fail"]
-    capped = None
-    if failed:
-        capped = {"grade": CAP_GRADE, "by": failed,
-                  "reason": f"failed validity check{'s' if len(failed) > 1 else ''} ({', '.join(failed)}): the "
-                            f"robustness numbers may be unreliable, so the grade is at most {CAP_GRADE}"}
+    checks = report.get("checks") or []
+    failed = [c["name"] for c in checks if c.get("status") == "fail"]
+    chance = next((c for c in checks if c.get("name") == "clean_accuracy" and c.get("status") == "fail"), None)
+    not_scored, capped = None, None
+    if chance is not None:
+        numbers = chance.get("numbers") or {}
+        shown = "unknown" if numbers.get("accuracy") is None else f"{100 * numbers['accuracy']:.1f}%"
+        at_chance = "" if numbers.get("chance") is None else f" (chance {100 * numbers['chance']:.1f}%)"
+        not_scored = (f"not scored: clean accuracy {shown} is near or below chance{at_chance}, so a robustness "
+                      "score would mean nothing (grade F)")
+        for comp in components.values():
+            comp["included"], comp["weight"] = False, 0.0
+        value = None
+    elif failed:
+        uncapped = None if value is None else grade_of(value)
+        applied = value is not None and value > CAP_VALUE
+        which = f"failed validity check{'s' if len(failed) > 1 else ''} ({', '.join(failed)})"
+        capped = {"grade": CAP_GRADE, "by": failed, "applied": applied,
+                  "reason": f"{which}: the robustness numbers may be unreliable, so the grade is at most {CAP_GRADE}"
+                  if applied or value is None else
+                  f"{which}: the robustness numbers may be unreliable; the grade {uncapped} is below the cap "
+                  f"{CAP_GRADE} already"}
         if value is not None:
             value = min(value, CAP_VALUE)
     return {
         "value": value,
-        "grade": None if value is None else grade_of(value),
+        "grade": "F" if not_scored else None if value is None else grade_of(value),
         "components": components,
         "missing": [n for n, (v, _) in measured.items() if v is None],
         "capped": capped,
+        "not_scored": not_scored,
         "weights": configured,
         "reference": None if ref is None else {"attack": ref["name"], "norm": ref["norm"], "eps": ref["eps"],
                                                "eps_text": ref["eps_text"]},

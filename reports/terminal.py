@@ -206,37 +206,54 @@ def render_saliency(result: AuditResult, console: Console) -> None:
         console.print(line)
 
 
-STATUS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+STATUS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]",
+          "skipped": "[dim]skipped[/]", "not_applicable": "[dim]n/a[/]"}
+TALLY = (("pass", "passed"), ("fail", "failed"), ("warn", "warned"), ("skipped", "skipped"),
+         ("not_applicable", "not applicable"))
 
 
 def render_verdict(result: AuditResult, console: Console) -> None:
     """Checks (only those that did not pass, and a count), the score with its components, and the verdict."""
+    from reports.gates import verdict_summary
+
     checks = result.checks or []
-    passed = sum(1 for c in checks if c["status"] == "pass")
     if checks:
-        console.print(f"[bold]Checks[/] {passed} of {len(checks)} passed")
+        tally = ", ".join(f"{sum(c['status'] == status for c in checks)} {word}" for status, word in TALLY
+                          if any(c["status"] == status for c in checks))
+        console.print(f"[bold]Checks[/] {len(checks)}: {tally}")
     for c in checks:
         if c["status"] != "pass":
-            console.print(f"  {STATUS[c['status']]} {escape(c['name'])}: {escape(c['detail'])}")
+            console.print(f"  {STATUS.get(c['status'], escape(c['status']))} {escape(c['name'])}: "
+                          f"{escape(c['detail'])}")
     score = result.score or {}
-    if score.get("value") is not None:
+    if score.get("not_scored"):
+        console.print(f"[bold]Score[/] {escape(score['not_scored'])}")
+    elif score.get("value") is not None:
         parts = ", ".join(f"{name} {comp['value']:.2f}" for name, comp in score["components"].items()
                           if comp.get("included"))
         console.print(f"[bold]Score[/] {score['value']:.1f}/100, grade [bold]{score['grade']}[/] ({parts})")
-        if score.get("capped"):
-            console.print(f"  [yellow]capped:[/] {escape(score['capped']['reason'])}")
+        capped = score.get("capped")
+        if capped:
+            word = "capped:" if capped.get("applied", True) else "failed checks:"
+            console.print(f"  [yellow]{word}[/] {escape(capped['reason'])}")
+    if score.get("value") is not None or score.get("not_scored"):
         for name in score.get("missing", []):
             console.print(f"  [dim]left out: {escape(name)}: {escape(score['components'][name]['detail'])}[/]")
     verdict = result.verdict or {}
-    if verdict.get("gates") or verdict.get("fail_under") is not None:
-        word = "[green]passed[/]" if verdict["passed"] else "[bold red]FAILED[/]"
-        console.print(f"[bold]Verdict[/] {word}")
+    if verdict or score:
+        report = {"checks": checks, "score": score, "verdict": verdict}
+        line = verdict.get("summary") or verdict_summary(report)
+        bad = verdict.get("passed") is False or any(c["status"] == "fail" for c in checks) or \
+            score.get("grade") == "F"
+        colour = "bold red" if bad else "green" if verdict.get("gated") else "default"
+        console.print(f"[bold]Verdict[/] [{colour}]{escape(line)}[/]")
         for gate in verdict.get("gates", []):
             mark = "pass" if gate["passed"] else "FAIL"
             console.print(f"  {mark} {escape(gate['detail'])}")
         if verdict.get("fail_under") is not None:
             mark = "pass" if verdict.get("score_passed") else "FAIL"
-            console.print(f"  {mark} score {score.get('value') or 0:.1f} >= {verdict['fail_under']:g}")
+            shown = "none" if score.get("value") is None else f"{score['value']:.1f}"
+            console.print(f"  {mark} score {shown} >= {verdict['fail_under']:g}")
 
 
 def contrast_table(results: dict[str, AuditResult]) -> Table:

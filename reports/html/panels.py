@@ -9,10 +9,12 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
+from reports.gates import verdict_summary
 from reports.schema import ensemble_text, reference_entry, targeting
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
-STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL")}
+STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL"), "skipped": ("–", "SKIPPED"),
+          "not_applicable": ("–", "N/A")}
 MAX_CLASS_ROWS = 40
 
 
@@ -73,18 +75,32 @@ def score_view(score: dict | None) -> dict | None:
                    "formula": c.get("formula", ""), "detail": c.get("detail", "")}
                   for name, c in (score.get("components") or {}).items()]
     return {"value": score.get("value"), "grade": score.get("grade", "?"), "components": components,
-            "missing": list(score.get("missing") or []),
+            "missing": list(score.get("missing") or []), "not_scored": score.get("not_scored"),
             "capped": {"grade": capped.get("grade", "?"), "by": ", ".join(capped.get("by") or []),
-                       "reason": capped.get("reason", "")} if capped else None}
+                       "applied": capped.get("applied", True), "reason": capped.get("reason", "")}
+            if capped else None}
 
 
-def verdict_view(verdict: dict | None) -> dict | None:
+def verdict_view(report: dict) -> dict | None:
+    """The verdict as the summary card shows it: PASSED or FAILED only when gates were set, otherwise NO GATES;
+    always with the one-line summary (gates, grade, failed checks) the terminal and JUnit print too."""
+    verdict = report.get("verdict")
     if not verdict:
         return None
     gates = [{"expression": g.get("expression", "?"), "value": g.get("value"), "passed": bool(g.get("passed"))}
              for g in verdict.get("gates") or []]
+    gated = verdict.get("gated", bool(gates) or verdict.get("fail_under") is not None)
+    failed_checks = any(c.get("status") == "fail" for c in report.get("checks") or [])
+    grade = (report.get("score") or {}).get("grade")
+    if gated:
+        word, icon, kind = ("PASSED", "✔", "pass") if verdict.get("passed") else ("FAILED", "✖", "fail")
+    else:
+        word, icon, kind = "NO GATES", "–", "unknown"
+    if kind != "fail" and (failed_checks or grade == "F"):
+        kind = "warn" if kind == "pass" else kind
     return {"passed": bool(verdict.get("passed")), "fail_under": verdict.get("fail_under"),
-            "score_passed": verdict.get("score_passed"), "gates": gates}
+            "score_passed": verdict.get("score_passed"), "gates": gates, "gated": gated,
+            "word": word, "icon": icon, "kind": kind, "summary": verdict.get("summary") or verdict_summary(report)}
 
 
 def summary(report: dict) -> dict:
@@ -93,7 +109,7 @@ def summary(report: dict) -> dict:
     shape = "×".join(str(s) for s in model.get("input_shape") or [])
     return {
         "score": score_view(report.get("score")),
-        "verdict": verdict_view(report.get("verdict")),
+        "verdict": verdict_view(report),
         "model_name": model.get("label") or model.get("path") or "—",
         "model_detail": ", ".join(x for x in (model.get("format"), model.get("arch"), f"{model.get('num_classes')} "
                                               "classes", f"input {shape}" if shape else None) if x),
