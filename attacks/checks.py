@@ -118,7 +118,7 @@ def comparable_pairs(entries: list[dict]) -> int:
     fgsm = {(e["norm"], e["eps"]) for e in entries
             if e["name"] == "fgsm" and e["eps"] is not None and e["robust_accuracy"] is not None}
     for e in entries:
-        if (e["name"] != "fgsm" and e["steps"] and e["robust_accuracy"] is not None
+        if (e["name"] != "fgsm" and e.get("steps") and e["robust_accuracy"] is not None
                 and (e["norm"], e["eps"]) in fgsm):
             n += 1
     for m in entries:
