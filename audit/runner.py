@@ -30,7 +30,7 @@ from audit.distributed import world as distributed_world
 from audit.execution import Execution, audit_fingerprint
 from audit.state import StateDir
 from audit.errors import AuditError
-from audit.labels import align_labels
+from audit.labels import align_labels, imagenet_names_for
 from audit.metrics import AttackTally, ClassCounts
 from audit.model import load_model
 from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
@@ -123,7 +123,8 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         if first is None:
             raise AuditError(f"none of the {len(data)} chosen samples in {config.data} could be read")
         probed = probe(audited, first.x[:8].to(device), len(given_classes) if given_classes else None)
-        names = given_classes or data.classes or [str(c) for c in range(probed.num_outputs)]
+        names = (given_classes or imagenet_names_for(data.classes, probed.num_outputs) or data.classes
+                 or [str(c) for c in range(probed.num_outputs)])
         if len(names) != probed.num_outputs:
             raise AuditError(
                 f"the model has {probed.num_outputs} outputs but the data names {len(names)} classes: "
