@@ -22,6 +22,7 @@ from audit.options import (
     check_device,
     fit_stats,
     parse_arch_kwargs,
+    parse_framing,
     parse_input_size,
     parse_samples,
     parse_weights,
@@ -80,7 +81,12 @@ class AuditConfig:
                                              doc="class names: a built-in set, a file with one name per line, "
                                              "or a list")
     input_size: str | int | None = option(None, kinds=("integer", "string"), example="224x160",
-                                          doc="model input size: one int or \"HxW\" (default: the data's)")
+                                          doc="model input size: one int or \"HxW\" (default: the crop, else the "
+                                          "data's when all images share one size, else the model's declared one)")
+    resize: int | None = option(None, kinds=("integer",), example=256,
+                                doc="resize each image's short side to this (antialiased bilinear), before crop")
+    crop: str | int | None = option(None, kinds=("integer", "string"), example=224,
+                                    doc="centre crop: one int or \"HxW\", after resize")
     channels: int | None = option(None, kinds=("integer",), example=3,
                                   doc="input channels, 1 or 3 (default: the model's first layer)")
     mean: str | list | None = option(None, kinds=("numbers", "number", "string"), example=[0.485, 0.456, 0.406],
@@ -186,8 +192,10 @@ class AuditConfig:
         if linf and budgets and budgets[-1][0] > 1:
             raise AuditError(f"--eps {budgets[-1][1]} is above 1 for the L∞ attack '{linf[0]}': pixels are in "
                              "[0, 1], so no L∞ budget can exceed 1 (write budgets like 8/255)")
+        resize, crop = parse_framing(self.resize, self.crop)
         return Resolved(
             eps=budgets, norms=frozenset(spec.norm for spec in specs), input_size=parse_input_size(self.input_size),
+            resize=resize, crop=crop,
             samples=parse_samples(self.samples), classes=None, arch_kwargs=parse_arch_kwargs(self.arch_kwargs),
             mean=read_stats(self.mean, "--mean"), std=read_stats(self.std, "--std"), device=None,
             score_weights=check_weights(parse_weights(self.score_weights)),
@@ -214,7 +222,9 @@ class Resolved:
 
     eps: list[tuple[float, str]]  # (value, text as written), ascending; empty: each attack's default
     norms: frozenset[str]  # the norms of the requested attacks
-    input_size: tuple[int, int] | None  # (H, W); None: the data's own
+    input_size: tuple[int, int] | None  # (H, W); None: the crop's, the data's, or the model's declared size
+    resize: int | None  # the short side of every image before the crop; None: no resize
+    crop: tuple[int, int] | None  # (H, W) of the centre crop; None: no crop
     samples: int | None  # None: every image
     classes: list[str] | None
     arch_kwargs: dict

@@ -9,6 +9,7 @@ the built-in ``"demo"`` set.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from audit.datasets_io import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
     ZIP_MAGIC,
+    Framing,
     assemble,
     check_npz_labels,
     check_size,
@@ -63,42 +65,82 @@ class _Source:
     read: Callable[[int], np.ndarray]  # sample i as H×W(×C) uint8, or float in [0, 1]; may raise Unreadable
     probe: Callable[[int], tuple[tuple[int, int], int]]  # ((H, W), channels) of sample i; may raise Unreadable
     classes: list[str] | None = None
+    one_size: bool = True  # every sample has the same size (arrays); False: each must be probed (image files)
     describe: Callable[[int], str] = lambda i: f"sample #{i}"  # how reports name sample i
 
 
 class ImageSet:
-    """The chosen samples of one source, decoded batch by batch on demand."""
+    """The chosen samples of one source, decoded batch by batch on demand, each framed by ``framing``
+    (``--resize``/``--crop``) before it is brought to the batch's size."""
 
-    def __init__(self, source: str, src: _Source, chosen: np.ndarray):
+    def __init__(self, source: str, src: _Source, chosen: np.ndarray, framing: Framing | None = None):
         self.source = str(source)
         self.format = src.format
         self.classes = src.classes
         self.n_available = len(src.labels)
         self.labels = src.labels[chosen].astype(np.int64)
         self.corrupt: list[str] = []
+        self.framing = framing or Framing()
+        self.size_note: str | None = None  # set when input_size falls back on the model's declared size
         self._src = src
         self._chosen = chosen
         self._bad: set[int] = set()  # positions already reported in .corrupt
-        self.native_size, self.native_channels = self._probe_native()
+        self.sizes, self.native_channels = self._survey()
+        # the size every chosen sample has once framed; None when they differ (see input_size)
+        self.native_size = next(iter(self.sizes)) if len(self.sizes) == 1 else None if self.sizes else (0, 0)
 
     def __len__(self) -> int:
         return len(self._chosen)
 
-    def _probe_native(self) -> tuple[tuple[int, int], int]:
-        """Size and channels of the first chosen sample that opens; (0, 0) and 3 when none does."""
-        for item in self._chosen:
+    def _survey(self) -> tuple[Counter, int]:
+        """How many chosen samples have each size once framed (every one probed unless the source has one
+        size), and the channels of the first that opens (3 when none does). A crop larger than a sample is
+        refused here, naming the sample."""
+        sizes: Counter = Counter()
+        channels = None
+        for item in self._chosen.tolist():
             try:
-                return self._src.probe(int(item))
+                native, found = self._src.probe(item)
             except Unreadable:
                 continue
-        return (0, 0), 3
+            if not self.framing.fits(native):
+                raise AuditError(f"--crop {_hw(self.framing.crop)} is larger than {self._src.describe(item)} "
+                                 f"({_hw(native)}): use a smaller --crop, or --resize N with N at least the crop")
+            if channels is None:
+                channels = found
+                if self._src.one_size:
+                    sizes[self.framing.size(native)] = len(self._chosen)
+                    break
+            sizes[self.framing.size(native)] += 1
+        return sizes, 3 if channels is None else channels
+
+    def input_size(self, given: tuple[int, int] | None = None,
+                   declared: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The size every image is brought to: ``given`` (``--input-size``), else the size all chosen samples
+        share once framed, else ``declared`` (the model's own). Samples of mixed sizes with neither are
+        refused: squashing them all to one of their sizes would distort the others."""
+        if given is not None:
+            return check_size(given)
+        if self.native_size is not None:
+            return self.native_size
+        if declared is not None:
+            self.size_note = (f"the chosen images have {len(self.sizes)} different sizes: each was resized to the "
+                              f"model's declared input size {_hw(declared)}, its aspect ratio not kept "
+                              "(--resize N --crop N keeps it)")
+            return check_size(declared)
+        common = ", ".join(f"{_hw(size)} ({n})" for size, n in self.sizes.most_common(3))
+        more = f" and {len(self.sizes) - 3} more sizes" if len(self.sizes) > 3 else ""
+        hint = (f"--crop N (N <= {self.framing.resize})" if self.framing.resize is not None
+                else "--resize 256 --crop 224")
+        raise AuditError(f"the chosen images have {len(self.sizes)} different sizes (HxW: {common}{more}) and the "
+                         f"model declares none: give --input-size HxW to resize them all, or {hint} for photos")
 
     def batches(self, batch_size: int, size: tuple[int, int] | None = None,
                 channels: int | None = None) -> Iterator[Batch]:
         """Batches of at most ``batch_size`` readable samples, in order; unreadable ones go to ``.corrupt``."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise AuditError(f"batch size must be a positive integer, got {batch_size!r}")
-        size = self.native_size if size is None else check_size(size)
+        size = self.input_size(size)
         channels = self.native_channels if channels is None else channels
         if isinstance(channels, bool) or channels not in (1, 3):
             raise AuditError(f"images can be converted to 1 or 3 channels, not {channels!r}")
@@ -111,7 +153,7 @@ class ImageSet:
             if pos in self._bad:
                 continue
             try:
-                images.append(to_chw(self._src.read(item)))
+                images.append(self.framing(to_chw(self._src.read(item))))
             except Unreadable as exc:
                 self._bad.add(pos)
                 self.corrupt.append(f"{self._src.describe(item)}: {exc}")
@@ -127,6 +169,10 @@ class ImageSet:
                     channels: int) -> Batch:
         index = torch.tensor(positions, dtype=torch.int64)
         return Batch(x=assemble(images, size, channels), y=torch.from_numpy(self.labels[positions]), index=index)
+
+
+def _hw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 # ----------------------------------------------------------------------------------------------- ImageFolder
@@ -168,7 +214,7 @@ def _imagefolder(root: Path) -> _Source | None:
     return _Source("imagefolder", np.asarray(labels, dtype=np.int64), classes=classes,
                    read=lambda i: _open_image(files[i], decode=True),
                    probe=lambda i: _open_image(files[i], decode=False),
-                   describe=lambda i: str(files[i]))
+                   describe=lambda i: str(files[i]), one_size=False)
 
 
 # ----------------------------------------------------------------------------------------------- array formats
@@ -322,8 +368,9 @@ def _from_file(path: Path) -> _Source:
     raise AuditError(f"'{path}' is not a recognized data file; pass {ACCEPTED}")
 
 
-def open_data(spec: str, *, samples: int | None = None, seed: int = 0) -> ImageSet:
-    """Open ``spec`` ("demo" or a path, detected by content) and choose ``samples`` stratified by class."""
+def open_data(spec: str, *, samples: int | None = None, seed: int = 0, framing: Framing | None = None) -> ImageSet:
+    """Open ``spec`` ("demo" or a path, detected by content), choose ``samples`` stratified by class, and frame
+    each image with ``framing`` (``--resize``/``--crop``)."""
     samples = parse_samples(samples)
     if spec == "demo":
         src = _demo()
@@ -334,4 +381,4 @@ def open_data(spec: str, *, samples: int | None = None, seed: int = 0) -> ImageS
         src = _from_directory(path) if path.is_dir() else _from_file(path)
     if len(src.labels) == 0:
         raise AuditError(f"data source '{spec}' holds no samples")
-    return ImageSet(spec, src, stratified_indices(src.labels, samples, seed))
+    return ImageSet(spec, src, stratified_indices(src.labels, samples, seed), framing)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,48 @@ def convert(x: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tens
     if channels < x.shape[1]:
         return resize(match_channels(x, channels), size)
     return match_channels(resize(x, size), channels)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The standard evaluation transform for photos, applied to each image before it is brought to the input
+    size: resize the short side to ``resize`` pixels (antialiased bilinear, the aspect ratio kept), then cut the
+    centre ``crop`` (H, W) out of it (the odd pixel of an odd margin goes to the bottom or right). Either step may
+    be None; with both None an image passes unchanged."""
+
+    resize: int | None = None
+    crop: tuple[int, int] | None = None
+
+    def __bool__(self) -> bool:
+        return self.resize is not None or self.crop is not None
+
+    def resized(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of an image of ``size`` after the short-side resize (the long side rounded down)."""
+        h, w = size
+        if self.resize is None or min(h, w) == self.resize:
+            return h, w
+        if h <= w:
+            return self.resize, max(1, self.resize * w // h)
+        return max(1, self.resize * h // w), self.resize
+
+    def size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of an image of ``size`` after framing."""
+        return self.crop if self.crop is not None else self.resized(size)
+
+    def fits(self, size: tuple[int, int]) -> bool:
+        """Whether the crop fits inside an image of ``size`` once it is resized."""
+        h, w = self.resized(size)
+        return self.crop is None or (self.crop[0] <= h and self.crop[1] <= w)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Frame one C×H×W image (the crop must fit, see :meth:`fits`)."""
+        h, w = self.resized(tuple(image.shape[-2:]))
+        if (h, w) != tuple(image.shape[-2:]):
+            image = resize(image.unsqueeze(0), (h, w))[0]
+        if self.crop is None:
+            return image
+        top, left = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2
+        return image[:, top: top + self.crop[0], left: left + self.crop[1]]
 
 
 def assemble(images: list[torch.Tensor], size: tuple[int, int], channels: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import re
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -61,33 +62,71 @@ def resolve_classes(spec: str | None) -> list[str] | None:
     )
 
 
+def imagenet_wnids() -> list[str]:
+    """The WordNet ids of the ImageNet-1k classes, in class-index order (``n01440764`` is class 0)."""
+    return (_LABEL_DIR / "imagenet-1k-wnids.txt").read_text(encoding="utf-8").split()
+
+
+def imagenet_names_for(data_classes: list[str] | None, num_outputs: int) -> list[str] | None:
+    """The ImageNet-1k names when every data class is an ImageNet-1k wnid (folders laid out like the ImageNet
+    validation set) and the model has 1000 outputs; else None."""
+    if not data_classes or num_outputs != 1000:
+        return None
+    wnids = set(imagenet_wnids())
+    return BUILTIN["imagenet-1k"]() if all(c.strip().lower() in wnids for c in data_classes) else None
+
+
 def _norm_name(name: str) -> str:
-    return name.strip().lower().replace("_", " ")
+    """A class name as matching compares it: case, ``_``, ``-`` and runs of spaces do not count."""
+    return " ".join(re.split(r"[\s_-]+", name.strip().lower())).strip()
+
+
+def _class_keys(names: list[str]) -> dict[str, list[int]]:
+    """Every key that names a model class, with the classes it names: normalised names, and the wnids when
+    ``names`` are the built-in ImageNet-1k names."""
+    keys: dict[str, list[int]] = defaultdict(list)
+    for i, name in enumerate(names):
+        keys[_norm_name(name)].append(i)
+    if list(names) == BUILTIN["imagenet-1k"]():
+        for i, wnid in enumerate(imagenet_wnids()):
+            keys[wnid].append(i)
+    return keys
 
 
 def align_labels(data_classes: list[str] | None, names: list[str], labels) -> np.ndarray:
     """A lookup array from the data's label indices to the model's class indices.
 
-    Folder or file class names are matched to the model's class names by name (``lawn_mower`` matches
-    ``lawn mower``); folders named by class index (``0``, ``1``, …) map to that index; otherwise the data's
-    classes are taken to be the model's, in the same order (torchvision's convention for ImageNet folders).
+    Folder or file class names are matched to the model's class names exactly after normalisation (case, and
+    ``_``, ``-`` or spaces: ``lawn_mower`` matches ``lawn mower``), to the ImageNet-1k wnids (``n01440764``)
+    when the model's names are the built-in ImageNet-1k set, or to an index when a folder is named ``0``, ``1``,
+    …. A folder that names two classes or none is an error naming it. Only when no folder names a class at all
+    and there are as many folders as classes are the data's classes taken to be the model's, in the same order.
     """
     top = int(labels.max()) + 1 if len(labels) else 0
     identity = np.arange(max(top, len(names)))
     if not data_classes or list(data_classes) == list(names):
         return identity
-    normed = [_norm_name(n) for n in names]
-    counts = Counter(normed)
-    # names that occur twice (ImageNet has two "missile" and two "sunglasses") cannot identify a class
-    index = {n: i for i, n in enumerate(normed) if counts[n] == 1}
-    if all(_norm_name(c) in index for c in data_classes):
-        return np.array([index[_norm_name(c)] for c in data_classes])
-    if all(c.strip().isdigit() for c in data_classes):
-        return np.array([int(c) for c in data_classes])
-    if len(data_classes) == len(names):
+    keys = _class_keys(names)
+    found: list[list[int]] = []
+    for c in data_classes:
+        hits = keys.get(_norm_name(c)) or []
+        if not hits and c.strip().isdigit() and int(c) < len(names):
+            hits = [int(c)]
+        found.append(hits)
+    if all(len(hits) == 1 for hits in found):
+        return np.array([hits[0] for hits in found])
+    if not any(found) and len(data_classes) == len(names):
         return identity
-    unknown = [c for c in data_classes if _norm_name(c) not in index][:3]
+    ambiguous = [(c, hits) for c, hits in zip(data_classes, found, strict=True) if len(hits) > 1]
+    if ambiguous:
+        c, hits = ambiguous[0]
+        named = " and ".join(f"#{i} {names[i]!r}" for i in hits[:3])
+        raise AuditError(f"the data's class {c!r} is ambiguous: it names {len(hits)} of the model's classes "
+                         f"({named}); rename the folder to the class's index or (ImageNet) its wnid")
+    unknown = [c for c, hits in zip(data_classes, found, strict=True) if not hits]
+    shown = ", ".join(repr(c) for c in unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
     raise AuditError(
-        f"the data's classes ({', '.join(unknown)}, …) are not among the model's {len(names)} class names: "
-        "name the folders by class name or index, or give the model's names with --classes"
+        f"{len(unknown)} of the data's {len(data_classes)} classes ({shown}) are not among the model's "
+        f"{len(names)} class names: name the folders by class name, index (0, 1, …) or ImageNet wnid, or give "
+        "the model's names with --classes"
     )

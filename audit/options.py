@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from audit.errors import AuditError
 
 
-def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
-    """``32`` -> (32, 32); ``"224x160"`` -> (224, 160) as (H, W); None stays None."""
+def parse_input_size(value: str | int | None, flag: str = "--input-size") -> tuple[int, int] | None:
+    """``32`` -> (32, 32); ``"224x160"`` -> (224, 160) as (H, W); None stays None. Also ``--crop``."""
     if value is None:
         return None
     text = str(value).strip().lower()
@@ -24,12 +24,24 @@ def parse_input_size(value: str | int | None) -> tuple[int, int] | None:
     try:
         dims = [int(p) for p in parts]
     except ValueError:
-        raise AuditError(f"--input-size must be one integer or HxW (e.g. 224 or 224x160), got '{value}'") from None
+        raise AuditError(f"{flag} must be one integer or HxW (e.g. 224 or 224x160), got '{value}'") from None
     if len(dims) == 1:
         dims = dims * 2
     if len(dims) != 2 or min(dims) < 1:
-        raise AuditError(f"--input-size must be one positive integer or HxW (e.g. 224x160), got '{value}'")
+        raise AuditError(f"{flag} must be one positive integer or HxW (e.g. 224x160), got '{value}'")
     return dims[0], dims[1]
+
+
+def parse_framing(resize: int | None, crop: str | int | None) -> tuple[int | None, tuple[int, int] | None]:
+    """``--resize N`` (the short side, in pixels) and ``--crop N`` or ``HxW`` (the centre crop), checked together:
+    a crop larger than the resized short side would need pixels the image does not have."""
+    if resize is not None and (isinstance(resize, bool) or not isinstance(resize, int) or resize < 1):
+        raise AuditError(f"--resize must be a positive integer (the short side in pixels), got {resize!r}")
+    size = parse_input_size(crop, "--crop")
+    if resize is not None and size is not None and max(size) > resize:
+        raise AuditError(f"--crop {size[0]}x{size[1]} is larger than --resize {resize}: the short side becomes "
+                         f"{resize} pixels, so a centre crop can be at most {resize}x{resize}")
+    return resize, size
 
 
 def parse_samples(text: str | int | None) -> int | None:

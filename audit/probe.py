@@ -213,6 +213,31 @@ def expected_channels(net: torch.nn.Module) -> int | None:
     return layer[1] if layer is not None and layer[0] == "Conv2d" else None
 
 
+def _size_of(value) -> tuple[int, int] | None:
+    """(H, W) from a declared size: an int (square), (H, W) or (C, H, W) of positive ints; else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, tuple | list) or len(value) not in (2, 3):
+        return None
+    dims = tuple(value)[-2:]
+    ok = all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims)
+    return (dims[0], dims[1]) if ok else None
+
+
+def declared_size(net: torch.nn.Module) -> tuple[int, int] | None:
+    """The input (H, W) ``net`` declares, where it declares one: the static shape an exported program recorded,
+    a ``pretrained_cfg``/``default_cfg`` ``input_size`` (timm's models), or ``config.image_size`` (Hugging Face
+    vision models). None when it declares none: a plain network takes any size its layers allow."""
+    shape = _exported_shape(net)
+    if shape is not None:
+        return _size_of(shape)
+    for name in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(net, name, None)
+        if isinstance(cfg, dict) and _size_of(cfg.get("input_size")) is not None:
+            return _size_of(cfg.get("input_size"))
+    return _size_of(getattr(getattr(net, "config", None), "image_size", None))
+
+
 def _expectation(net: torch.nn.Module) -> str | None:
     shape = _exported_shape(net)
     if shape is not None:

@@ -25,14 +25,15 @@ from audit.analyses import build_analyses
 from audit.plan import AttackRun, plan_attacks
 from audit.config import AuditConfig
 from audit.data import open_data
+from audit.datasets_io import Framing
 from audit.distributed import world as distributed_world
 from audit.execution import Execution, audit_fingerprint
 from audit.state import StateDir
 from audit.errors import AuditError
-from audit.labels import align_labels
+from audit.labels import align_labels, imagenet_names_for
 from audit.metrics import AttackTally, ClassCounts
 from audit.model import load_model
-from audit.probe import AuditedModel, eval_mode, expected_channels, probe
+from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
 from audit.targets import choose_targets
 from reports.gates import evaluate
 from reports.schema import AuditResult, reference_entry, reference_record
@@ -106,11 +107,11 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
     progress.stage("loading the model")
     loaded = load_model(config.model, arch=config.arch, arch_kwargs=arch_kwargs, trust_model=config.trust_model)
     progress.stage("reading the data")
-    data = open_data(config.data, samples=samples, seed=config.seed)
+    data = open_data(config.data, samples=samples, seed=config.seed, framing=Framing(opts.resize, opts.crop))
     if len(data) == 0:
         raise AuditError(f"no samples to audit in {config.data}")
     channels = config.channels or expected_channels(loaded.module) or data.native_channels
-    size = size or data.native_size
+    size = data.input_size(size, declared_size(loaded.module))
     mean, std = opts.normalization(channels)
     opts.check_budgets(channels, size)
     audited = AuditedModel(loaded.module, mean, std, config.output_key).to(device)
@@ -122,7 +123,8 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
         if first is None:
             raise AuditError(f"none of the {len(data)} chosen samples in {config.data} could be read")
         probed = probe(audited, first.x[:8].to(device), len(given_classes) if given_classes else None)
-        names = given_classes or data.classes or [str(c) for c in range(probed.num_outputs)]
+        names = (given_classes or imagenet_names_for(data.classes, probed.num_outputs) or data.classes
+                 or [str(c) for c in range(probed.num_outputs)])
         if len(names) != probed.num_outputs:
             raise AuditError(
                 f"the model has {probed.num_outputs} outputs but the data names {len(names)} classes: "
@@ -151,6 +153,8 @@ def _run_audit(config: AuditConfig, progress: Progress | None, observers: list[O
             checks = []
 
     warnings = list(probed.warnings) + analyses.notes
+    if data.size_note:
+        warnings.append(data.size_note)
     if data.corrupt:
         warnings.append(f"{len(data.corrupt)} of {len(data)} chosen images could not be read and were skipped")
     entries = run.entries()

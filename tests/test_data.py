@@ -105,9 +105,13 @@ def test_imagefolder_reads_classes_and_reports_corrupt(folder: Path):
     assert images.n_available == len(images) == 3 + 4 + 5
     assert images.labels.dtype == np.int64
     assert images.labels.tolist() == [0] * 3 + [1] * 4 + [2] * 5
-    assert images.native_size == (6, 5) and images.native_channels == 3
+    # one image is 12x9: mixed sizes set no input size of their own (the broken file has none)
+    assert images.native_size is None and images.native_channels == 3
+    assert images.sizes == {(6, 5): 10, (12, 9): 1}
+    with pytest.raises(AuditError, match=r"2 different sizes \(HxW: 6x5 \(10\), 12x9 \(1\)\)"):
+        images.batches(4)
 
-    x, y, index = all_batches(images, 4)
+    x, y, index = all_batches(images, 4, size=(6, 5))
     assert x.dtype == torch.float32 and x.shape == (11, 3, 6, 5)  # the corrupt file is skipped
     assert len(images.corrupt) == 1 and images.corrupt[0].startswith(str(folder / "dog" / "broken.png") + ": ")
     assert "\n" not in images.corrupt[0]
@@ -117,7 +121,7 @@ def test_imagefolder_reads_classes_and_reports_corrupt(folder: Path):
     assert torch.allclose(x[6], torch.full((3, 6, 5), 7 / 255))  # cat/nested/deep.PNG comes after cat/*.png
     assert torch.allclose(x[-1], torch.full((3, 6, 5), 100 / 255), atol=1e-6)  # constant stays constant
 
-    list(images.batches(4))  # a second pass does not report the corrupt file twice
+    list(images.batches(4, size=(6, 5)))  # a second pass does not report the corrupt file twice
     assert len(images.corrupt) == 1
 
 
