@@ -183,8 +183,9 @@ def convert(x: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tens
 class Framing:
     """The standard evaluation transform for photos, applied to each image before it is brought to the input
     size: resize the short side to ``resize`` pixels (antialiased bilinear, the aspect ratio kept), then cut the
-    centre ``crop`` (H, W) out of it (the odd pixel of an odd margin goes to the bottom or right). Either step may
-    be None; with both None an image passes unchanged."""
+    centre ``crop`` (H, W) out of it, placed as torchvision's ``center_crop`` places it (the margin before it is
+    half the spare pixels, rounded half to even). Either step may be None; with both None an image passes
+    unchanged."""
 
     resize: int | None = None
     crop: tuple[int, int] | None = None
@@ -217,7 +218,7 @@ class Framing:
             image = resize(image.unsqueeze(0), (h, w))[0]
         if self.crop is None:
             return image
-        top, left = (h - self.crop[0]) // 2, (w - self.crop[1]) // 2
+        top, left = round((h - self.crop[0]) / 2), round((w - self.crop[1]) / 2)
         return image[:, top: top + self.crop[0], left: left + self.crop[1]]
 
 

@@ -142,9 +142,20 @@ def test_framing_sizes_follow_the_short_side_and_centre():
     rows, cols = torch.meshgrid(torch.arange(11.0), torch.arange(10.0), indexing="ij")
     coords = torch.stack([rows, cols]) / 20  # each pixel holds its own (row, col)
     cut = Framing(None, (4, 6))(coords)
-    assert cut.shape == (2, 4, 6)  # margins 7 -> 3 above, 4 below; 4 -> 2 left, 2 right
-    assert (cut[0, :, 0] * 20).tolist() == [3, 4, 5, 6] and (cut[1, 0] * 20).tolist() == [2, 3, 4, 5, 6, 7]
+    assert cut.shape == (2, 4, 6)  # margins 7 -> 4 above, 3 below (half of 7 rounds to even); 4 -> 2 and 2
+    assert (cut[0, :, 0] * 20).tolist() == [4, 5, 6, 7] and (cut[1, 0] * 20).tolist() == [2, 3, 4, 5, 6, 7]
     assert torch.equal(Framing()(coords), coords)
+
+
+@pytest.mark.parametrize("crop", [(4, 6), (5, 5), (6, 3), (11, 10), (2, 9)])
+def test_the_crop_lands_where_torchvisions_center_crop_puts_it(crop):
+    from audit.tv import import_torchvision
+
+    import_torchvision()
+    from torchvision.transforms.functional import center_crop
+
+    image = torch.rand(3, 11, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(Framing(None, crop)(image), center_crop(image, list(crop)))
 
 
 def test_framing_agrees_with_pil_resize_and_crop():
@@ -215,7 +226,7 @@ def test_real_photos_of_mixed_sizes_from_foolbox(tmp_path):
     shutil.copy(wide, tmp_path / "wide" / "a" / wide.name)
     alone = open_data(str(tmp_path / "wide"), framing=Framing(256, (224, 224)))
     ours = next(alone.batches(1)).x[0].permute(1, 2, 0).numpy()
-    reference = Image.open(wide).resize((383, 256), Image.BILINEAR).crop((79, 16, 303, 240))
+    reference = Image.open(wide).resize((383, 256), Image.BILINEAR).crop((80, 16, 304, 240))  # 159 spare: 80 left
     assert np.abs(ours - np.asarray(reference, dtype=np.float32) / 255).mean() < 1 / 255
     relabel = align_labels(framed.classes, BUILTIN["imagenet-1k"](), framed.labels)
     assert sorted(relabel[framed.labels].tolist()) == sorted(int(p.stem.rsplit("_", 1)[1]) for p in photos)
