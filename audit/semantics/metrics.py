@@ -255,9 +255,9 @@ def read_flip(adversarial: Sequence[float | None], clean: Sequence[float | None]
     if not informative:
         shares = [c for c in clean if finite(c)]
         top = f"at most {max(shares):.2f}" if shares else "not measured"
-        return FlipReading("undetermined", None, (), f"their clean versions are clearly source-like (share >= "
-                                                     f"{clean_min:.2f}) at no layer ({top}), so the test cannot "
-                                                     "tell where the adversarials flip")
+        return FlipReading("undetermined", None, (), f"the clean versions of the broken images are clearly "
+                                                     f"source-like (share >= {clean_min:.2f}) at no layer ({top}), so the "
+                                                     "test cannot tell where the adversarials flip")
     k = flip_layer([adversarial[i] for i in informative])
     if k is None:
         return FlipReading("none", None, informative, "")
