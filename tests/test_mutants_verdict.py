@@ -45,6 +45,8 @@ def test_a_minimal_attack_is_compared_with_bounded_attacks_of_its_norm_at_its_cu
         return [w for w in attack_warnings(entries, n) if w.startswith("cw implies")]
 
     assert warned(0.6, 0.25) and warned(0.6, 0.25, first=False)  # whichever comes first
+    assert warned(0.6, 0.25) == ["cw implies 60.0% robust at L2 eps 0.5 where pgdl2 leaves 25.0%: its minimal "
+                                 "perturbations are overestimated (too few steps); do not trust its norms"]
     # one sample in 64 is the margin: exactly at it is no finding, above it is
     assert not warned(0.25 + 1 / 64, 0.25) and warned(0.25 + 2 / 64, 0.25)
     assert not warned(0.2625, 0.25)  # within 1/64 (a flat 1% margin would flag it)
@@ -125,6 +127,21 @@ def test_a_gate_on_a_null_metric_says_why_it_is_null():
     at_chance["score"] = score_report(at_chance)
     row = evaluate(at_chance, ["score.value>=50"])["gates"][0]
     assert at_chance["score"]["not_scored"] and row["detail"] == f"score.value is null: {at_chance['score']['not_scored']}"
-    nothing = hand_report(n_attacked=0)
-    row = evaluate(nothing, ["success_rate[pgd@0.1]>=0.5"])["gates"][0]
-    assert row["detail"] == "success_rate[pgd@0.1] is null: the report has no value for it"
+    for nothing in (hand_report(n_attacked=0), {**at_chance, "attacks": hand_report(n_attacked=0)["attacks"]}):
+        row = evaluate(nothing, ["success_rate[pgd@0.1]>=0.5"])["gates"][0]  # not scored or not: its own reason
+        assert row["detail"] == "success_rate[pgd@0.1] is null: the report has no value for it"
+
+
+def test_a_verdict_stored_without_its_gated_flag_reads_it_from_the_gates():
+    def head(verdict):
+        report = hand_report()
+        report["score"] = {"grade": "B"}
+        report["verdict"] = verdict
+        return verdict_summary(report).split(";")[0]
+
+    assert head({"gates": [], "fail_under": None, "passed": True}) == (
+        "no gates set (the exit code does not depend on the result)")
+    assert head({"gates": [{"expression": "g", "passed": True}], "fail_under": None, "passed": True}) == (
+        "PASSED: 1 gate held")
+    assert head({"gates": [], "fail_under": 50.0, "passed": False, "score_passed": False}) == "FAILED: score >= 50"
+    assert head({"gates": [], "fail_under": 50.0, "passed": True, "gated": False}).startswith("no gates set")
