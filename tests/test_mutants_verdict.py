@@ -145,3 +145,29 @@ def test_a_verdict_stored_without_its_gated_flag_reads_it_from_the_gates():
         "PASSED: 1 gate held")
     assert head({"gates": [], "fail_under": 50.0, "passed": False, "score_passed": False}) == "FAILED: score >= 50"
     assert head({"gates": [], "fail_under": 50.0, "passed": True, "gated": False}).startswith("no gates set")
+
+
+def test_the_verdict_line_names_what_failed_in_order_and_what_was_not_scored():
+    def line(verdict, checks=(), score=None):
+        report = hand_report(checks=checks)
+        report["score"], report["verdict"] = score or {"grade": "B"}, verdict
+        return verdict_summary(report)
+
+    gates = [{"expression": "a>=1", "passed": True}, {"expression": "b>=1", "passed": False},
+             {"expression": "c>=1", "passed": False}]
+    assert line({"gates": gates, "fail_under": 50.0, "passed": False, "score_passed": False, "gated": True}) == (
+        "FAILED: score >= 50, b>=1, c>=1; grade B")
+    assert line({"gates": gates[:1], "fail_under": 50.0, "passed": False, "score_passed": True, "gated": True}) == (
+        "FAILED: the verdict failed; grade B")
+    assert line({"gates": gates[:1], "fail_under": 50.0, "passed": True, "score_passed": True, "gated": True}) == (
+        "PASSED: 2 gates held; grade B")
+    # the verdict's own list of failed checks wins over the checks beside it (a report re-rendered later)
+    assert line({"gates": [], "passed": True, "gated": False, "failed_checks": ["large_budget"]},
+                checks=[("input_gradients", "fail")]).endswith("1 validity check failed (large_budget)")
+    assert line({"gates": [], "passed": True, "gated": False, "failed_checks": []},
+                checks=[("input_gradients", "fail")]) == (
+        "no gates set (the exit code does not depend on the result); grade B")
+    assert line({"gates": [], "passed": True, "gated": False},
+                score={"grade": "F", "not_scored": "clean accuracy 10% is at chance"}) == (
+        "no gates set (the exit code does not depend on the result); not scored, grade F (clean accuracy near or "
+        "below chance)")
