@@ -219,3 +219,53 @@ def test_a_malformed_embeddings_file_stops_the_audit_with_exit_2_and_no_report(t
     assert lines == [f"error: malformed word vectors in {glove}: line 2 ('dog') has 1 number, but line 1 has 3 "
                      "numbers"], stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_binary_file_whose_first_vector_decodes_as_text_is_still_binary(tmp_path):
+    """Zero floats are NUL bytes, valid UTF-8 but not printable: the file is binary, not malformed text."""
+    out = KeyedVectors(vector_size=3)
+    out.add_vectors(["cat", "dog"], np.array([[0, 0, 0], [0.5, -1, 2]], dtype=np.float32))
+    path = tmp_path / "zero.bin"
+    out.save_word2vec_format(str(path), binary=True)
+    emb = load_embeddings(str(path))
+    assert emb.info["format"] == "w2v-bin" and emb.vectors.index_to_key == ["cat", "dog"]
+    assert np.array_equal(emb.vectors["dog"], [0.5, -1, 2]) and not emb.vectors["cat"].any()
+
+
+def test_text_vectors_of_one_dimension_and_words_that_start_with_x_load_as_text(tmp_path):
+    path = tmp_path / "vec.txt"
+    path.write_text("3 1\nXmas 0.5\nX-ray -1.5\ncat 2\n", encoding="utf-8")
+    emb = load_embeddings(str(path))
+    assert emb.info["format"] == "w2v-text" and emb.vectors.index_to_key == ["Xmas", "X-ray", "cat"]
+    assert emb.vectors.vectors[:, 0].tolist() == [0.5, -1.5, 2.0]
+
+
+def test_a_gensim_pickle_is_recognised_by_its_content_whatever_its_name(tmp_path, kv):
+    path = tmp_path / "vectors.model"
+    kv.save(str(path))
+    emb = load_embeddings(str(path))
+    assert emb.info["format"] == "kv"
+    _same(emb.vectors, kv)
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("vec.txt", b"2 3\ncat\ndog 0.1 0.2 0.3\n", "line 2 ('cat') has 0 numbers, but the header (line 1) says 3 numbers"),
+    ("glove.txt", b"cat 0.1 0.2\n\xff\xfe 0.1 0.2\n", "line 2 is not UTF-8 text"),
+    ("vec.txt", b"0 3\n", "no vector lines"),
+    ("vec.txt", b"1 3\ncat 0.1 0.2\n", "line 2 ('cat') has 2 numbers, but the header (line 1) says 3 numbers"),
+    ("glove.txt", b"cat 0.1 abcdefghijklmnopqrstuvwxyz\n", "line 1 ('cat'): 'abcdefghijklmnopqrst' is not a number"),
+])
+def test_malformed_vectors_are_reported_in_full(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AuditError) as info:
+        load_embeddings(str(path))
+    assert str(info.value) == f"malformed word vectors in {path}: {expected}"
+
+
+def test_an_empty_vector_file_says_so(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(AuditError) as info:
+        load_embeddings(str(path))
+    assert str(info.value) == f"cannot read word vectors from {path}: the file is empty"

@@ -123,12 +123,12 @@ def _sniff(path: Path) -> str:
     if not header:
         return "glove"
     line = rest.split(b"\n", 1)[0]
-    try:  # the binary format follows the header with a word, a space and raw float32 bytes
+    try:  # the binary format follows the header with a word, a space and raw float32 bytes: rarely printable
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return "w2v-bin"
-    fields = text.split()
-    return "w2v-text" if text.rstrip("\r").isprintable() and len(fields) > 1 and _is_number(fields[1]) else "w2v-bin"
+    # printable text is read as text, whose reader then checks every line (a row with a word and no numbers too)
+    return "w2v-text" if text.rstrip("\r").isprintable() else "w2v-bin"
 
 
 class _Malformed(ValueError):
