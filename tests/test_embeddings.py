@@ -222,14 +222,17 @@ def test_a_malformed_embeddings_file_stops_the_audit_with_exit_2_and_no_report(t
 
 
 def test_a_binary_file_whose_first_vector_decodes_as_text_is_still_binary(tmp_path):
-    """Zero floats are NUL bytes, valid UTF-8 but not printable: the file is binary, not malformed text."""
+    """Floats whose bytes are all below 0x20 (zeros, tiny subnormals) are valid UTF-8 but not printable: the file
+    is binary, not malformed text."""
+    vectors = np.stack([np.zeros(3, np.float32), np.frombuffer(b"\x01\x02\x03\x04" * 3, dtype=np.float32)])
     out = KeyedVectors(vector_size=3)
-    out.add_vectors(["cat", "dog"], np.array([[0, 0, 0], [0.5, -1, 2]], dtype=np.float32))
+    out.add_vectors(["cat", "dog"], vectors)
     path = tmp_path / "zero.bin"
     out.save_word2vec_format(str(path), binary=True)
+    assert path.read_bytes().split(b"\n", 1)[1].decode("utf-8")  # the sniffed line is text to a decoder
     emb = load_embeddings(str(path))
     assert emb.info["format"] == "w2v-bin" and emb.vectors.index_to_key == ["cat", "dog"]
-    assert np.array_equal(emb.vectors["dog"], [0.5, -1, 2]) and not emb.vectors["cat"].any()
+    assert np.array_equal(emb.vectors.vectors, vectors)
 
 
 def test_text_vectors_of_one_dimension_and_words_that_start_with_x_load_as_text(tmp_path):
