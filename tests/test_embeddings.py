@@ -243,6 +243,13 @@ def test_text_vectors_of_one_dimension_and_words_that_start_with_x_load_as_text(
     assert emb.vectors.vectors[:, 0].tolist() == [0.5, -1.5, 2.0]
 
 
+def test_tab_separated_text_vectors_with_a_header_are_text(tmp_path):
+    path = tmp_path / "vec.txt"
+    path.write_text("2 2\ncat\t0.5\t1.5\t\ndog\t-1\t2\n", encoding="utf-8")
+    emb = load_embeddings(str(path))
+    assert emb.info["format"] == "w2v-text" and emb.vectors.vectors.tolist() == [[0.5, 1.5], [-1.0, 2.0]]
+
+
 def test_a_gensim_pickle_is_recognised_by_its_content_whatever_its_name(tmp_path, kv):
     path = tmp_path / "vectors.model"
     kv.save(str(path))

@@ -128,7 +128,7 @@ def _sniff(path: Path) -> str:
     except UnicodeDecodeError:
         return "w2v-bin"
     # printable text is read as text, whose reader then checks every line (a row with a word and no numbers too)
-    return "w2v-text" if text.rstrip("\r").isprintable() else "w2v-bin"
+    return "w2v-text" if all(c.isprintable() or c.isspace() for c in text) else "w2v-bin"
 
 
 class _Malformed(ValueError):
