@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
-from reports.schema import AuditResult
+from reports.schema import AuditResult, stage_file
 
 
 def write_outputs(result: AuditResult, out: Path, *, export: bool = False, html: bool = True,
@@ -40,23 +39,15 @@ def write_outputs(result: AuditResult, out: Path, *, export: bool = False, html:
 def write_all(files: dict[Path, str | bytes]) -> dict[Path, Path]:
     """Write every file, or none: each goes to a temporary file in its own folder first, and the renames into
     place (the last step, report.json last when it is the last key) happen only when all are written."""
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[Path, Path]] = []
     try:
         for path, content in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            staged.append((tmp, path))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # the permissions of a plainly created file, not mkstemp's 0600
-            binary = isinstance(content, bytes)
-            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-                handle.write(content)
+            staged.append((stage_file(path, content), path))
         for tmp, path in staged:
             os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         raise
     return {path: path for _, path in staged}
 

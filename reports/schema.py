@@ -137,8 +137,9 @@ def ensemble_text(entry: dict) -> str | None:
     return f"{entry.get('name', '?')} at eps {eps} ({ensemble['label']}): " + " → ".join(parts)
 
 
-def write_atomic(path: str | Path, text: str | bytes) -> Path:
-    """Write ``text`` (or bytes) so that ``path`` holds either the old content or the whole new one, never a part."""
+def stage_file(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) to a new temporary file beside ``path`` (its folder made if missing) and return
+    the temporary file's path; ``os.replace`` moves it into place. Nothing is left behind on a failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -149,11 +150,21 @@ def write_atomic(path: str | Path, text: str | bytes) -> Path:
         binary = isinstance(text, bytes)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             handle.write(text)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return Path(tmp)
+
+
+def write_atomic(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes) so that ``path`` holds either the old content or the whole new one, never a part."""
+    tmp = stage_file(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Path(path)
 
 
 def validate_report(report: dict, where: str = "report") -> None:
