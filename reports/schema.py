@@ -57,7 +57,8 @@ class AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _same(a: float | None, b: float | None) -> bool:
+def same_eps(a: float | None, b: float | None) -> bool:
+    """Whether two budgets are the same one (a float read back from JSON may differ in its last bits)."""
     return a == b if a is None or b is None else math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
@@ -84,7 +85,7 @@ def reference_entry(attacks: list[dict]) -> dict | None:
         values = [e["robust_accuracy"] for e in same_norm if e["name"] == name]
         return sum(values) / len(values)
 
-    at_largest = [e for e in same_norm if _same(e["eps"], largest)]
+    at_largest = [e for e in same_norm if same_eps(e["eps"], largest)]
     return min(at_largest, key=lambda e: (e["robust_accuracy"], mean_curve(e["name"])))
 
 
@@ -103,7 +104,7 @@ def reference_record(entry: dict | None) -> dict | None:
 
 def is_reference(run: dict, entry: dict | None) -> bool:
     """Whether an analysis run ({"attack", "eps"}) is the reference run ``entry``."""
-    return entry is not None and run.get("attack") == entry["name"] and _same(run.get("eps"), entry["eps"])
+    return entry is not None and run.get("attack") == entry["name"] and same_eps(run.get("eps"), entry["eps"])
 
 
 REFERENCE_RULE = ("the strongest attack (lowest robust accuracy; ties: lowest mean over its budgets, then report "

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 
 from audit.errors import AuditError
-from reports.schema import reference_run
+from reports.schema import is_reference, reference_run, same_eps
 
 DEFAULT_WEIGHTS = {"robustness": 0.6, "severity": 0.15, "representation": 0.15, "saliency": 0.1}
 GRADES = ((85.0, "A"), (70.0, "B"), (55.0, "C"), (40.0, "D"))
@@ -98,10 +98,6 @@ def _clip(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
-def _same(a: float | None, b: float | None) -> bool:
-    return a == b if a is None or b is None else math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-
-
 def _bounded(report: dict) -> list[dict]:
     return [e for e in report["attacks"] if e.get("eps") is not None and e.get("robust_accuracy") is not None]
 
@@ -115,7 +111,7 @@ def _label(entry: dict) -> str:
 
 
 def _find(runs: list[dict], ref: dict) -> dict | None:
-    return next((r for r in runs if r.get("attack") == ref["name"] and _same(r.get("eps"), ref["eps"])), None)
+    return next((r for r in runs if is_reference(r, ref)), None)
 
 
 # --- the components: each returns (value or None, one-sentence detail) ------------------------------------------
@@ -124,7 +120,7 @@ def robustness(report: dict) -> tuple[float | None, str]:
     budgets: dict[tuple[str, float], dict] = {}  # (norm, eps) -> {"text", "values"}
 
     def put(norm: str, eps: float, text: str, value: float, create: bool) -> None:
-        key = next((k for k in budgets if k[0] == norm and _same(k[1], eps)), None)
+        key = next((k for k in budgets if k[0] == norm and same_eps(k[1], eps)), None)
         if key is None and create:
             key = (norm, eps)
             budgets[key] = {"text": text, "values": []}
