@@ -164,7 +164,7 @@ def verdict_summary(report: dict) -> str:
     summary too): what the JSON verdict, the terminal, the HTML summary card and the JUnit file all say."""
     verdict, score = report.get("verdict") or {}, report.get("score") or {}
     gates = verdict.get("gates") or []
-    gated = verdict.get("gated", bool(gates) or verdict.get("fail_under") is not None)
+    gated = is_gated(verdict)
     failed = verdict.get("failed_checks")
     if failed is None:
         failed = [c["name"] for c in report.get("checks") or [] if c.get("status") == "fail"]
@@ -185,6 +185,12 @@ def verdict_summary(report: dict) -> str:
     if failed:
         parts.append(f"{_count(len(failed), 'validity check')} failed ({', '.join(failed)})")
     return "; ".join(parts)
+
+
+def is_gated(verdict: dict) -> bool:
+    """Whether the audit set gates (or --fail-under); read from the gates themselves for reports that predate
+    the stored ``gated`` flag."""
+    return verdict.get("gated", bool(verdict.get("gates")) or verdict.get("fail_under") is not None)
 
 
 def _count(n: int, noun: str) -> str:

@@ -9,7 +9,7 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
-from reports.gates import verdict_summary
+from reports.gates import is_gated, verdict_summary
 from reports.schema import ensemble_text, reference_entry, targeting
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
@@ -89,7 +89,7 @@ def verdict_view(report: dict) -> dict | None:
         return None
     gates = [{"expression": g.get("expression", "?"), "value": g.get("value"), "passed": bool(g.get("passed"))}
              for g in verdict.get("gates") or []]
-    gated = verdict.get("gated", bool(gates) or verdict.get("fail_under") is not None)
+    gated = is_gated(verdict)
     failed_checks = any(c.get("status") == "fail" for c in report.get("checks") or [])
     grade = (report.get("score") or {}).get("grade")
     if gated:
