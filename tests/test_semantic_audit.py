@@ -176,23 +176,33 @@ def test_the_tapped_view_of_every_adversarial_batch_is_that_batchs_own_forward()
     assert passes["adversarial_forward"] == attacked and passes["clean_forward"] == 40
 
 
-def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images():
+def prepared_observer(rng, k: int, no_vector: list[int], labels: torch.Tensor, d: int):
+    """A semantic observer of one layer over classes c0..c{k-1} with random word vectors (none for the classes in
+    ``no_vector``), prepared on random pooled vectors of dimension ``d`` for ``labels``: (observer, word vectors,
+    pooled vectors)."""
     from types import SimpleNamespace
 
     from audit.semantics.observer import SemanticObserver
     from audit.semantics.space import WordSpace
 
-    rng = np.random.default_rng(0)
-    k, d = 7, 12
     vectors = rng.normal(size=(k, 5))
-    vectors[6] = np.nan  # class 6 has no word vector
+    vectors[no_vector] = np.nan
     space = WordSpace([f"c{i}" for i in range(k)], vectors, ~np.isnan(vectors).any(1), [("w",)] * k, [True] * k, {})
     obs = SemanticObserver(space, ["layer"], permutations=10)
-    # images of classes 0..4 only: class 5 has a word vector but no images
-    labels = torch.tensor(np.repeat(np.arange(5), 4))
-    pooled = torch.tensor(rng.normal(size=(20, d)))
-    obs.on_prepare(torch.zeros(20, 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
+    pooled = torch.tensor(rng.normal(size=(len(labels), d)))
+    obs.on_prepare(torch.zeros(len(labels), 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
     obs.prepared()
+    return obs, vectors, pooled
+
+
+def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    k, d = 7, 12
+    # class 6 has no word vector; images of classes 0..4 only: class 5 has a word vector but no images
+    labels = torch.tensor(np.repeat(np.arange(5), 4))
+    obs, vectors, pooled = prepared_observer(rng, k, [6], labels, d)
     adv_pooled = torch.tensor(rng.normal(size=(20, d)))
     pred = torch.tensor(rng.integers(0, k, size=20))
     clean_logits = torch.nn.functional.one_hot(labels, k).double()  # every clean image is correct

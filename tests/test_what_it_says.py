@@ -17,14 +17,13 @@ from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.saliency.observer import superization_statement
 from audit.semantics.metrics import flip_layer
-from audit.semantics.observer import SemanticObserver
-from audit.semantics.space import WordSpace
 from reports.html import render_html
 from reports.html.analysis_panels import semantics as semantics_panel
 from reports.html.panels import finding, focus_entry
 from reports.schema import AuditResult, validate_report
 from reports.score import reference_run, score_report
 from reports.terminal import render_summary
+from tests.test_semantic_audit import prepared_observer
 
 
 def config(**kw) -> AuditConfig:
@@ -141,16 +140,8 @@ def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
 # --- coverage: only the classes of this sample -----------------------------------------------------------------
 
 def test_the_coverage_note_names_only_classes_the_sample_has_images_of():
-    rng = np.random.default_rng(0)
-    k, d = 8, 6
-    vectors = rng.normal(size=(k, 5))
-    vectors[[2, 7]] = np.nan  # classes 2 and 7 have no word vector; only class 2 has images
-    space = WordSpace([f"c{i}" for i in range(k)], vectors, ~np.isnan(vectors).any(1), [("w",)] * k, [True] * k, {})
-    obs = SemanticObserver(space, ["layer"], permutations=10)
-    labels = torch.tensor(np.repeat(np.arange(6), 3))
-    pooled = torch.tensor(rng.normal(size=(18, d)))
-    obs.on_prepare(torch.zeros(18, 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
-    obs.prepared()
+    # classes 2 and 7 have no word vector; only class 2 has images
+    obs, _, _ = prepared_observer(np.random.default_rng(0), 8, [2, 7], torch.tensor(np.repeat(np.arange(6), 3)), 6)
     result = SimpleNamespace(analyses={}, artifacts={}, attacks=[])
     obs.finish(result)
     sem = result.analyses["semantics"]
