@@ -1,7 +1,7 @@
 """Minimal-perturbation attacks, on top of torchattacks' classes, with two of their defects mended.
 
 These attacks do not take a budget: each searches, per sample, the smallest L2 perturbation that changes the
-decision. What they measure is that per-sample norm (see ``audit.metrics.minimal_sizes`` and
+decision. What they measure is that per-sample norm (see ``audit.engine.tallies.minimal_sizes`` and
 ``minimal_summary``), not a robust accuracy.
 
 - :class:`DeepFoolL2` (Moosavi-Dezfooli et al. 2016). torchattacks 3.5.1 scales every step by

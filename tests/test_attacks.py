@@ -10,7 +10,7 @@ from attacks.cascade import count_passes, project, run_cascade, violations
 from attacks.registry import REGISTRY, get_spec
 from audit.epsilon import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
-from audit.targets import choose_targets
+from audit.engine.targets import choose_targets
 
 REQUIRED = {"fgsm", "pgd", "pgdl2", "mifgsm", "apgd", "apgdt", "square", "cw", "deepfool", "fab", "autoattack"}
 

@@ -10,8 +10,8 @@ from gensim.models import KeyedVectors
 
 from audit.errors import AuditError
 from audit.labels import BUILTIN
-from audit.semantics.embeddings import load_embeddings
-from audit.semantics.words import class_vectors, kv_lookup, read_class_words
+from audit.analyses.semantics.embeddings import load_embeddings
+from audit.analyses.semantics.words import class_vectors, kv_lookup, read_class_words
 
 WORDS = ["cat", "dog", "t-shirt", "top", "ankle", "boot", "three", "lawn_mower", "naïve"]
 
@@ -140,7 +140,7 @@ def test_synonyms_are_tried_after_the_name(kv):
 
 
 def test_builtin_imagenet_synonyms_are_wordnet_lemmas():
-    from audit.semantics.words import builtin_synonyms
+    from audit.analyses.semantics.words import builtin_synonyms
 
     syn = builtin_synonyms()
     assert syn["great white shark"][:2] == ("great white shark", "white shark")

@@ -18,7 +18,7 @@ from attacks.ensemble import FastEnsemble, describe
 from attacks.registry import DEFAULT_ATTACK, get_spec
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
-from audit.metrics import AttackTally
+from audit.engine.tallies import AttackTally
 from reports.schema import ensemble_text, validate_report
 from tests.test_numbers import NAMES, demo_images, demo_model, hand_batch, outcome
 

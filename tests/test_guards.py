@@ -11,7 +11,7 @@ import torch
 import torchattacks
 from torch import nn
 
-import audit.runner
+import audit.engine.runner
 from attacks.cascade import run_cascade
 from attacks.registry import L2_DEFAULT_EPS, LINF_DEFAULT_EPS, REGISTRY, AttackSpec, get_spec
 from audit import AuditConfig, run_audit
@@ -215,8 +215,8 @@ def fgsm_by_hand(net, x, y, eps):
 
 def test_the_audit_runs_the_model_in_eval_mode_and_gives_its_flags_back(inputs, monkeypatch):
     loaded = []
-    real = audit.runner.load_model
-    monkeypatch.setattr(audit.runner, "load_model", lambda *a, **kw: loaded.append(real(*a, **kw)) or loaded[-1])
+    real = audit.engine.runner.load_model
+    monkeypatch.setattr(audit.engine.runner, "load_model", lambda *a, **kw: loaded.append(real(*a, **kw)) or loaded[-1])
     result = run_audit(config(inputs))
 
     net, x, y = inputs["net"].eval(), inputs["x"], inputs["y"]

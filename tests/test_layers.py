@@ -14,9 +14,9 @@ from audit.cli import main
 from audit.demo import ARCH, ASSETS
 from audit.demo_model import FashionCNN
 from audit.errors import AuditError
-from audit.layers import auto_layers, candidate_layers, example_batch, resolve_layers
+from audit.analyses.layers import auto_layers, candidate_layers, example_batch, resolve_layers
 from audit.probe import AuditedModel
-from audit.tap import pool, run_tap, tap
+from audit.analyses.tap import pool, run_tap, tap
 from audit.tv import models
 
 FASHION_AUTO = ["features.1", "features.2", "features.4", "features.6", "classifier.2"]

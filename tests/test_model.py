@@ -282,7 +282,7 @@ def test_torchscript(tmp_path, net, images, how, arch_file):
 
 @pytest.mark.parametrize("how", ["script", "trace"])
 def test_torchscript_advice_works_as_written(tmp_path, monkeypatch, net, images, how, arch_file):
-    from audit.layers import candidate_layers
+    from audit.analyses.layers import candidate_layers
 
     scripted = torch.jit.script(net) if how == "script" else torch.jit.trace(net, images)
     path = tmp_path / "scripted.pt"

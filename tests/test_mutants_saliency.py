@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from audit.errors import AuditError
-from audit.saliency.entropy import choose_levels, neighbour_pairs, spatial_entropy
-from audit.saliency.stats import (
+from audit.analyses.saliency.entropy import choose_levels, neighbour_pairs, spatial_entropy
+from audit.analyses.saliency.stats import (
     auroc, detector_auroc, fit_logistic, spearman, stratified_split, superization_index,
 )
 

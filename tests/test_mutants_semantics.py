@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from audit.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two
-from audit.semantics.leave_two_out import SMALL, TIE, WordSide, count_successes
+from audit.analyses.semantics import one_vs_two, permutation_pvalues, profile, rsa, severity, similarity, two_vs_two
+from audit.analyses.semantics.leave_two_out import SMALL, TIE, WordSide, count_successes
 from tests.test_semantics import clear_of_ties
 
 W = np.corrcoef(np.random.default_rng(3).normal(size=(6, 5)))  # a 6-class word similarity matrix

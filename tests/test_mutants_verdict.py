@@ -7,7 +7,7 @@ import pytest
 
 from attacks.checks import attack_warnings, comparable_pairs
 from attacks.validity import gradient_free_not_applicable
-from audit.semantics.metrics import read_flip
+from audit.analyses.semantics.metrics import read_flip
 from reports.gates import evaluate, verdict_summary
 from reports.score import score_report
 from tests.test_false_alarms import hand_report

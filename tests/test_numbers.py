@@ -12,7 +12,7 @@ from attacks.minimal import MARGIN_TOLERANCE, CarliniWagnerL2, DeepFoolL2
 from attacks.registry import get_spec
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
-from audit.metrics import AttackTally, minimal_sizes, minimal_summary
+from audit.engine.tallies import AttackTally, minimal_sizes, minimal_summary
 
 NAMES = ["a", "b", "c"]
 

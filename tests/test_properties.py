@@ -15,7 +15,7 @@ from attacks.cascade import project, violations
 from audit.datasets_io import even_quotas, stratified_indices
 from audit.epsilon import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
-from audit.metrics import ClassCounts
+from audit.engine.tallies import ClassCounts
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -1,4 +1,4 @@
-"""Names the code and the docs point readers at (``audit.metrics.minimal_sizes``) exist."""
+"""Names the code and the docs point readers at (``audit.engine.tallies.minimal_sizes``) exist."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
-from audit.saliency import spatial_entropy
+from audit.analyses.saliency import spatial_entropy
 
 
 def config(**kw) -> AuditConfig:

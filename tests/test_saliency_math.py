@@ -10,8 +10,8 @@ import scipy.stats
 import torch
 
 from audit.errors import AuditError
-from audit.saliency import entropy as entropy_module
-from audit.saliency import (
+from audit.analyses.saliency import entropy as entropy_module
+from audit.analyses.saliency import (
     NoSpatialMap,
     activation_energy,
     auroc,
@@ -27,7 +27,7 @@ from audit.saliency import (
     superization_index,
     upsample,
 )
-from audit.saliency.stats import average_ranks, fit_logistic, spearman
+from audit.analyses.saliency.stats import average_ranks, fit_logistic, spearman
 
 METHODS = ("glcm", "histogram", "2d")
 

@@ -12,7 +12,7 @@ import torch
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
-from audit.targets import choose_targets
+from audit.engine.targets import choose_targets
 
 
 def config(**kw) -> AuditConfig:
@@ -182,8 +182,8 @@ def prepared_observer(rng, k: int, no_vector: list[int], labels: torch.Tensor, d
     pooled vectors)."""
     from types import SimpleNamespace
 
-    from audit.semantics.observer import SemanticObserver
-    from audit.semantics.space import WordSpace
+    from audit.analyses.semantics.analysis import SemanticObserver
+    from audit.analyses.semantics.space import WordSpace
 
     vectors = rng.normal(size=(k, 5))
     vectors[no_vector] = np.nan

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audit.semantics import (
+from audit.analyses.semantics import (
     fdr_bh,
     flip_layer,
     one_vs_two,
@@ -15,7 +15,7 @@ from audit.semantics import (
     similarity,
     two_vs_two,
 )
-from audit.semantics.leave_two_out import TIE, WordSide, pair_margins
+from audit.analyses.semantics.leave_two_out import TIE, WordSide, pair_margins
 
 
 def _r(a, b):
@@ -229,13 +229,13 @@ def test_package_import_is_light():
     import subprocess
     import sys
 
-    code = "import sys, audit.semantics; bad = {'gensim', 'torch'} & set(sys.modules); assert not bad, bad"
+    code = "import sys, audit.analyses.semantics; bad = {'gensim', 'torch'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
 
 
 @pytest.mark.parametrize("n", [4, 7, 12])
 def test_batched_relabellings_count_what_one_relabelling_at_a_time_counts(n, numerics):
-    from audit.semantics.leave_two_out import (
+    from audit.analyses.semantics.leave_two_out import (
         NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
     )
 

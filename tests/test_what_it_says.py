@@ -15,8 +15,8 @@ from rich.console import Console
 
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
-from audit.saliency.observer import superization_statement
-from audit.semantics.metrics import flip_layer
+from audit.analyses.saliency.analysis import superization_statement
+from audit.analyses.semantics.metrics import flip_layer
 from reports.html import render_html
 from reports.html.analysis_panels import semantics as semantics_panel
 from reports.html.panels import finding, focus_entry
@@ -105,7 +105,7 @@ def test_a_targeted_audit_cites_the_budget_its_table_shows_and_says_it_is_target
 # --- the flip layer --------------------------------------------------------------------------------------------
 
 def test_a_flip_layer_is_named_only_where_the_clean_versions_are_clearly_source_like():
-    from audit.semantics.metrics import FlipReading, read_flip
+    from audit.analyses.semantics.metrics import FlipReading, read_flip
 
     # the demo's adversarially trained twin under apgd@0.3: 117 adversarials scored, clean versions 0.39-0.70
     adv, clean = [0.24, 0.39, 0.48, 0.42, 0.70], [0.39, 0.39, 0.48, 0.52, 0.70]
@@ -124,8 +124,8 @@ def test_a_flip_layer_is_named_only_where_the_clean_versions_are_clearly_source_
 def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
     """The stored EfficientNet-Lite0 report (17 adversarials at 2/255; clean versions 0.44 at the first block) said
     "look more like the predicted class ... from the first chosen layer on", citing 1/255."""
-    from audit.semantics.metrics import read_flip
-    from audit.semantics.observer import interpret
+    from audit.analyses.semantics.metrics import read_flip
+    from audit.analyses.semantics.analysis import interpret
 
     report = load("imagenet.json.gz")
     sem = copy.deepcopy(report["analyses"]["semantics"])
@@ -157,7 +157,7 @@ def test_an_audit_of_classes_that_all_have_vectors_prints_no_coverage_note(l2_fi
 # --- saliency: claims state what they rest on ------------------------------------------------------------------
 
 def test_superization_is_not_claimed_from_fewer_layers_than_the_minimum():
-    from audit.saliency.observer import MIN_SUPERIZATION_LAYERS
+    from audit.analyses.saliency.analysis import MIN_SUPERIZATION_LAYERS
 
     two = superization_statement(-1.0, 2, 4)
     assert "superization" not in two and "2 measured layers, 4 skipped" in two

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from audit.semantics.leave_two_out import (
+from audit.analyses.semantics.leave_two_out import (
     SMALL, NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
 )
 

@@ -40,7 +40,7 @@ import torch
 
 from audit.errors import AuditError
 from audit.probe import _input_error, eval_mode, expected_channels
-from audit.tap import hooked, network_of
+from audit.analyses.tap import hooked, network_of
 
 MAX_LAYERS = 12
 _NO_OP = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity", "Flatten", "Unflatten")

@@ -21,20 +21,20 @@ from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
 from attacks.validity import gradient_free_not_applicable, model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, AttackSpec
 from audit import __version__
-from audit.analyses import build_analyses
-from audit.plan import AttackRun, plan_attacks
+from audit.analyses.suite import build_analyses
+from audit.engine.plan import AttackRun, plan_attacks
 from audit.config import AuditConfig
 from audit.data import open_data
 from audit.datasets_io import Framing
-from audit.distributed import world as distributed_world
-from audit.execution import Execution, audit_fingerprint
-from audit.state import StateDir
+from audit.engine.distributed import world as distributed_world
+from audit.engine.execution import Execution, audit_fingerprint
+from audit.engine.state import StateDir
 from audit.errors import AuditError
 from audit.labels import align_labels, imagenet_names_for
-from audit.metrics import AttackTally, ClassCounts
+from audit.engine.tallies import AttackTally, ClassCounts
 from audit.model import load_model
 from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
-from audit.targets import choose_targets
+from audit.engine.targets import choose_targets
 from reports.gates import evaluate
 from reports.schema import AuditResult, reference_entry, reference_record
 from reports.score import score_report

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 
-from audit.distributed import World
+from audit.engine.distributed import World
 from audit.errors import AuditError
-from audit.state import StateDir, fingerprint
+from audit.engine.state import StateDir, fingerprint
 
 # settings that do not change any number of the report
 NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "export_representations"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audit.semantics.metrics import similarity
+from audit.analyses.semantics.metrics import similarity
 
 MIN_CLASSES = 4  # the 2 vs 2 test needs two classes beside each pair
 
@@ -45,8 +45,8 @@ class WordSpace:
 
 def build_word_space(names: list[str], embeddings: str | None = None, class_words: str | None = None) -> WordSpace:
     """Load the word vectors (``--embeddings``) and give each class its vector (``--class-words`` first)."""
-    from audit.semantics.embeddings import load_embeddings
-    from audit.semantics.words import class_vectors, kv_lookup, read_class_words
+    from audit.analyses.semantics.embeddings import load_embeddings
+    from audit.analyses.semantics.words import class_vectors, kv_lookup, read_class_words
 
     loaded = load_embeddings(embeddings)
     given = read_class_words(class_words, names) if class_words else None

@@ -1,11 +1,11 @@
 """Saliency entropy per layer: superization (Mușat & Andonie 2020) and how attacks disturb it.
 
 The entropy and statistics are numpy only and load with the package; the torch-based map functions of
-``audit.saliency.maps`` load on first use.
+``audit.analyses.saliency.maps`` load on first use.
 """
 
-from audit.saliency.entropy import choose_levels, quantise, spatial_entropy
-from audit.saliency.stats import (
+from audit.analyses.saliency.entropy import choose_levels, quantise, spatial_entropy
+from audit.analyses.saliency.stats import (
     DetectorResult,
     Superization,
     auroc,
@@ -33,7 +33,7 @@ __all__ = [
 
 def __getattr__(name):
     if name in _MAP_NAMES:
-        from audit.saliency import maps
+        from audit.analyses.saliency import maps
 
         return getattr(maps, name)
-    raise AttributeError(f"module 'audit.saliency' has no attribute {name!r}")
+    raise AttributeError(f"module 'audit.analyses.saliency' has no attribute {name!r}")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audit.saliency.figures import example_figures
-from audit.saliency.entropy import DEFAULT_OFFSETS, choose_levels, spatial_entropy
-from audit.saliency.stats import auroc, detector_auroc, superization_index
+from audit.analyses.saliency.figures import example_figures
+from audit.analyses.saliency.entropy import DEFAULT_OFFSETS, choose_levels, spatial_entropy
+from audit.analyses.saliency.stats import auroc, detector_auroc, superization_index
 
 EXAMPLES = 2  # pictures per attack, the first successful adversarials in data order
 MIN_SIDE = 7  # smaller maps have too few neighbour pairs (a 7x7 map has 84) for a spatial entropy

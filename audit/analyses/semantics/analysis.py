@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audit.semantics.metrics import (
+from audit.analyses.semantics.metrics import (
     FLIP_CLEAN_MIN, FLIP_MIN_SCORED, fdr_bh, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
     source_like, two_vs_two,
 )
-from audit.semantics.space import MIN_CLASSES, WordSpace
+from audit.analyses.semantics.space import MIN_CLASSES, WordSpace
 from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken

@@ -1,7 +1,7 @@
 """The per-layer analyses of an audit: which layers, which observers, and the tapped passes they share.
 
 The runner makes ONE tapped forward per clean batch and ONE per adversarial batch and budget (plus one backward
-each when an analysis needs gradients); every observer reads the same :class:`~audit.tap.TapResult`. Analyses
+each when an analysis needs gradients); every observer reads the same :class:`~audit.analyses.tap.TapResult`. Analyses
 that need the clean class representations before the attack (the semantic 1 vs 2 test) get a clean pre-pass:
 one tapped forward per image, no attack, whose sums are fixed before the attacking pass starts.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 
 from audit.errors import AuditError
-from audit.saliency.maps import has_spatial_map, needs_gradient, saliency_maps
-from audit.tap import TapResult, run_tap
+from audit.analyses.saliency.maps import has_spatial_map, needs_gradient, saliency_maps
+from audit.analyses.tap import TapResult, run_tap
 
 SEMANTIC_TARGETS = ("semantic-near", "semantic-far")
 
@@ -123,7 +123,7 @@ def replace_rows(base: TapResult, rows: torch.Tensor, part: TapResult) -> TapRes
 def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names: list[str],
                    observers: list, runs: list | None = None) -> Analyses:
     """Choose the layers (``--layers``), load the word vectors and build the default observers."""
-    from audit.layers import resolve_layers
+    from audit.analyses.layers import resolve_layers
 
     spec = config.layers.strip()
     layers, notes, skipped = [], [], None
@@ -140,18 +140,18 @@ def build_analyses(config, model: torch.nn.Module, example: torch.Tensor, names:
             notes.append(f"per-layer analyses skipped: {skipped}")
     space = None
     if layers or config.targeted in SEMANTIC_TARGETS:
-        from audit.semantics.space import build_word_space
+        from audit.analyses.semantics.space import build_word_space
 
         space = build_word_space(names, config.embeddings, config.class_words)
     built = list(observers)
     saliency = None
     if layers:
-        from audit.semantics.observer import SemanticObserver
+        from audit.analyses.semantics.analysis import SemanticObserver
 
         built.append(SemanticObserver(space, layers, permutations=config.permutations, seed=config.seed,
                                       runs=runs))
         if config.saliency != "none":
-            from audit.saliency.observer import SaliencyObserver
+            from audit.analyses.saliency.analysis import SaliencyObserver
 
             saliency = config.saliency
             built.append(SaliencyObserver(layers, len(names), method=saliency, entropy=config.entropy,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from audit.saliency.maps import upsample
+from audit.analyses.saliency.maps import upsample
 
 PANEL = 112  # pixels per panel side
 LABEL = 14  # pixels of text above each panel
