@@ -270,13 +270,14 @@ def layers_cmd(
 
     from audit.analyses.layers import candidate_layers, example_batch, resolve_layers
     from audit.model import AuditedModel, load_model
-    from audit.options import parse_arch_kwargs, parse_input_size
+    from audit.options import parse_arch_kwargs, parse_input_size, parse_layers
 
+    choice = parse_layers(layers)
     loaded = load_model(model, arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs), trust_model=trust_model)
     audited = AuditedModel(loaded.module, None, None)
     x = example_batch(audited, channels, parse_input_size(input_size))
     candidates = candidate_layers(audited, x)
-    chosen = {info.name for info in resolve_layers(audited, layers, x, candidates)}
+    chosen = {info.name for info in resolve_layers(audited, choice, x, candidates)}
     table = Table(header_style="bold")
     for col in ("layer", "type", "output shape", "runs", f"--layers {escape(layers)}"):
         table.add_column(col)

@@ -4,8 +4,8 @@ the one place that parses and validates them.
 Each field declares its default, the TOML types a config file may give it (``kinds``) and one line of
 documentation, so a new option is added here and as a flag in :mod:`audit.cli`. ``check()`` validates what needs
 nothing loaded; ``resolved()`` returns every value parsed and typed; ``effective()`` the settings a report
-records. Config files are read in :mod:`audit.config_file`; the value parsers live in :mod:`audit.options` and
-:mod:`audit.epsilon`.
+records. Config files are read in :mod:`audit.config_file`; the value parsers live in :mod:`audit.options`.
+The runner asks for ``resolved()`` once and passes that one value down.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from audit.epsilon import parse_eps_list
 from attacks.registry import DEFAULT_ATTACK
 from audit.errors import AuditError
 from audit.options import (
+    LayerChoice,
     check_device,
     fit_stats,
     parse_arch_kwargs,
     parse_framing,
+    parse_eps_list,
     parse_input_size,
+    parse_layers,
     parse_samples,
     parse_weights,
     read_stats,
@@ -139,7 +141,6 @@ class AuditConfig:
     junit: str | None = option(None, kinds=("string",), path="path", example="junit.xml",
                                doc="also write JUnit XML here")
     resume: bool = option(False, kinds=("boolean",), doc="continue an interrupted audit from OUT/.state/")
-    _cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> AuditConfig:
@@ -195,25 +196,22 @@ class AuditConfig:
         resize, crop = parse_framing(self.resize, self.crop)
         return Resolved(
             eps=budgets, norms=frozenset(spec.norm for spec in specs), input_size=parse_input_size(self.input_size),
-            resize=resize, crop=crop,
+            resize=resize, crop=crop, layers=parse_layers(self.layers),
             samples=parse_samples(self.samples), classes=None, arch_kwargs=parse_arch_kwargs(self.arch_kwargs),
             mean=read_stats(self.mean, "--mean"), std=read_stats(self.std, "--std"), device=None,
             score_weights=check_weights(parse_weights(self.score_weights)),
         )
 
     def resolved(self) -> Resolved:
-        """Every option checked, parsed and typed, with the class names read and the device found (computed
-        once per set of values)."""
-        key = repr(self.effective())
-        if self._cache is None or self._cache[0] != key:
-            from dataclasses import replace
+        """Every option checked, parsed and typed, with the class names read and the device found. The runner
+        calls this once per audit and passes the value down."""
+        from dataclasses import replace
 
-            from audit.labels import resolve_classes
+        from audit.labels import resolve_classes
 
-            parsed = self._validate()
-            classes = resolve_classes(self.classes) if isinstance(self.classes, str) else self.classes
-            self._cache = (key, replace(parsed, classes=classes, device=resolve_device(self.device)))
-        return self._cache[1]
+        parsed = self._validate()
+        classes = resolve_classes(self.classes) if isinstance(self.classes, str) else self.classes
+        return replace(parsed, classes=classes, device=resolve_device(self.device))
 
 
 @dataclass(frozen=True)
@@ -225,6 +223,7 @@ class Resolved:
     input_size: tuple[int, int] | None  # (H, W); None: the crop's, the data's, or the model's declared size
     resize: int | None  # the short side of every image before the crop; None: no resize
     crop: tuple[int, int] | None  # (H, W) of the centre crop; None: no crop
+    layers: LayerChoice  # --layers
     samples: int | None  # None: every image
     classes: list[str] | None
     arch_kwargs: dict
@@ -247,7 +246,7 @@ class Resolved:
 
 
 def option_fields() -> list:
-    """The dataclass fields that are options (every field but the cache), in declaration order."""
+    """The dataclass fields that are options, in declaration order."""
     return [f for f in fields(AuditConfig) if "kinds" in f.metadata]
 
 

@@ -1,8 +1,9 @@
 """The value parsers of the audit's options: text (from a flag) or a typed value (from a config file or the
 Python API) in, a checked value out, or one ``AuditError`` line naming the option.
 
-:class:`audit.config.AuditConfig` calls them all (``check()`` and ``resolved()``); budgets are parsed in
-:mod:`audit.epsilon`.
+:class:`audit.config.AuditConfig` calls them all (``check()`` and ``resolved()``): budgets (``8/255``,
+``0.3``, lists of them), sizes, framing, sample counts, score weights, ``--arch-kwargs``, normalisation
+statistics, the device, and ``--layers`` (a :class:`LayerChoice`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,45 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 
 from audit.errors import AuditError
+
+
+def parse_eps_value(text: str) -> float:
+    """One budget: a decimal (``0.3``) or a fraction (``8/255``); must be positive and finite."""
+    raw = text.strip()
+    try:
+        if "/" in raw:
+            num, den = raw.split("/")  # one slash only: "8/255/2" is not a budget
+            value = float(Fraction(num.strip()) / Fraction(den.strip()))
+        else:
+            value = float(raw)
+    except (ValueError, ZeroDivisionError):
+        raise AuditError(f"--eps value '{text}' is not a number or a fraction like 8/255") from None
+    if not value > 0 or value == float("inf"):
+        raise AuditError(f"--eps value '{text}' must be positive and finite")
+    return value
+
+
+def parse_eps_list(texts: str | list[str] | tuple[str, ...] | None) -> list[tuple[float, str]]:
+    """A list of budgets from one or more comma lists, sorted ascending, duplicates removed.
+
+    Returns ``(value, text)`` pairs so reports can show the budget as the user wrote it.
+    """
+    if texts is None:
+        return []
+    if isinstance(texts, str):
+        texts = [texts]
+    seen: dict[float, str] = {}
+    for chunk in texts:
+        for part in str(chunk).split(","):
+            if not part.strip():
+                raise AuditError(f"--eps has an empty entry in '{chunk}'")
+            value = parse_eps_value(part)
+            seen.setdefault(value, part.strip())
+    return sorted(seen.items())
 
 
 def parse_input_size(value: str | int | None, flag: str = "--input-size") -> tuple[int, int] | None:
@@ -170,3 +208,33 @@ def resolve_device(spec: str):
             f"--device {spec}: there are only {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...)"
         )
     return torch.device("cuda", index)
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """``--layers`` parsed: ``auto`` (the depth series of audit.analyses.layers), ``none`` (no per-layer
+    analyses) or module names, in the order given, duplicates removed (the layers run in forward order)."""
+
+    mode: str  # "auto", "none" or "names"
+    names: tuple[str, ...] = ()
+
+    @property
+    def auto(self) -> bool:
+        return self.mode == "auto"
+
+    @property
+    def off(self) -> bool:
+        return self.mode == "none"
+
+
+def parse_layers(value: str | LayerChoice) -> LayerChoice:
+    """``"auto"``, ``"none"`` (any case, spaces around) or ``"name1,name2"``."""
+    if isinstance(value, LayerChoice):
+        return value
+    text = (value or "").strip()
+    if text.lower() in ("auto", "none"):
+        return LayerChoice(text.lower())
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise AuditError(f"--layers {text!r} names no layer; give auto, none, or module names separated by commas")
+    return LayerChoice("names", names)

@@ -8,7 +8,7 @@ from torch import nn
 
 from attacks.cascade import count_passes, project, run_cascade, violations
 from attacks.registry import REGISTRY, get_spec
-from audit.epsilon import parse_eps_list, parse_eps_value
+from audit.options import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
 from audit.engine.targets import choose_targets
 

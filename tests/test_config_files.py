@@ -18,6 +18,7 @@ from audit.config import AuditConfig, meta_key, option_fields
 from audit.config_file import example_toml, file_keys, read_config_file
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
+from audit.options import LayerChoice
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONUNBUFFERED": "1",
@@ -262,9 +263,12 @@ def test_resolved_gives_every_option_parsed():
     assert opts.classes == ["cat", "dog"] and str(opts.device) == "cpu"
     assert opts.normalization(3) == ((0.5, 0.5, 0.5), (0.2, 0.3, 0.4))
     assert opts.score_weights["robustness"] == 2.0 and opts.score_weights["severity"] == 0.0
-    assert config.resolved() is opts  # parsed once per set of values
+    assert opts.layers == LayerChoice("auto")
+    assert config.resolved() == opts  # a value: the runner resolves once and passes it down
     config.samples = "all"
     assert config.resolved().samples is None
+    config.layers = " features.2 , features.1,features.2"
+    assert config.resolved().layers == LayerChoice("names", ("features.2", "features.1"))
 
 
 @pytest.mark.parametrize("knob,value,flag", [

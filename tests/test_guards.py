@@ -18,6 +18,7 @@ from audit import AuditConfig, run_audit
 from audit.errors import AuditError
 from audit.probe import PROBABILITIES_WARNING
 from audit_inputs import write_inputs
+from audit.analyses.base import Analysis
 
 
 @pytest.fixture
@@ -264,21 +265,15 @@ def test_a_label_beyond_the_models_classes_is_one_clear_error(inputs, tmp_path):
 
 
 def adversarial_batches(inputs, seed):
-    class Keep:
+    class Keep(Analysis):
         def __init__(self):
             self.x_adv = []
 
-        def on_clean(self, x, y, logits, tap=None):
-            pass
-
-        def on_adversarial(self, run, x_adv, y, logits, tap=None):
-            self.x_adv.append(x_adv)
-
-        def finish(self, result):
-            pass
+        def on_adversarial(self, run, batch):
+            self.x_adv.append(batch.x)
 
     keep = Keep()
-    result = run_audit(config(inputs, attacks=["pgd"], eps="0.01,0.03", steps=3, seed=seed), observers=[keep])
+    result = run_audit(config(inputs, attacks=["pgd"], eps="0.01,0.03", steps=3, seed=seed), analyses=[keep])
     return result, torch.cat(keep.x_adv)
 
 

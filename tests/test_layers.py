@@ -15,6 +15,7 @@ from audit.demo import ARCH, ASSETS
 from audit.demo_model import FashionCNN
 from audit.errors import AuditError
 from audit.analyses.layers import auto_layers, candidate_layers, example_batch, resolve_layers
+from audit.options import parse_layers
 from audit.probe import AuditedModel
 from audit.analyses.tap import pool, run_tap, tap
 from audit.tv import models
@@ -110,16 +111,16 @@ def test_auto_picks_for_efficientnet_lite0():
 
 def test_resolve_layers_specs(fashion):
     x = example_batch(fashion)
-    assert resolve_layers(fashion, "none", x) == []
-    assert names(resolve_layers(fashion, "auto", x)) == FASHION_AUTO
-    assert names(resolve_layers(fashion, " classifier.2 , features.1,features.1", x)) == ["features.1", "classifier.2"]
+    assert resolve_layers(fashion, parse_layers("none"), x) == []
+    assert names(resolve_layers(fashion, parse_layers("auto"), x)) == FASHION_AUTO
+    assert names(resolve_layers(fashion, parse_layers(" classifier.2 , features.1,features.1"), x)) == ["features.1", "classifier.2"]
     with pytest.raises(AuditError, match="names no layer"):
-        resolve_layers(fashion, " , ", x)
+        resolve_layers(fashion, parse_layers(" , "), x)
 
 
 def test_unknown_layer_is_one_line_with_close_matches(fashion):
     with pytest.raises(AuditError) as err:
-        resolve_layers(fashion, "features.1,clasifier.2", example_batch(fashion))
+        resolve_layers(fashion, parse_layers("features.1,clasifier.2"), example_batch(fashion))
     text = str(err.value)
     assert "\n" not in text and "'clasifier.2'" in text and "did you mean classifier.2" in text
 
@@ -128,7 +129,7 @@ def test_shared_module_is_refused_by_name_and_by_the_tap():
     nested = NestedBlocks().eval()
     x = torch.rand(2, 3, 16, 16)
     with pytest.raises(AuditError, match="runs 5 times per forward"):
-        resolve_layers(nested, "act", x)
+        resolve_layers(nested, parse_layers("act"), x)
     with pytest.raises(AuditError, match="more than once"):
         run_tap(nested, x, ["act"])
     assert all_hooks(nested) == 0

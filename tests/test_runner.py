@@ -10,6 +10,7 @@ from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
 from audit.labels import FASHION_MNIST, align_labels
+from audit.analyses.base import Analysis
 
 WEIGHTS = str(ASSETS / "fashion_cnn.safetensors")
 
@@ -20,16 +21,18 @@ def config(**kw) -> AuditConfig:
     return AuditConfig(**{**base, **kw})
 
 
-class Recorder:
+class Recorder(Analysis):
+    key = "recorder"
+
     def __init__(self):
         self.clean, self.adversarial, self.finished = 0, {}, None
 
-    def on_clean(self, x, y, logits, tap=None):
-        self.clean += len(y)
+    def on_clean(self, batch):
+        self.clean += len(batch.y)
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None):
-        assert x_adv.shape[0] == len(y) == logits.shape[0]
-        self.adversarial[run.key] = self.adversarial.get(run.key, 0) + len(y)
+    def on_adversarial(self, run, batch):
+        assert batch.x.shape[0] == len(batch.y) == batch.logits.shape[0]
+        self.adversarial[run.key] = self.adversarial.get(run.key, 0) + len(batch.y)
 
     def finish(self, result):
         self.finished = result
@@ -38,7 +41,7 @@ class Recorder:
 
 def test_observers_see_every_clean_and_adversarial_batch_in_one_pass():
     recorder = Recorder()
-    result = run_audit(config(), observers=[recorder])
+    result = run_audit(config(), analyses=[recorder])
     assert recorder.clean == 40
     assert recorder.adversarial == {"fgsm@0.05": 40, "fgsm@0.1": 40}
     assert recorder.finished is result and result.analyses["recorder"] == {"clean": 40}

@@ -12,6 +12,7 @@ import torch
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.analyses.saliency import spatial_entropy
+from audit.analyses.base import Analysis
 
 
 def config(**kw) -> AuditConfig:
@@ -97,28 +98,23 @@ def test_saliency_none_leaves_the_semantic_analysis_on():
     assert r.analyses["tap"]["passes"]["backward"] == 0
 
 
-class LiveTensors:
+class LiveTensors(Analysis):
     """Counts live tensors at the clean batches number 5 and 50."""
 
     def __init__(self):
         self.batches, self.counts = 0, {}
 
-    def on_clean(self, x, y, logits, tap=None):
+    def on_clean(self, batch):
         self.batches += 1
         if self.batches in (5, 50):
             gc.collect()
             self.counts[self.batches] = sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None):
-        pass
-
-    def finish(self, result):
-        pass
 
 
 def test_memory_after_fifty_batches_equals_memory_after_five():
     probe = LiveTensors()
-    run_audit(config(samples=100, batch_size=2, permutations=10), observers=[probe])
+    run_audit(config(samples=100, batch_size=2, permutations=10), analyses=[probe])
     assert probe.batches == 50
     assert probe.counts[50] == probe.counts[5]
 

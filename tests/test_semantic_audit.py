@@ -13,6 +13,7 @@ from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
 from audit.engine.targets import choose_targets
+from audit.analyses.base import Analysis, Batch
 
 
 def config(**kw) -> AuditConfig:
@@ -138,7 +139,7 @@ def test_report_with_the_section_follows_the_schema(demo_result):
     jsonschema.validate(json.loads(demo_result.to_json()), json.loads(SCHEMA_PATH.read_text()))
 
 
-class PooledCheck:
+class PooledCheck(Analysis):
     """Compares the tapped view of every batch with a direct forward of the images it was given."""
 
     def __init__(self):
@@ -155,20 +156,17 @@ class PooledCheck:
         assert torch.allclose(tap.logits, direct, atol=1e-4) and torch.allclose(logits, direct, atol=1e-4)
         self.checked += len(x)
 
-    def on_clean(self, x, y, logits, tap=None):
-        self._check(x, logits, tap)
+    def on_clean(self, batch):
+        self._check(batch.x, batch.logits, batch.tap)
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None):
-        self._check(x_adv, logits, tap)
-
-    def finish(self, result):
-        pass
+    def on_adversarial(self, run, batch):
+        self._check(batch.x, batch.logits, batch.tap)
 
 
 def test_the_tapped_view_of_every_adversarial_batch_is_that_batchs_own_forward():
     check = PooledCheck()
     result = run_audit(config(attacks=["pgd", "fgsm"], eps="0.03,0.1", steps=5, samples=40, batch_size=16),
-                       observers=[check])
+                       analyses=[check])
     assert check.checked == 40 * 5  # clean + two budgets of two attacks
     passes = result.analyses["tap"]["passes"]
     # adversarials are seen through the cascade's own evaluation forward: no forward beyond the attacked samples
@@ -182,15 +180,15 @@ def prepared_observer(rng, k: int, no_vector: list[int], labels: torch.Tensor, d
     pooled vectors)."""
     from types import SimpleNamespace
 
-    from audit.analyses.semantics.analysis import SemanticObserver
+    from audit.analyses.semantics.analysis import SemanticAnalysis
     from audit.analyses.semantics.space import WordSpace
 
     vectors = rng.normal(size=(k, 5))
     vectors[no_vector] = np.nan
     space = WordSpace([f"c{i}" for i in range(k)], vectors, ~np.isnan(vectors).any(1), [("w",)] * k, [True] * k, {})
-    obs = SemanticObserver(space, ["layer"], permutations=10)
+    obs = SemanticAnalysis(space, ["layer"], permutations=10)
     pooled = torch.tensor(rng.normal(size=(len(labels), d)))
-    obs.on_prepare(torch.zeros(len(labels), 1, 2, 2), labels, SimpleNamespace(pooled={"layer": pooled}))
+    obs.on_prepare(Batch(torch.zeros(len(labels), 1, 2, 2), labels, None, SimpleNamespace(pooled={"layer": pooled})))
     obs.prepared()
     return obs, vectors, pooled
 
@@ -206,10 +204,10 @@ def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images(
     adv_pooled = torch.tensor(rng.normal(size=(20, d)))
     pred = torch.tensor(rng.integers(0, k, size=20))
     clean_logits = torch.nn.functional.one_hot(labels, k).double()  # every clean image is correct
-    obs.on_clean(None, labels, clean_logits, tap=SimpleNamespace(pooled={"layer": pooled}))
+    obs.on_clean(Batch(None, labels, clean_logits, SimpleNamespace(pooled={"layer": pooled})))
     run = SimpleNamespace(key="pgd@1", spec=SimpleNamespace(name="pgd"), eps=1.0, eps_text="1")
-    obs.on_adversarial(run, None, labels, torch.nn.functional.one_hot(pred, k).double(),
-                       tap=SimpleNamespace(pooled={"layer": adv_pooled}))
+    obs.on_adversarial(run, Batch(None, labels, torch.nn.functional.one_hot(pred, k).double(),
+                                  SimpleNamespace(pooled={"layer": adv_pooled})))
     reps = np.stack([pooled[labels == c].numpy().mean(0) for c in range(5)])
     r = lambda a, b: np.corrcoef(a, b)[0, 1]  # noqa: E731
     expected = scored = 0

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 
 from audit.errors import AuditError
+from audit.options import LayerChoice
 from audit.probe import _input_error, eval_mode, expected_channels
 from audit.analyses.tap import hooked, network_of
 
@@ -242,26 +243,23 @@ def auto_layers(model: torch.nn.Module, example_input: torch.Tensor,
 # --- --layers SPEC ---------------------------------------------------------------------------------------
 
 
-def resolve_layers(model: torch.nn.Module, spec: str, example: torch.Tensor,
+def resolve_layers(model: torch.nn.Module, choice: LayerChoice, example: torch.Tensor,
                    layers: list[LayerInfo] | None = None) -> list[LayerInfo]:
-    """The layers ``--layers`` names: "auto", "none" (an empty list) or "name1,name2" (ordered by running order).
+    """The layers ``--layers`` names (parsed: :func:`audit.options.parse_layers`): auto, none (an empty list) or
+    module names (ordered by running order).
 
     ``layers`` reuses a :func:`candidate_layers` listing of the same model and example.
     """
-    text = (spec or "").strip()
-    if text.lower() == "none":
+    if choice.off:
         return []
     layers = layers if layers is not None else candidate_layers(model, example)
-    if text.lower() == "auto":
+    if choice.auto:
         return auto_layers(model, example, layers)
-    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    if not names:
-        raise AuditError(f"--layers {spec!r} names no layer; give auto, none, or module names separated by commas")
     found = {info.name: info for info in layers}
     every = [n for n, _ in network_of(model).named_modules() if n]
-    for name in names:
+    for name in choice.names:
         _check_name(name, found, every)
-    return sorted((found[n] for n in names), key=lambda o: o.start)
+    return sorted((found[n] for n in choice.names), key=lambda o: o.start)
 
 
 def _check_name(name: str, found: dict[str, LayerInfo], every: list[str]) -> None:

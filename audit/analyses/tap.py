@@ -219,3 +219,31 @@ def _check_recorded(recorder: Tap) -> None:
         raise AuditError(
             f"layer {missing[0]!r} did not run during the forward; choose layers that do (see `audit layers MODEL`)"
         )
+
+
+def select_rows(result: TapResult, rows: torch.Tensor) -> TapResult:
+    """The rows of ``result`` selected by the boolean mask ``rows``."""
+    def pick(t):
+        return None if t is None else t[rows]
+
+    def pick_all(d: dict | None):
+        return None if d is None else {k: v[rows] for k, v in d.items()}
+
+    return TapResult(pick(result.logits), pick_all(result.pooled), pick_all(result.maps), pick_all(result.grads),
+                     pick(result.classes))
+
+
+def replace_rows(base: TapResult, rows: torch.Tensor, part: TapResult) -> TapResult:
+    """``base`` with the rows selected by the boolean mask ``rows`` taken from ``part``."""
+    def put(whole, piece):
+        if whole is None or piece is None:
+            return None
+        out = whole.clone()
+        out[rows] = piece
+        return out
+
+    def put_all(whole: dict | None, piece: dict | None):
+        return None if whole is None or piece is None else {k: put(whole[k], piece[k]) for k in whole}
+
+    return TapResult(put(base.logits, part.logits), put_all(base.pooled, part.pooled), put_all(base.maps, part.maps),
+                     put_all(base.grads, part.grads), put(base.classes, part.classes))

@@ -12,30 +12,39 @@ order of summation.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 
+from audit.engine.audit_pass import AuditPass
 from audit.engine.distributed import World
-from audit.errors import AuditError
 from audit.engine.state import StateDir, fingerprint
+from audit.errors import AuditError
 
 # settings that do not change any number of the report
 NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "export_representations"}
 
 
-def audit_fingerprint(config, sha256: str, data, world: World) -> dict:
-    settings = {f"--{k.replace('_', '-')}": v for k, v in config.effective().items() if k not in NOT_NUMBERS}
-    chosen = hashlib.sha256(data._chosen.tobytes()).hexdigest()
-    return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], **settings,
+def audit_fingerprint(settings: dict, sha256: str, data, world: World) -> dict:
+    """What determines the numbers of an audit: the model file, the data and its chosen samples, every setting
+    (``AuditConfig.effective()``) that changes a number, the world size."""
+    options = {f"--{k.replace('_', '-')}": v for k, v in settings.items() if k not in NOT_NUMBERS}
+    chosen = hashlib.sha256(data.chosen.tobytes()).hexdigest()
+    return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], **options,
                         "world size": world.size})
 
 
 class Execution:
-    """Runs the pre-pass and the attacking pass of ``run`` (a runner ``_Pass``) over ``data``'s batches."""
+    """Runs the pre-pass and the attacking pass of an :class:`AuditPass` over the batches ``batches()`` yields
+    (each with ``x`` and ``y``), ``total`` samples in all."""
 
-    def __init__(self, run, data, batch_args: dict, world: World, state: StateDir | None, fp: dict,
-                 resume: bool, progress):
-        self.run, self.data, self.batch_args, self.world = run, data, batch_args, world
+    def __init__(self, audit_pass: AuditPass, batches: Callable[[], Iterator], total: int, world: World,
+                 state: StateDir | None, fp: dict, resume: bool, progress):
+        self.audit_pass, self.batches, self.total, self.world = audit_pass, batches, total, world
         self.state, self.fp, self.progress = state, fp, progress
         self.saved = None
+        if world.size > 1:
+            audit_pass.suite.refuse_unmergeable(f"a distributed run ({world.size} processes)")
+        if state is not None:
+            audit_pass.suite.refuse_unmergeable("saving the state for --resume")
         if resume:
             if state is None or not state.exists():
                 raise AuditError("--resume: no saved state of an interrupted audit in this output folder")
@@ -43,62 +52,66 @@ class Execution:
         self.done: set[int] = set(self.saved["completed"]) if self.saved else set()
         self.prepass_state = self.saved["prepass"] if self.saved else None
 
-    def _batches(self):
-        return self.data.batches(**self.batch_args)
-
     def _save(self) -> None:
         if self.state is not None:
             self.state.save(self.fp, {"completed": sorted(self.done), "prepass": self.prepass_state,
-                                      "pass": self.run.export()})
+                                      "pass": self.audit_pass.export()})
 
-    def prepass(self, observers: list) -> None:
+    def prepass(self) -> None:
         """The clean pre-pass: each rank its batches, then everyone's sums added up on every rank."""
+        suite = self.audit_pass.suite
         if self.prepass_state is None:
             error = None
             try:
-                for k, batch in enumerate(self._batches()):
+                for k, offset, batch in _positions(self.batches()):
                     if self.world.mine(k):
-                        self.run.prepare(batch.x, batch.y)
+                        self.audit_pass.prepare(batch.x, batch.y, offset)
             except AuditError as exc:
                 error = str(exc)
             self.world.sync(error)
-            parts = self.world.gather(self.run.analyses.export("prepass"))
-            self.run.analyses.reset_prepass()
+            parts = self.world.gather(suite.export("prepass"))
+            suite.reset_prepass()
             for part in parts:
-                self.run.analyses.absorb("prepass", part)
-            self.prepass_state = self.run.analyses.export("prepass")
+                suite.absorb("prepass", part)
+            self.prepass_state = suite.export("prepass")
         else:
-            self.run.analyses.absorb("prepass", self.prepass_state)
-        for observer in observers:
-            observer.prepared()
+            suite.absorb("prepass", self.prepass_state)
+        suite.prepared()
         self._save()
 
-    def attack(self, first, rest) -> None:
+    def attack(self, first, rest: Iterable) -> None:
         """The attacking pass over ``first`` and the ``rest`` of the batches; afterwards rank 0 holds the sums
         of every rank."""
         if self.saved:
-            self.run.absorb(self.saved["pass"])
-        self.progress.start(len(self.data))
+            self.audit_pass.absorb(self.saved["pass"])
+        self.progress.start(self.total)
         error = None
         try:
-            for k, batch in enumerate(_chain(first, rest)):
+            for k, offset, batch in _positions(_chain(first, rest)):
                 if self.world.mine(k) and k not in self.done:
-                    self.run.batch(batch.x, batch.y)
+                    self.audit_pass.batch(batch.x, batch.y, offset)
                     self.done.add(k)
                     self._save()
-                self.run.seen += len(batch.y)
                 self.progress.advance(len(batch.y))
         except AuditError as exc:
             error = str(exc)
         self.world.sync(error)
-        parts = self.world.gather(self.run.export() if self.world.rank else None)
+        parts = self.world.gather(self.audit_pass.export() if self.world.rank else None)
         if self.world.rank == 0:
             for part in parts[1:]:
-                self.run.absorb(part)
+                self.audit_pass.absorb(part)
 
     def finished(self) -> None:
         if self.state is not None and self.world.rank == 0:
             self.state.remove()
+
+
+def _positions(batches: Iterable):
+    """(batch number, position of its first sample, batch) for each batch."""
+    offset = 0
+    for k, batch in enumerate(batches):
+        yield k, offset, batch
+        offset += len(batch.y)
 
 
 def _chain(first, rest):

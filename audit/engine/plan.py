@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attacks.registry import REGISTRY, AttackSpec, get_spec
-from audit.config import AuditConfig
 from audit.errors import AuditError
 
 
@@ -23,16 +22,18 @@ class AttackRun:
 
 
 
-def plan_attacks(config: AuditConfig) -> list[list[AttackRun]]:
-    """Per requested attack, its budgets in ascending order (one None budget for minimal-norm attacks)."""
-    budgets = config.resolved().eps
+def plan_attacks(attacks: list[str], budgets: list[tuple[float, str]], targeted: str | None
+                 ) -> list[list[AttackRun]]:
+    """Per requested attack (``--attack``, in order, repeats dropped), its runs at the ``budgets`` ((value, text),
+    ascending; empty: the attack's default) in ascending order, or one run without a budget for a
+    minimal-perturbation attack. A ``targeted`` audit refuses an attack without a targeted mode."""
     plans, seen = [], set()
-    for name in config.attacks:
+    for name in attacks:
         spec = get_spec(name)
         if spec.name in seen:
             continue
         seen.add(spec.name)
-        if config.targeted and not spec.targeted:
+        if targeted and not spec.targeted:
             supported = ", ".join(n for n, s in REGISTRY.items() if s.targeted)
             raise AuditError(f"attack '{spec.name}' has no targeted mode; targeted attacks: {supported}")
         if not spec.bounded:

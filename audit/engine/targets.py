@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+SEMANTIC_TARGETS = ("semantic-near", "semantic-far")  # the modes that need word vectors
+
 
 def choose_targets(mode: str | None, logits: torch.Tensor, y: torch.Tensor, seed: int, offset: int,
                    distance: np.ndarray | None = None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from audit.analyses.base import Analysis, Batch
 from audit.analyses.saliency.figures import example_figures
 from audit.analyses.saliency.entropy import DEFAULT_OFFSETS, choose_levels, spatial_entropy
 from audit.analyses.saliency.stats import auroc, detector_auroc, superization_index
@@ -39,8 +40,20 @@ class Moments:
         return mean, np.sqrt(var), n
 
 
-class SaliencyObserver:
-    needs_prepass = False
+def build(context) -> SaliencyAnalysis | None:
+    """The saliency-entropy analysis of an audit with chosen layers, unless ``--saliency none``."""
+    config = context.config
+    if not context.layers or config.saliency == "none":
+        return None
+    return SaliencyAnalysis(context.layers, len(context.names), method=config.saliency, entropy=config.entropy,
+                            levels=config.levels, saliency_class=config.saliency_class, seed=config.seed,
+                            runs=context.runs)
+
+
+class SaliencyAnalysis(Analysis):
+    """Entropy of per-layer saliency maps, clean and under every attack run; writes ``analyses.saliency``."""
+
+    key = "saliency"
 
     def __init__(self, layers: list[str], num_classes: int, *, method: str = "gradcam", entropy: str = "glcm",
                  levels: int | None = None, saliency_class: str = "predicted", seed: int = 0,
@@ -49,23 +62,22 @@ class SaliencyObserver:
         self.all_layers, self.num_classes = layers, num_classes
         self.method, self.entropy, self.levels, self.saliency_class, self.seed = (
             method, entropy, levels, saliency_class, seed)
+        self.saliency = method  # the tap reduces each chosen layer to this method's saliency map
         self.layers: list[str] | None = None  # the layers with a spatial map, known at the first batch
         self.sizes: dict[str, tuple[int, int]] = {}
         self.clean: Moments | None = None
         self.runs: dict = {}  # run key -> {"run", "moments", "clean_h": [], "adv_h": [], "examples": []}
         self._batch: dict = {}
         self._spatial: set[str] = set()
-        self.offset = 0  # position of the current batch's first image in the data (set by the runner)
-
-    @property
-    def needs_gradients(self) -> bool:
-        return self.method != "activation"
+        self.offset = 0  # position of the current batch's first image in the data
 
     def _entropies(self, maps: dict[str, torch.Tensor]) -> np.ndarray:
         return np.stack([spatial_entropy(maps[name], method=self.entropy, levels=self.levels)
                          for name in self.layers], axis=1)
 
-    def on_clean(self, x, y, logits, tap=None) -> None:
+    def on_clean(self, batch: Batch) -> None:
+        x, y, logits, tap = batch.x, batch.y, batch.logits, batch.tap
+        self.offset = batch.offset
         if self.layers is None:
             self.layers = [n for n in self.all_layers if n in tap.maps and min(tap.maps[n].shape[1:]) >= MIN_SIDE]
             self.sizes = {n: tuple(tap.maps[n].shape[1:]) for n in self.layers}
@@ -78,7 +90,8 @@ class SaliencyObserver:
         self.clean.add(h, labels)
         self._batch = {"x": x, "h": h, "maps": tap.maps, "correct": (logits.argmax(1) == y).cpu().numpy()}
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
+    def on_adversarial(self, run, batch: Batch) -> None:
+        x_adv, y, logits, tap = batch.x, batch.y, batch.logits, batch.tap
         if not self.layers:
             return
         state = self.runs.setdefault(run.key, {"run": run, "moments": Moments(len(self.layers), self.num_classes),

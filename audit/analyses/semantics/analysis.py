@@ -1,4 +1,4 @@
-"""The semantic analysis as an observer of the audit's single pass (Dharmaretnam, Foster & Fyshe 2021).
+"""The semantic analysis of the audit's single pass (Dharmaretnam, Foster & Fyshe 2021).
 
 Everything it keeps is a sum that merges by addition: per layer, per-class sums of pooled vectors and counts
 (clean, from the clean pre-pass; adversarial, one set per attack run), counts of source-like images per layer,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from audit.analyses.base import Analysis, Batch
 from audit.analyses.semantics.metrics import (
     FLIP_CLEAN_MIN, FLIP_MIN_SCORED, fdr_bh, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
     source_like, two_vs_two,
@@ -64,11 +65,19 @@ def pixel_vectors(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)
 
 
-class SemanticObserver:
+def build(context) -> SemanticAnalysis | None:
+    """The semantic analysis of an audit with chosen layers (the word space is loaded by then)."""
+    if not context.layers:
+        return None
+    return SemanticAnalysis(context.space, context.layers, permutations=context.config.permutations,
+                            seed=context.config.seed, runs=context.runs)
+
+
+class SemanticAnalysis(Analysis):
     """Watches the clean pre-pass, the clean batches and every adversarial batch; writes ``analyses.semantics``."""
 
+    key = "semantics"
     needs_prepass = True
-    needs_gradients = False
 
     def __init__(self, space: WordSpace, layers: list[str], *, permutations: int = 1000, seed: int = 0,
                  runs: list | None = None):
@@ -88,8 +97,9 @@ class SemanticObserver:
         self.clean = {name: ClassSums(k) for name in self.layers}
         self.pixels = ClassSums(k)
 
-    def on_prepare(self, x: torch.Tensor, y: torch.Tensor, tap) -> None:
-        labels = y.cpu().numpy()
+    def on_prepare(self, batch: Batch) -> None:
+        x, tap = batch.x, batch.tap
+        labels = batch.y.cpu().numpy()
         for name in self.layers:
             self.clean[name].add(tap.pooled[name], labels)
         self.pixels.add(pixel_vectors(x), labels)
@@ -109,9 +119,9 @@ class SemanticObserver:
             rows[covered] = similarity(self.space.vectors[covered])[:, np.searchsorted(covered, self.used)]
         self._word_rows = rows
 
-    def on_clean(self, x, y, logits, tap=None) -> None:
-        self._clean_correct = (logits.argmax(1) == y).cpu().numpy()
-        self._clean_pooled = tap.pooled if tap is not None else None
+    def on_clean(self, batch: Batch) -> None:
+        self._clean_correct = (batch.logits.argmax(1) == batch.y).cpu().numpy()
+        self._clean_pooled = batch.tap.pooled if batch.tap is not None else None
 
     def _state(self, run) -> dict:
         k = len(self.space.names)
@@ -122,9 +132,9 @@ class SemanticObserver:
             "confusion": np.zeros((k, k), dtype=np.int64),
         })
 
-    def on_adversarial(self, run, x_adv, y, logits, tap=None) -> None:
-        state = self._state(run)
-        labels, pred = y.cpu().numpy(), logits.argmax(1).cpu().numpy()
+    def on_adversarial(self, run, batch: Batch) -> None:
+        state, tap = self._state(run), batch.tap
+        labels, pred = batch.y.cpu().numpy(), batch.logits.argmax(1).cpu().numpy()
         for name in self.layers:
             state["sums"][name].add(tap.pooled[name], labels)
         fooled = self._clean_correct & (pred != labels)
