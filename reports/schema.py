@@ -32,7 +32,7 @@ class AuditResult:
     warnings: list[str] = field(default_factory=list)
     environment: dict = field(default_factory=dict)  # python, torch, torchattacks, platform
     timing: dict = field(default_factory=dict)  # total_s, load_s, ...
-    analyses: dict = field(default_factory=dict)  # sections written by observers (per-layer analyses)
+    analyses: dict = field(default_factory=dict)  # sections written by the analyses (audit.analyses)
     checks: list[dict] = field(default_factory=list)  # attack-validity checks: name, status, detail, numbers
     score: dict = field(default_factory=dict)  # value, grade, components, missing, capped, weights
     verdict: dict = field(default_factory=dict)  # passed, fail_under, gates

@@ -1,4 +1,4 @@
-"""The Python API on the shipped demo weights: observers, label alignment, corrupt images, reproducibility."""
+"""The Python API on the shipped demo weights: custom analyses, label alignment, corrupt images, reproducibility."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Recorder(Analysis):
         result.analyses["recorder"] = {"clean": self.clean}
 
 
-def test_observers_see_every_clean_and_adversarial_batch_in_one_pass():
+def test_analyses_see_every_clean_and_adversarial_batch_in_one_pass():
     recorder = Recorder()
     result = run_audit(config(), analyses=[recorder])
     assert recorder.clean == 40

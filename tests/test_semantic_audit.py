@@ -174,9 +174,9 @@ def test_the_tapped_view_of_every_adversarial_batch_is_that_batchs_own_forward()
     assert passes["adversarial_forward"] == attacked and passes["clean_forward"] == 40
 
 
-def prepared_observer(rng, k: int, no_vector: list[int], labels: torch.Tensor, d: int):
-    """A semantic observer of one layer over classes c0..c{k-1} with random word vectors (none for the classes in
-    ``no_vector``), prepared on random pooled vectors of dimension ``d`` for ``labels``: (observer, word vectors,
+def prepared_analysis(rng, k: int, no_vector: list[int], labels: torch.Tensor, d: int):
+    """A semantic analysis of one layer over classes c0..c{k-1} with random word vectors (none for the classes in
+    ``no_vector``), prepared on random pooled vectors of dimension ``d`` for ``labels``: (analysis, word vectors,
     pooled vectors)."""
     from types import SimpleNamespace
 
@@ -200,7 +200,7 @@ def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images(
     k, d = 7, 12
     # class 6 has no word vector; images of classes 0..4 only: class 5 has a word vector but no images
     labels = torch.tensor(np.repeat(np.arange(5), 4))
-    obs, vectors, pooled = prepared_observer(rng, k, [6], labels, d)
+    obs, vectors, pooled = prepared_analysis(rng, k, [6], labels, d)
     adv_pooled = torch.tensor(rng.normal(size=(20, d)))
     pred = torch.tensor(rng.integers(0, k, size=20))
     clean_logits = torch.nn.functional.one_hot(labels, k).double()  # every clean image is correct
@@ -219,7 +219,7 @@ def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images(
         prof = [r(adv_pooled[i].numpy(), reps[c]) for c in refs]
         margin = r(prof, [r(vectors[s], vectors[c]) for c in refs]) - r(prof, [r(vectors[t], vectors[c])
                                                                                for c in refs])
-        assert abs(margin) > 1e-9  # counted in another order by the observer: no decision within rounding
+        assert abs(margin) > 1e-9  # counted in another order by the analysis: no decision within rounding
         expected += margin > 0
         scored += 1
     state = obs.adv["pgd@1"]

@@ -23,7 +23,7 @@ from reports.html.panels import finding, focus_entry
 from reports.schema import AuditResult, validate_report
 from reports.score import reference_run, score_report
 from reports.terminal import render_summary
-from tests.test_semantic_audit import prepared_observer
+from tests.test_semantic_audit import prepared_analysis
 
 
 def config(**kw) -> AuditConfig:
@@ -141,7 +141,7 @@ def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
 
 def test_the_coverage_note_names_only_classes_the_sample_has_images_of():
     # classes 2 and 7 have no word vector; only class 2 has images
-    obs, _, _ = prepared_observer(np.random.default_rng(0), 8, [2, 7], torch.tensor(np.repeat(np.arange(6), 3)), 6)
+    obs, _, _ = prepared_analysis(np.random.default_rng(0), 8, [2, 7], torch.tensor(np.repeat(np.arange(6), 3)), 6)
     result = SimpleNamespace(analyses={}, artifacts={}, attacks=[])
     obs.finish(result)
     sem = result.analyses["semantics"]

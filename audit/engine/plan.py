@@ -10,7 +10,7 @@ from audit.errors import AuditError
 
 @dataclass(frozen=True)
 class AttackRun:
-    """One attack at one budget: the unit a report entry and an observer's adversarial batch refer to."""
+    """One attack at one budget: the unit a report entry and an analysis's adversarial batch refer to."""
 
     spec: AttackSpec
     eps: float | None

@@ -1,4 +1,4 @@
-"""The saliency-entropy analysis as an observer of the audit's single pass (Mușat & Andonie 2020).
+"""The saliency-entropy analysis of the audit's single pass (Mușat & Andonie 2020).
 
 Per layer with a spatial map it keeps sums that merge by addition (clean entropy sum, sum of squares and count,
 per class too; the same per attack run over the successful adversarials) and, for detectability, the entropy
