@@ -18,8 +18,9 @@ import math
 
 import torch
 
-from attacks.cascade import count_passes, project
+from attacks.passes import count_passes
 from attacks.checks import check, square_margin
+from attacks.threat_model import project
 
 NO_CLEAN_CORRECT = ("no image of the first batch is classified correctly: nothing to attack or to take "
                     "gradients on")

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.cascade import count_passes, project, run_cascade, violations
+from attacks.cascade import run_cascade
+from attacks.passes import count_passes
 from attacks.registry import REGISTRY, get_spec
+from attacks.threat_model import project, violations
 from audit.epsilon import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
 from audit.engine.targets import choose_targets
