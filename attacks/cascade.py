@@ -86,7 +86,7 @@ def run_cascade(
         counter, seconds, record = PassCounter(), 0.0, None
         if idx.numel():
             torch.manual_seed(seed * 1_000_003 + round((eps or 0.0) * 1e6))  # same seed for a budget however it is reached
-            attack = spec.build(BuildArgs(model, eps, steps, num_classes, seed))
+            attack = spec.build(BuildArgs(model=model, eps=eps, steps=steps, num_classes=num_classes, seed=seed))
             labels = y[idx]
             if targets is not None:
                 attack.set_mode_targeted_by_label(quiet=True)

@@ -77,7 +77,8 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
         return check("gradient_free_attack", "pass", f"the gradient attacks broke all {n_subset} samples of the "
                      "subset: nothing left for a black-box attack to find", broken=0, **numbers)
     torch.manual_seed(seed)
-    attack = get_spec("square").build(BuildArgs(model, eps, SQUARE_QUERIES, num_classes, seed))
+    attack = get_spec("square").build(
+        BuildArgs(model=model, eps=eps, steps=SQUARE_QUERIES, num_classes=num_classes, seed=seed))
     labels = y
     if targets is not None:
         attack.set_mode_targeted_by_label(quiet=True)
@@ -108,7 +109,8 @@ def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
 
     n = len(x)
     torch.manual_seed(seed)
-    attack = get_spec("pgd").build(BuildArgs(model, LARGE_EPS, LARGE_STEPS, num_classes, seed))
+    attack = get_spec("pgd").build(
+        BuildArgs(model=model, eps=LARGE_EPS, steps=LARGE_STEPS, num_classes=num_classes, seed=seed))
     with count_passes(model) as counter, torch.enable_grad():
         adv = project(x, attack(x, y).detach(), LARGE_EPS, "Linf")
     with torch.no_grad():

@@ -8,7 +8,7 @@ from torch import nn
 
 from attacks.cascade import run_cascade
 from attacks.passes import count_passes
-from attacks.registry import REGISTRY, get_spec
+from attacks.registry import REGISTRY, AttackSpec, BuildArgs, get_spec
 from attacks.threat_model import project, violations
 from audit.epsilon import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
@@ -67,6 +67,19 @@ def test_registry_has_the_required_attacks_with_documented_defaults():
     assert get_spec("PGD").name == "pgd"
     with pytest.raises(AuditError, match="unknown attack 'pgx'"):
         get_spec("pgx")
+
+
+def test_attack_specs_and_build_arguments_are_keyword_only():
+    """The registry reads as data: a spec's flags (bounded, gradient, targeted) are never passed by position."""
+    pgd = get_spec("pgd")
+    fields = dict(name="x", title="x", norm="Linf", bounded=True, gradient=True, targeted=True, default_steps=None,
+                  reference_steps=None, steps_unit="", reference="x", build=pgd.build)
+    assert AttackSpec(**fields).threat_model == pgd.threat_model  # by keyword: accepted
+    with pytest.raises(TypeError):
+        AttackSpec(*fields.values())
+    with pytest.raises(TypeError):
+        BuildArgs(nn.Identity(), 0.1, 10, 2, 0)
+    assert BuildArgs(model=nn.Identity(), eps=0.1, steps=10, num_classes=2, seed=0).steps == 10
 
 
 def test_budget_labels_non_standard_below_reference():
