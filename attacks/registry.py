@@ -10,8 +10,8 @@ labelled non-standard in the report, because a reduced budget can report robustn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from audit.errors import AuditError
 

@@ -234,7 +234,7 @@ def entry(name, eps, robust, steps=40, eps_violation=0.0, box_violation=0.0):
 
 
 def test_checks_flag_an_iterative_attack_weaker_than_fgsm():
-    from attacks.checks import attack_warnings
+    from attacks.entry_checks import attack_warnings
 
     fine = [entry("fgsm", 0.1, 0.30, steps=None), entry("pgd", 0.1, 0.20)]
     assert attack_warnings(fine, 100) == []
@@ -245,7 +245,7 @@ def test_checks_flag_an_iterative_attack_weaker_than_fgsm():
 
 
 def test_checks_flag_adversarials_outside_the_threat_model():
-    from attacks.checks import attack_warnings
+    from attacks.entry_checks import attack_warnings
 
     warnings = attack_warnings([entry("fab", 0.03, 0.5, eps_violation=0.02)], 10)
     assert len(warnings) == 1 and "outside its threat model" in warnings[0]

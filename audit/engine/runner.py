@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from attacks.cascade import run_cascade
-from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
-from attacks.validity import gradient_free_not_applicable, model_checks
+from attacks.entry_checks import attack_warnings, clean_accuracy_check, entry_checks
+from attacks.model_checks import gradient_free_not_applicable, model_checks
 from attacks.registry import MINIMAL_CURVE_EPS, AttackSpec
 from audit import __version__
 from audit.analyses.suite import build_analyses

@@ -1,10 +1,14 @@
-"""Attack-validity checks: signs that an evaluation is broken or a model's gradients are masked.
+"""Validity checks that run the model: signs that an evaluation is broken or a model's gradients are masked.
+
+These attack or differentiate the model itself, on the clean-correct images of the first batch: input gradients
+that are NaN or vanish, a gradient-free attack that breaks what the gradient attacks left, robustness that survives
+a large budget. The checks that only read the report's attack entries (per entry, no model) are in
+:mod:`attacks.entry_checks`, which also builds the check records used here.
 
 Each check returns ``{"name", "status", "detail": one sentence, "numbers": {...}}`` with status pass, warn, fail,
 skipped (it applies, but had nothing to run on: no image of the first batch is classified correctly) or
-not_applicable (the audit's threat model has nothing for it to test); the detail then says why. The checks that
-need the model run on a small subset (the first batch) with a bounded cost, counted in ``numbers``
-(``forward_passes`` / ``backward_passes``); the others read the finished report entries.
+not_applicable (the audit's threat model has nothing for it to test); the detail then says why. They run on a small
+subset (the first batch) with a bounded cost, counted in ``numbers`` (``forward_passes`` / ``backward_passes``).
 
 A failed check means the robustness numbers cannot be trusted as they stand: the score's grade is capped.
 Gradient masking (Athalye, Carlini & Wagner 2018) and the checks below follow the advice of Carlini et al.
@@ -18,8 +22,8 @@ import math
 
 import torch
 
+from attacks.entry_checks import check, square_margin
 from attacks.passes import count_passes
-from attacks.checks import check, square_margin
 from attacks.threat_model import project
 
 NO_CLEAN_CORRECT = ("no image of the first batch is classified correctly: nothing to attack or to take "
@@ -140,7 +144,7 @@ def model_checks(model, x, y, survived: torch.Tensor | None, eps: float | None, 
     ``survived`` marks the images every gradient attack left robust (targeted: short of their target
     ``targets``) at ``eps``, the largest L-inf budget. ``square`` False: the Square check is not run here (a
     black-box attack or an ensemble with its own score-based stage was requested, or no L-inf budget was run;
-    the caller reports it, see ``attacks.checks.ensemble_gradient_free``). With no clean-correct image every
+    the caller reports it, see ``attacks.entry_checks.ensemble_gradient_free``). With no clean-correct image every
     check is skipped, with the reason.
     """
     x, y = x[:SUBSET], y[:SUBSET]
