@@ -24,6 +24,7 @@ import torch
 
 from attacks.entry_checks import check, square_margin
 from attacks.passes import count_passes
+from attacks.registry import BuildArgs, get_spec
 from attacks.threat_model import project
 
 NO_CLEAN_CORRECT = ("no image of the first batch is classified correctly: nothing to attack or to take "
@@ -72,8 +73,6 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
 
     In a targeted audit (``targets``: each sample's target class) the survivors are the samples no gradient attack
     turned into their target, and Square aims at that same target: the check asks what the audit asked."""
-    from attacks.registry import BuildArgs, get_spec
-
     n = len(x)
     numbers = dict(n_subset=n_subset, n_survivors=n, eps=eps, queries=SQUARE_QUERIES, targeted=targets is not None)
     goal = " (turns them into their target class)" if targets is not None else ""
@@ -109,8 +108,6 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
 def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
     """A short PGD at L-inf eps 0.5 must break (nearly) everything: at that budget any image can be turned
     into any other's half-tone, so robustness there means the attack, not the model, failed."""
-    from attacks.registry import BuildArgs, get_spec
-
     n = len(x)
     torch.manual_seed(seed)
     attack = get_spec("pgd").build(
