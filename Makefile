@@ -55,7 +55,7 @@ bench-autoattack-fast: $(STAMP)
 # Mutation testing, not part of `make test`: mutmut 3 mutates the files named in [tool.mutmut] (pyproject.toml)
 # inside a copy under mutants/ and runs the unit and API tests against each mutant, then prints the score.
 # A full run (about 1,700 mutants) takes about an hour on 2 cores; narrow it to mutant names with e.g.
-#   make mutation MUTANTS='audit.epsilon.* attacks.checks.*'
+#   make mutation MUTANTS='audit.epsilon.* attacks.entry_checks.*'
 MUTANTS ?=
 .PHONY: mutation
 mutation: $(STAMP)

@@ -8,47 +8,20 @@ attacks (FGSM) are not monotone in eps, so they run *independently* at each budg
 
 Every adversarial batch is checked against its threat model: the largest step outside the eps-ball and
 outside the [0, 1] box is recorded, and the batch is projected back before it is evaluated, so the reported
-robust accuracy only ever counts valid adversarial examples.
+robust accuracy only ever counts valid adversarial examples (:mod:`attacks.threat_model`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from attacks.passes import PassCounter, count_passes
 from attacks.registry import AttackSpec, BuildArgs
-
-
-@dataclass
-class PassCounter:
-    forward: int = 0  # images sent forward through the model
-    backward: int = 0  # images whose gradients were taken
-
-
-@contextmanager
-def count_passes(model: torch.nn.Module):
-    """Count per-image forward and backward passes through ``model``; the hook is always removed."""
-    counter = PassCounter()
-
-    def hook(_module, inputs, output):
-        n = int(inputs[0].shape[0]) if inputs and hasattr(inputs[0], "shape") else 0
-        counter.forward += n
-        if isinstance(output, torch.Tensor) and output.requires_grad:
-            def on_backward(grad, n=n):
-                counter.backward += n
-                return grad
-
-            output.register_hook(on_backward)
-
-    handle = model.register_forward_hook(hook)
-    try:
-        yield counter
-    finally:
-        handle.remove()
+from attacks.threat_model import project, violations
 
 
 @dataclass
@@ -72,30 +45,6 @@ class StepOutcome:
     found: torch.Tensor | None = None  # bool: samples whose x_adv was found at this budget (not a smaller one)
     attacked_rows: torch.Tensor | None = None  # bool: the samples attacked (and evaluated) at this budget
     record: list[dict] | None = None  # an ensemble's per-component counts (see attacks.ensemble)
-
-
-def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> torch.Tensor:
-    """Project adversarials into the eps-ball around x (when bounded) and into the [0, 1] box."""
-    if eps is not None:
-        delta = x_adv - x
-        if norm == "Linf":
-            delta = delta.clamp(-eps, eps)
-        else:
-            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-            delta = delta * (eps / norms).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
-        x_adv = x + delta
-    return x_adv.clamp(0.0, 1.0)
-
-
-def violations(x: torch.Tensor, x_adv: torch.Tensor, eps: float | None, norm: str) -> tuple[float, float]:
-    """Largest excursion beyond the eps-ball and outside the [0, 1] box (0.0 when the batch is valid)."""
-    if x.numel() == 0:
-        return 0.0, 0.0
-    delta = (x_adv - x).flatten(1)
-    size = delta.abs().amax(dim=1) if norm == "Linf" else delta.norm(dim=1)
-    eps_excess = float((size - eps).clamp_min(0).max()) if eps is not None else 0.0
-    box_excess = float(torch.maximum((-x_adv).clamp_min(0), (x_adv - 1).clamp_min(0)).max())
-    return eps_excess, box_excess
 
 
 def run_cascade(
@@ -137,7 +86,7 @@ def run_cascade(
         counter, seconds, record = PassCounter(), 0.0, None
         if idx.numel():
             torch.manual_seed(seed * 1_000_003 + round((eps or 0.0) * 1e6))  # same seed for a budget however it is reached
-            attack = spec.build(BuildArgs(model, eps, steps, num_classes, seed))
+            attack = spec.build(BuildArgs(model=model, eps=eps, steps=steps, num_classes=num_classes, seed=seed))
             labels = y[idx]
             if targets is not None:
                 attack.set_mode_targeted_by_label(quiet=True)

@@ -26,6 +26,7 @@ import torchattacks
 from torchattacks.attack import Attack
 
 from attacks.apgd import apgd
+from attacks.passes import count_passes
 
 SQUARE_QUERIES_PER_STEP = 20  # 2,000 queries at the default 100 steps (AutoAttack's Square: 5,000)
 TARGETS = 9  # AutoAttack's APGD-T: the 9 highest-ranked other classes
@@ -73,8 +74,6 @@ class FastEnsemble(Attack):
         self.record: list[dict] = []
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        from attacks.cascade import count_passes
-
         x = images.clone().detach().to(self.device)
         y = labels.clone().detach().to(self.device)
         adv, broken = x.clone(), torch.zeros(len(y), dtype=torch.bool, device=x.device)

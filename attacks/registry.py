@@ -10,8 +10,8 @@ labelled non-standard in the report, because a reduced budget can report robustn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from audit.errors import AuditError
 
@@ -24,7 +24,7 @@ MINIMAL_CURVE_EPS = {"L2": (0.1, 0.25, 0.5, 1.0, 2.0, 4.0), "Linf": (1 / 255, 2 
 CW_SEARCH_STEPS = 9  # binary-search rounds over c; --steps sets the iterations of each round
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildArgs:
     """What a builder needs to make one torchattacks object for one budget."""
 
@@ -35,8 +35,10 @@ class BuildArgs:
     seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AttackSpec:
+    """One attack of the registry, by keyword only (the table below reads as data: no flag passed by position)."""
+
     name: str
     title: str
     norm: str  # "Linf" or "L2"
@@ -118,71 +120,98 @@ def _autoattack(a: BuildArgs):
 
 _SPECS = [
     AttackSpec(
-        "fgsm", "Fast Gradient Sign Method", "Linf", True, True, True, None, None, "",
-        "Goodfellow et al. 2015 (one step by definition)",
-        lambda a: _ta().FGSM(a.model, eps=a.eps), cumulative=False,
+        name="fgsm", title="Fast Gradient Sign Method",
+        norm="Linf", bounded=True, gradient=True, targeted=True, cumulative=False,
+        default_steps=None, reference_steps=None, steps_unit="",
+        reference="Goodfellow et al. 2015 (one step by definition)",
+        build=lambda a: _ta().FGSM(a.model, eps=a.eps),
     ),
     AttackSpec(
-        "pgd", "Projected Gradient Descent (random start)", "Linf", True, True, True, 40, 40, "steps",
-        "Madry et al. 2018: 40 steps, alpha = 2.5 eps / steps",
-        lambda a: _ta().PGD(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True),
+        name="pgd", title="Projected Gradient Descent (random start)",
+        norm="Linf", bounded=True, gradient=True, targeted=True,
+        default_steps=40, reference_steps=40, steps_unit="steps",
+        reference="Madry et al. 2018: 40 steps, alpha = 2.5 eps / steps",
+        build=lambda a: _ta().PGD(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True),
     ),
     AttackSpec(
-        "pgdl2", "Projected Gradient Descent, L2", "L2", True, True, True, 40, 40, "steps",
-        "Madry et al. 2018 protocol in the L2 norm",
-        lambda a: _ta().PGDL2(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True),
+        name="pgdl2", title="Projected Gradient Descent, L2",
+        norm="L2", bounded=True, gradient=True, targeted=True,
+        default_steps=40, reference_steps=40, steps_unit="steps",
+        reference="Madry et al. 2018 protocol in the L2 norm",
+        build=lambda a: _ta().PGDL2(a.model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps,
+                                    random_start=True),
     ),
     AttackSpec(
-        "mifgsm", "Momentum Iterative FGSM", "Linf", True, True, True, 10, 10, "steps",
-        "Dong et al. 2018: 10 iterations, alpha = eps / steps, decay 1.0",
-        lambda a: _ta().MIFGSM(a.model, eps=a.eps, alpha=a.eps / a.steps, steps=a.steps, decay=1.0),
+        name="mifgsm", title="Momentum Iterative FGSM",
+        norm="Linf", bounded=True, gradient=True, targeted=True,
+        default_steps=10, reference_steps=10, steps_unit="steps",
+        reference="Dong et al. 2018: 10 iterations, alpha = eps / steps, decay 1.0",
+        build=lambda a: _ta().MIFGSM(a.model, eps=a.eps, alpha=a.eps / a.steps, steps=a.steps, decay=1.0),
     ),
     AttackSpec(
-        "apgd", "Auto-PGD, cross-entropy loss", "Linf", True, True, False, 100, 100, "steps",
-        "Croce & Hein 2020 (AutoAttack): 100 iterations",
-        lambda a: _ta().APGD(a.model, norm="Linf", eps=a.eps, steps=a.steps, n_restarts=1, loss="ce", seed=a.seed),
+        name="apgd", title="Auto-PGD, cross-entropy loss",
+        norm="Linf", bounded=True, gradient=True, targeted=False,
+        default_steps=100, reference_steps=100, steps_unit="steps",
+        reference="Croce & Hein 2020 (AutoAttack): 100 iterations",
+        build=lambda a: _ta().APGD(a.model, norm="Linf", eps=a.eps, steps=a.steps, n_restarts=1, loss="ce",
+                                   seed=a.seed),
     ),
     AttackSpec(
-        "apgdt", "Auto-PGD, targeted DLR loss over the top classes", "Linf", True, True, False, 100, 100, "steps",
-        "Croce & Hein 2020 (AutoAttack): 100 iterations, 9 target classes",
-        lambda a: _ta().APGDT(
+        name="apgdt", title="Auto-PGD, targeted DLR loss over the top classes",
+        norm="Linf", bounded=True, gradient=True, targeted=False,
+        default_steps=100, reference_steps=100, steps_unit="steps",
+        reference="Croce & Hein 2020 (AutoAttack): 100 iterations, 9 target classes",
+        build=lambda a: _ta().APGDT(
             a.model, norm="Linf", eps=a.eps, steps=a.steps, n_restarts=1, n_classes=_target_slots(a.num_classes),
             seed=a.seed,
         ),
     ),
     AttackSpec(
-        "square", "Square Attack (score-based, no gradients)", "Linf", True, False, True, 5000, 5000, "queries",
-        "Andriushchenko et al. 2020 (AutoAttack): 5000 queries",
-        lambda a: _ta().Square(a.model, norm="Linf", eps=a.eps, n_queries=a.steps, n_restarts=1, seed=a.seed),
+        name="square", title="Square Attack (score-based, no gradients)",
+        norm="Linf", bounded=True, gradient=False, targeted=True,
+        default_steps=5000, reference_steps=5000, steps_unit="queries",
+        reference="Andriushchenko et al. 2020 (AutoAttack): 5000 queries",
+        build=lambda a: _ta().Square(a.model, norm="Linf", eps=a.eps, n_queries=a.steps, n_restarts=1,
+                                     seed=a.seed),
     ),
     AttackSpec(
-        "cw", "Carlini-Wagner L2 (binary search over c)", "L2", False, True, True, 100, 10000, "steps",
-        "Carlini & Wagner 2017: Adam (lr 0.01), 9 binary-search steps over c from 1e-3, up to 10,000 "
-        "iterations each",
-        lambda a: _minimal().CarliniWagnerL2(a.model, steps=a.steps, search_steps=CW_SEARCH_STEPS),
+        name="cw", title="Carlini-Wagner L2 (binary search over c)",
+        norm="L2", bounded=False, gradient=True, targeted=True,
+        default_steps=100, reference_steps=10000, steps_unit="steps",
+        reference="Carlini & Wagner 2017: Adam (lr 0.01), 9 binary-search steps over c from 1e-3, up to 10,000 "
+                  "iterations each",
+        build=lambda a: _minimal().CarliniWagnerL2(a.model, steps=a.steps, search_steps=CW_SEARCH_STEPS),
     ),
     AttackSpec(
-        "deepfool", "DeepFool (minimal L2, overshoot on the total perturbation)", "L2", False, True, False, 50,
-        50, "steps", "Moosavi-Dezfooli et al. 2016: at most 50 iterations, overshoot 0.02, 10 candidate classes",
-        lambda a: _minimal().DeepFoolL2(a.model, steps=a.steps, overshoot=0.02),
+        name="deepfool", title="DeepFool (minimal L2, overshoot on the total perturbation)",
+        norm="L2", bounded=False, gradient=True, targeted=False,
+        default_steps=50, reference_steps=50, steps_unit="steps",
+        reference="Moosavi-Dezfooli et al. 2016: at most 50 iterations, overshoot 0.02, 10 candidate classes",
+        build=lambda a: _minimal().DeepFoolL2(a.model, steps=a.steps, overshoot=0.02),
     ),
     AttackSpec(
-        "fab", "Fast Adaptive Boundary", "Linf", True, True, False, 100, 100, "steps",
-        "Croce & Hein 2020 (AutoAttack FAB): 100 iterations",
-        lambda a: _ta().FAB(a.model, norm="Linf", eps=a.eps, steps=a.steps, n_classes=_target_slots(a.num_classes),
-                            seed=a.seed),
+        name="fab", title="Fast Adaptive Boundary",
+        norm="Linf", bounded=True, gradient=True, targeted=False,
+        default_steps=100, reference_steps=100, steps_unit="steps",
+        reference="Croce & Hein 2020 (AutoAttack FAB): 100 iterations",
+        build=lambda a: _ta().FAB(a.model, norm="Linf", eps=a.eps, steps=a.steps,
+                                  n_classes=_target_slots(a.num_classes), seed=a.seed),
     ),
     AttackSpec(
-        "autoattack", "AutoAttack (APGD-CE, APGD-T, FAB-T, Square)", "Linf", True, True, False, 10, 100, "steps",
-        "Croce & Hein 2020: 100-iteration components and a 5000-query Square",
-        _autoattack,
+        name="autoattack", title="AutoAttack (APGD-CE, APGD-T, FAB-T, Square)",
+        norm="Linf", bounded=True, gradient=True, targeted=False,
+        default_steps=10, reference_steps=100, steps_unit="steps",
+        reference="Croce & Hein 2020: 100-iteration components and a 5000-query Square",
+        build=_autoattack,
     ),
     AttackSpec(
-        "autoattack-fast", "Fast ensemble: early-stopping APGD-CE and APGD-T, Square on survivors (not AutoAttack)",
-        "Linf", True, True, False, 100, 100, "steps",
-        "this project's protocol, benchmarked against AutoAttack (README): 100-step APGD components, 9 targets, "
-        "2000-query Square",
-        lambda a: _ensemble().FastEnsemble(a.model, a.eps, a.steps or 100, a.num_classes, a.seed),
+        name="autoattack-fast",
+        title="Fast ensemble: early-stopping APGD-CE and APGD-T, Square on survivors (not AutoAttack)",
+        norm="Linf", bounded=True, gradient=True, targeted=False,
+        default_steps=100, reference_steps=100, steps_unit="steps",
+        reference="this project's protocol, benchmarked against AutoAttack (README): 100-step APGD components, "
+                  "9 targets, 2000-query Square",
+        build=lambda a: _ensemble().FastEnsemble(a.model, a.eps, a.steps or 100, a.num_classes, a.seed),
         ensemble=lambda steps, classes, sums: _ensemble().describe(steps, classes, sums),
     ),
 ]

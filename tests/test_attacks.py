@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.cascade import count_passes, project, run_cascade, violations
-from attacks.registry import REGISTRY, get_spec
+from attacks.cascade import run_cascade
+from attacks.passes import count_passes
+from attacks.registry import REGISTRY, AttackSpec, BuildArgs, get_spec
+from attacks.threat_model import project, violations
 from audit.options import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
 from audit.engine.targets import choose_targets
@@ -65,6 +67,19 @@ def test_registry_has_the_required_attacks_with_documented_defaults():
     assert get_spec("PGD").name == "pgd"
     with pytest.raises(AuditError, match="unknown attack 'pgx'"):
         get_spec("pgx")
+
+
+def test_attack_specs_and_build_arguments_are_keyword_only():
+    """The registry reads as data: a spec's flags (bounded, gradient, targeted) are never passed by position."""
+    pgd = get_spec("pgd")
+    fields = dict(name="x", title="x", norm="Linf", bounded=True, gradient=True, targeted=True, default_steps=None,
+                  reference_steps=None, steps_unit="", reference="x", build=pgd.build)
+    assert AttackSpec(**fields).threat_model == pgd.threat_model  # by keyword: accepted
+    with pytest.raises(TypeError):
+        AttackSpec(*fields.values())
+    with pytest.raises(TypeError):
+        BuildArgs(nn.Identity(), 0.1, 10, 2, 0)
+    assert BuildArgs(model=nn.Identity(), eps=0.1, steps=10, num_classes=2, seed=0).steps == 10
 
 
 def test_budget_labels_non_standard_below_reference():
@@ -219,7 +234,7 @@ def entry(name, eps, robust, steps=40, eps_violation=0.0, box_violation=0.0):
 
 
 def test_checks_flag_an_iterative_attack_weaker_than_fgsm():
-    from attacks.checks import attack_warnings
+    from attacks.entry_checks import attack_warnings
 
     fine = [entry("fgsm", 0.1, 0.30, steps=None), entry("pgd", 0.1, 0.20)]
     assert attack_warnings(fine, 100) == []
@@ -230,7 +245,7 @@ def test_checks_flag_an_iterative_attack_weaker_than_fgsm():
 
 
 def test_checks_flag_adversarials_outside_the_threat_model():
-    from attacks.checks import attack_warnings
+    from attacks.entry_checks import attack_warnings
 
     warnings = attack_warnings([entry("fab", 0.03, 0.5, eps_violation=0.02)], 10)
     assert len(warnings) == 1 and "outside its threat model" in warnings[0]

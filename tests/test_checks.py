@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attacks.checks import EXCURSION_TOLERANCE, attack_warnings
+from attacks.entry_checks import EXCURSION_TOLERANCE, attack_warnings
 
 
 def entry(name, eps, robust, *, norm="Linf", steps=40, eps_violation=0.0, box_violation=0.0):

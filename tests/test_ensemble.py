@@ -12,9 +12,10 @@ import torch
 import torchattacks
 
 from attacks.apgd import apgd, checkpoints, dlr_targeted
-from attacks.cascade import count_passes, run_cascade
-from attacks.checks import ensemble_gradient_free, entry_checks
+from attacks.cascade import run_cascade
+from attacks.entry_checks import ensemble_gradient_free, entry_checks
 from attacks.ensemble import FastEnsemble, describe
+from attacks.passes import count_passes
 from attacks.registry import DEFAULT_ATTACK, get_spec
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from attacks.checks import entry_checks
+from attacks.entry_checks import entry_checks
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.outputs import write_outputs

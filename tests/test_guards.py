@@ -64,8 +64,9 @@ class Overshoot:
 
 
 def overshoot_spec(norm: str) -> AttackSpec:
-    return AttackSpec("overshoot", "adds 0.6 everywhere", norm, True, True, False, None, None, "", "none",
-                      lambda _args: Overshoot())
+    return AttackSpec(name="overshoot", title="adds 0.6 everywhere", norm=norm, bounded=True, gradient=True,
+                      targeted=False, default_steps=None, reference_steps=None, steps_unit="", reference="none",
+                      build=lambda _args: Overshoot())
 
 
 @pytest.mark.parametrize("norm,eps", [("Linf", 0.1), ("L2", 0.4)])

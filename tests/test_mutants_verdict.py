@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from attacks.checks import attack_warnings, comparable_pairs
-from attacks.validity import gradient_free_not_applicable
+from attacks.entry_checks import attack_warnings, comparable_pairs
+from attacks.model_checks import gradient_free_not_applicable
 from audit.analyses.semantics.metrics import read_flip
 from reports.gates import evaluate, verdict_summary
 from reports.score import score_report

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attacks.cascade import StepOutcome, run_cascade
-from attacks.checks import attack_warnings
+from attacks.entry_checks import attack_warnings
 from attacks.minimal import MARGIN_TOLERANCE, CarliniWagnerL2, DeepFoolL2
 from attacks.registry import get_spec
 from audit import AuditConfig, run_audit

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from attacks.cascade import project, violations
+from attacks.threat_model import project, violations
 from audit.datasets_io import even_quotas, stratified_indices
 from audit.options import parse_eps_list, parse_eps_value
 from audit.errors import AuditError

@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from attacks.cascade import count_passes
+from attacks.passes import count_passes
 from audit.errors import AuditError
 from audit.probe import AuditedModel
 
@@ -171,7 +171,7 @@ class TapResult:
     maps: dict[str, torch.Tensor] | None = None  # layer -> its output, when gradients were taken
     grads: dict[str, torch.Tensor] | None = None  # layer -> d score / d output, same shape
     classes: torch.Tensor | None = None  # (N,) the class whose logit was differentiated per image
-    forward_images: int = 0  # images sent forward through the model (counted as attacks.cascade does)
+    forward_images: int = 0  # images sent forward through the model (counted as attacks.passes does)
     backward_images: int = 0  # images whose gradients were taken
 
 

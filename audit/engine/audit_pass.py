@@ -15,7 +15,7 @@ import torch
 
 from attacks.cascade import run_cascade
 from attacks.registry import MINIMAL_CURVE_EPS, AttackSpec
-from attacks.validity import gradient_free_not_applicable, model_checks
+from attacks.model_checks import gradient_free_not_applicable, model_checks
 from audit.analyses.base import Batch
 from audit.analyses.suite import AnalysisSuite
 from audit.engine.plan import AttackRun
@@ -141,7 +141,7 @@ class AuditPass:
         self.suite.absorb("pass", state["analyses"])
 
     def validity_checks(self) -> list[dict]:
-        """The model-based checks on the clean-correct images of the first batch (see attacks.validity)."""
+        """The model-based checks on the clean-correct images of the first batch (see attacks.model_checks)."""
         first = self.first
         keep = first["correct"]
         runs = [run for plan in self.plans for run in plan]
@@ -158,7 +158,7 @@ class AuditPass:
             targets = None if first.get("targets") is None else first["targets"][keep]
         checks = model_checks(self.model, first["x"][keep], first["y"][keep], survived, eps, self.settings.seed,
                               len(self.names), targets=targets, square=why_not is None)
-        if why_not:  # an ensemble's own Square stage read by attacks.checks replaces this line (engine.result)
+        if why_not:  # an ensemble's own Square stage read by attacks.entry_checks replaces this line (engine.result)
             checks.insert(1, gradient_free_not_applicable(why_not))
         return checks
 

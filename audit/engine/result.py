@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
-from attacks.checks import attack_warnings, clean_accuracy_check, entry_checks
+from attacks.entry_checks import attack_warnings, clean_accuracy_check, entry_checks
 from audit import __version__
 from audit.analyses.suite import AnalysisSuite
 from audit.engine.audit_pass import AuditPass

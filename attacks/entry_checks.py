@@ -1,10 +1,13 @@
-"""Cheap validity checks over an audit's attack entries: signs that an attack failed rather than a model held.
+"""Validity checks read from the report's attack entries: signs that an attack failed rather than a model held.
 
-These read only the report entries (no torch), so they run on a finished result. A check is
-``{"name", "status": pass|warn|fail|skipped|not_applicable, "detail": one sentence, "numbers": {...}}``; a check
-whose comparison this audit's attacks do not offer (no FGSM beside an iterative attack, one budget per attack)
-is ``not_applicable`` and says why, never a vacuous pass. The checks that need the model are in
-:mod:`attacks.validity`.
+Per entry, no model: these read only the finished entries (no torch), so they run on a finished result. They check
+curves that rise with eps, an iterative attack weaker than one-step FGSM, a minimal-perturbation attack weaker than
+a bounded one, adversarials outside the threat model, an ensemble's own score-based stage; and two numbers the audit
+measured beside them (clean accuracy against chance, whether two identical forward passes agreed). A check is
+``{"name", "status": pass|warn|fail|skipped|not_applicable, "detail": one sentence, "numbers": {...}}`` (built by
+:func:`check`); a check whose comparison this audit's attacks do not offer (no FGSM beside an iterative attack, one
+budget per attack) is ``not_applicable`` and says why, never a vacuous pass. The checks that run the model
+(gradients, a gradient-free attack, a large budget) are in :mod:`attacks.model_checks`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""Attack-validity checks: signs that an evaluation is broken or a model's gradients are masked.
+"""Validity checks that run the model: signs that an evaluation is broken or a model's gradients are masked.
+
+These attack or differentiate the model itself, on the clean-correct images of the first batch: input gradients
+that are NaN or vanish, a gradient-free attack that breaks what the gradient attacks left, robustness that survives
+a large budget. The checks that only read the report's attack entries (per entry, no model) are in
+:mod:`attacks.entry_checks`, which also builds the check records used here.
 
 Each check returns ``{"name", "status", "detail": one sentence, "numbers": {...}}`` with status pass, warn, fail,
 skipped (it applies, but had nothing to run on: no image of the first batch is classified correctly) or
-not_applicable (the audit's threat model has nothing for it to test); the detail then says why. The checks that
-need the model run on a small subset (the first batch) with a bounded cost, counted in ``numbers``
-(``forward_passes`` / ``backward_passes``); the others read the finished report entries.
+not_applicable (the audit's threat model has nothing for it to test); the detail then says why. They run on a small
+subset (the first batch) with a bounded cost, counted in ``numbers`` (``forward_passes`` / ``backward_passes``).
 
 A failed check means the robustness numbers cannot be trusted as they stand: the score's grade is capped.
 Gradient masking (Athalye, Carlini & Wagner 2018) and the checks below follow the advice of Carlini et al.
@@ -18,8 +22,10 @@ import math
 
 import torch
 
-from attacks.cascade import count_passes, project
-from attacks.checks import check, square_margin
+from attacks.entry_checks import check, square_margin
+from attacks.passes import count_passes
+from attacks.registry import BuildArgs, get_spec
+from attacks.threat_model import project
 
 NO_CLEAN_CORRECT = ("no image of the first batch is classified correctly: nothing to attack or to take "
                     "gradients on")
@@ -67,8 +73,6 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
 
     In a targeted audit (``targets``: each sample's target class) the survivors are the samples no gradient attack
     turned into their target, and Square aims at that same target: the check asks what the audit asked."""
-    from attacks.registry import BuildArgs, get_spec
-
     n = len(x)
     numbers = dict(n_subset=n_subset, n_survivors=n, eps=eps, queries=SQUARE_QUERIES, targeted=targets is not None)
     goal = " (turns them into their target class)" if targets is not None else ""
@@ -76,7 +80,8 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
         return check("gradient_free_attack", "pass", f"the gradient attacks broke all {n_subset} samples of the "
                      "subset: nothing left for a black-box attack to find", broken=0, **numbers)
     torch.manual_seed(seed)
-    attack = get_spec("square").build(BuildArgs(model, eps, SQUARE_QUERIES, num_classes, seed))
+    attack = get_spec("square").build(
+        BuildArgs(model=model, eps=eps, steps=SQUARE_QUERIES, num_classes=num_classes, seed=seed))
     labels = y
     if targets is not None:
         attack.set_mode_targeted_by_label(quiet=True)
@@ -103,11 +108,10 @@ def gradient_free_attack(model, x, y, eps: float, n_subset: int, seed: int, num_
 def large_budget(model, x, y, seed: int, num_classes: int) -> dict:
     """A short PGD at L-inf eps 0.5 must break (nearly) everything: at that budget any image can be turned
     into any other's half-tone, so robustness there means the attack, not the model, failed."""
-    from attacks.registry import BuildArgs, get_spec
-
     n = len(x)
     torch.manual_seed(seed)
-    attack = get_spec("pgd").build(BuildArgs(model, LARGE_EPS, LARGE_STEPS, num_classes, seed))
+    attack = get_spec("pgd").build(
+        BuildArgs(model=model, eps=LARGE_EPS, steps=LARGE_STEPS, num_classes=num_classes, seed=seed))
     with count_passes(model) as counter, torch.enable_grad():
         adv = project(x, attack(x, y).detach(), LARGE_EPS, "Linf")
     with torch.no_grad():
@@ -137,7 +141,7 @@ def model_checks(model, x, y, survived: torch.Tensor | None, eps: float | None, 
     ``survived`` marks the images every gradient attack left robust (targeted: short of their target
     ``targets``) at ``eps``, the largest L-inf budget. ``square`` False: the Square check is not run here (a
     black-box attack or an ensemble with its own score-based stage was requested, or no L-inf budget was run;
-    the caller reports it, see ``attacks.checks.ensemble_gradient_free``). With no clean-correct image every
+    the caller reports it, see ``attacks.entry_checks.ensemble_gradient_free``). With no clean-correct image every
     check is skipped, with the reason.
     """
     x, y = x[:SUBSET], y[:SUBSET]
