@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 import torch
 
 from audit.errors import AuditError
-from audit.probe import _input_error, eval_mode, expected_channels
+from audit.model import eval_mode, expected_channels
+from audit.model.probing import input_error as _input_error
 from audit.analyses.tap import hooked, network_of
 
 MAX_LAYERS = 12
@@ -81,7 +82,7 @@ def _kind(module: torch.nn.Module) -> str:
 def candidate_layers(model: torch.nn.Module, example_input: torch.Tensor) -> list[LayerInfo]:
     """Every module whose forward returned a tensor, in the order they started, from one hooked forward.
 
-    ``model`` is an :class:`~audit.probe.AuditedModel` (its network's modules are listed) or a bare network;
+    ``model`` is an :class:`~audit.model.audited.AuditedModel` (its network's modules are listed) or a bare network;
     ``example_input`` a small (N, C, H, W) batch such as the model expects.
     """
     net = network_of(model)

@@ -33,7 +33,7 @@ import torch
 
 from attacks.cascade import count_passes
 from audit.errors import AuditError
-from audit.probe import AuditedModel
+from audit.model import AuditedModel
 
 
 def network_of(model: torch.nn.Module) -> torch.nn.Module:

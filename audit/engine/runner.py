@@ -32,8 +32,7 @@ from audit.engine.state import StateDir
 from audit.errors import AuditError
 from audit.labels import align_labels, imagenet_names_for
 from audit.engine.tallies import AttackTally, ClassCounts
-from audit.model import load_model
-from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
+from audit.model import AuditedModel, declared_size, eval_mode, expected_channels, load_model, probe
 from audit.engine.targets import choose_targets
 from reports.gates import evaluate
 from reports.schema import AuditResult, reference_entry, reference_record
