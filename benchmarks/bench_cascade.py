@@ -18,8 +18,7 @@ from attacks.cascade import run_cascade
 from attacks.registry import get_spec
 from audit.data import open_data
 from audit.demo import ARCH, ASSETS, MODELS
-from audit.model import load_model
-from audit.probe import AuditedModel
+from audit.model import AuditedModel, load_model
 
 
 def attack_cost(model, x, y, budgets, steps):

@@ -50,7 +50,7 @@ def test_classes_from_a_file_or_a_comma_list(tmp_path):
 
 
 def test_torchvision_imports_through_the_guarded_door():
-    from audit.tv import import_torchvision, models
+    from audit.model.torchvision_door import import_torchvision, models
 
     torchvision = import_torchvision()
     net = models().resnet18(num_classes=3).eval()

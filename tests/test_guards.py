@@ -16,7 +16,7 @@ from attacks.cascade import run_cascade
 from attacks.registry import L2_DEFAULT_EPS, LINF_DEFAULT_EPS, REGISTRY, AttackSpec, get_spec
 from audit import AuditConfig, run_audit
 from audit.errors import AuditError
-from audit.probe import PROBABILITIES_WARNING
+from audit.model.probing import PROBABILITIES_WARNING
 from audit_inputs import write_inputs
 from audit.analyses.base import Analysis
 

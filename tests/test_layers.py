@@ -15,10 +15,10 @@ from audit.demo import ARCH, ASSETS
 from audit.demo_model import FashionCNN
 from audit.errors import AuditError
 from audit.analyses.layers import auto_layers, candidate_layers, example_batch, resolve_layers
+from audit.model.audited import AuditedModel
 from audit.options import parse_layers
-from audit.probe import AuditedModel
 from audit.analyses.tap import pool, run_tap, tap
-from audit.tv import models
+from audit.model.torchvision_door import models
 
 FASHION_AUTO = ["features.1", "features.2", "features.4", "features.6", "classifier.2"]
 RESNET_AUTO = ["maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]

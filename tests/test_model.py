@@ -20,16 +20,10 @@ import torch
 from safetensors.torch import save_file
 
 from audit.errors import AuditError
-from audit.model import (
-    AuditedModel,
-    eval_mode,
-    expected_channels,
-    load_model,
-    parse_arch_kwargs,
-    parse_stats,
-    probe,
-    resolve_device,
-)
+from audit.model.audited import AuditedModel, eval_mode
+from audit.model.loading import load_model
+from audit.model.probing import expected_channels, probe
+from audit.options import parse_arch_kwargs, parse_stats, resolve_device
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -195,11 +189,11 @@ def test_arch_kwargs_without_arch(tmp_path, net):
 
 
 def test_torchvision_arch_goes_through_the_guarded_import(tmp_path, monkeypatch):
-    import audit.tv
+    import audit.model.torchvision_door as door
 
     calls = []
-    real = audit.tv.import_torchvision
-    monkeypatch.setattr(audit.tv, "import_torchvision", lambda: calls.append(1) or real())
+    real = door.import_torchvision
+    monkeypatch.setattr(door, "import_torchvision", lambda: calls.append(1) or real())
     torchvision = real()
     weights = torchvision.models.squeezenet1_1(num_classes=5).state_dict()
     path = tmp_path / "squeeze.safetensors"
@@ -436,14 +430,14 @@ def test_trusted_pickle_and_arch_module_import_from_the_current_folder(tmp_path,
 
 
 def _tv_pickle(folder: Path) -> list[str]:
-    from audit.tv import models
+    from audit.model.torchvision_door import models
 
     torch.save(models().squeezenet1_1(num_classes=5).eval(), folder / "squeeze.pt")
     return ["squeeze.pt", "--trust-model"]
 
 
 def _lazy_arch(folder: Path) -> list[str]:
-    from audit.tv import models
+    from audit.model.torchvision_door import models
 
     (folder / "lazy_models.py").write_text(LAZY_MODULE)
     save_file(models().squeezenet1_1(num_classes=5).state_dict(), folder / "squeeze.safetensors")
@@ -727,7 +721,7 @@ def test_probe_names_the_expected_input(images):
 def test_expected_channels_sees_conv2d_subclasses():
     from torch import nn
 
-    from audit.probe import expected_channels
+    from audit.model.probing import expected_channels
 
     class SamePaddingConv(nn.Conv2d):
         pass

@@ -22,7 +22,7 @@ from audit.datasets_io import Framing
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
 from audit.labels import BUILTIN, align_labels
-from audit.probe import declared_size
+from audit.model.probing import declared_size
 from audit_inputs import ARCH_SOURCE, arch_module
 
 DEMO_WEIGHTS = str(ASSETS / "fashion_cnn.safetensors")
@@ -149,7 +149,7 @@ def test_framing_sizes_follow_the_short_side_and_centre():
 
 @pytest.mark.parametrize("crop", [(4, 6), (5, 5), (6, 3), (11, 10), (2, 9)])
 def test_the_crop_lands_where_torchvisions_center_crop_puts_it(crop):
-    from audit.tv import import_torchvision
+    from audit.model.torchvision_door import import_torchvision
 
     import_torchvision()
     from torchvision.transforms.functional import center_crop

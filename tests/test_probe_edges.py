@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from audit.errors import AuditError
-from audit.probe import AuditedModel, _first_layer, expected_channels, pick_logits, probe, short_reason
+from audit.errors import short_reason
+from audit.model.audited import AuditedModel, pick_logits
+from audit.model.probing import expected_channels, first_layer, probe
 
 IMAGES = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -137,10 +139,10 @@ def test_outputs_that_hold_no_tensor_are_one_error(out):
 def test_the_first_layer_is_found_through_groups_scripting_lazy_and_embedding_layers():
     assert expected_channels(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2))) == 4
     scripted = torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)))
-    assert _first_layer(scripted) == ("Linear", 12)
-    assert _first_layer(nn.Sequential(nn.Embedding(10, 5), nn.Linear(7, 3))) == ("Linear", 7)
-    assert _first_layer(nn.Sequential(nn.LazyLinear(3), nn.Conv2d(2, 4, 3))) == ("Conv2d", 2)
-    assert _first_layer(nn.Sequential(nn.ConvTranspose2d(2, 6, 3), nn.Linear(5, 3))) == ("Linear", 5)
+    assert first_layer(scripted) == ("Linear", 12)
+    assert first_layer(nn.Sequential(nn.Embedding(10, 5), nn.Linear(7, 3))) == ("Linear", 7)
+    assert first_layer(nn.Sequential(nn.LazyLinear(3), nn.Conv2d(2, 4, 3))) == ("Conv2d", 2)
+    assert first_layer(nn.Sequential(nn.ConvTranspose2d(2, 6, 3), nn.Linear(5, 3))) == ("Linear", 5)
 
 
 @pytest.fixture(scope="module")

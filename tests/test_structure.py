@@ -10,10 +10,8 @@ submodules is not a cycle anyone has to untangle, unless a submodule asks the pa
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("audit", "attacks", "reports")
@@ -187,25 +185,13 @@ def test_the_walker_finds_a_cycle_through_function_level_and_submodule_imports(t
     assert sorted(private) == ["audit/c.py:2: audit.a._hidden", "audit/d.py:1: from audit.c import _private"]
 
 
-# Still to untangle in the restructuring of audit/ (issue 17): a new cycle or private use fails the tests below; these
-# known ones only mark them expected to fail, until they are gone and these lists are emptied.
-KNOWN_CYCLES = [{"audit", "audit.engine.runner"}]  # runner reads audit.__version__; audit.__getattr__ loads the runner
-KNOWN_PRIVATE = ["audit/analyses/layers.py: from audit.probe import _input_error"]  # without the line number
-
-
 def test_no_import_cycle_among_the_project_modules():
     graph, _ = import_graph()
     assert len(graph) > 30  # the walker saw the packages
     found = cycles(graph)
-    new = [cycle for cycle in found if set(cycle) not in KNOWN_CYCLES]
-    assert not new, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in new)
-    if found:
-        pytest.xfail("known import cycles remain: " + "; ".join(" -> ".join(cycle) for cycle in found))
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in found)
 
 
 def test_no_module_uses_a_private_name_of_another():
     _, private = import_graph()
-    new = [line for line in private if re.sub(r":\d+:", ":", line, count=1) not in KNOWN_PRIVATE]
-    assert not new, "private names used across modules:\n" + "\n".join(new)
-    if private:
-        pytest.xfail("known private names used across modules remain: " + "; ".join(private))
+    assert not private, "private names used across modules:\n" + "\n".join(private)

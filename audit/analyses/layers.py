@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 import torch
 
 from audit.errors import AuditError
+from audit.model import eval_mode, expected_channels
+from audit.model.probing import input_error
 from audit.options import LayerChoice
-from audit.probe import _input_error, eval_mode, expected_channels
 from audit.analyses.tap import hooked, network_of
 
 MAX_LAYERS = 12
@@ -82,7 +83,7 @@ def _kind(module: torch.nn.Module) -> str:
 def candidate_layers(model: torch.nn.Module, example_input: torch.Tensor) -> list[LayerInfo]:
     """Every module whose forward returned a tensor, in the order they started, from one hooked forward.
 
-    ``model`` is an :class:`~audit.probe.AuditedModel` (its network's modules are listed) or a bare network;
+    ``model`` is an :class:`~audit.model.audited.AuditedModel` (its network's modules are listed) or a bare network;
     ``example_input`` a small (N, C, H, W) batch such as the model expects.
     """
     net = network_of(model)
@@ -120,7 +121,7 @@ def candidate_layers(model: torch.nn.Module, example_input: torch.Tensor) -> lis
         except AuditError:
             raise
         except Exception as exc:
-            raise _input_error(net, x, exc) from exc
+            raise input_error(net, x, exc) from exc
         finally:
             alive.clear()
     layers = sorted(seen.values(), key=lambda info: info.start)

@@ -33,7 +33,8 @@ import torch
 
 from attacks.passes import count_passes
 from audit.errors import AuditError
-from audit.probe import AuditedModel
+from audit.model import AuditedModel
+from audit.model.loading import TORCHSCRIPT_TO_WEIGHTS
 
 
 def network_of(model: torch.nn.Module) -> torch.nn.Module:
@@ -51,13 +52,6 @@ def pool(output: torch.Tensor) -> torch.Tensor:
     if output.dim() == 2:
         return output
     return output.reshape(output.shape[0], -1)
-
-
-# What works for per-layer analyses of a TorchScript model (tests/test_model.py runs this advice as written)
-TORCHSCRIPT_TO_WEIGHTS = ("save its weights with `torch.save(torch.jit.load('MODEL').state_dict(), 'weights.pt')` "
-                          "and audit weights.pt with --arch naming the Python class it was scripted from "
-                          "(e.g. --arch mynet.py:Net)")
-
 
 @contextmanager
 def hooked(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from attacks.entry_checks import attack_warnings, clean_accuracy_check, entry_checks
-from audit import __version__
+from audit.version import __version__
 from audit.analyses.suite import AnalysisSuite
 from audit.engine.audit_pass import AuditPass
 from reports.gates import evaluate

@@ -27,8 +27,7 @@ from audit.engine.state import StateDir
 from audit.engine.targets import SEMANTIC_TARGETS
 from audit.errors import AuditError
 from audit.labels import align_labels, imagenet_names_for
-from audit.model import load_model
-from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
+from audit.model import AuditedModel, declared_size, eval_mode, expected_channels, load_model, probe
 from reports.schema import AuditResult
 
 

@@ -1,168 +1,26 @@
-"""The user's network seen in [0,1] pixel space, and a probe that checks it once before any attack.
+"""A probe that checks the user's network once, on a small real batch, before any attack.
 
-:class:`AuditedModel` folds normalization in and reduces dict/tuple outputs to one logits tensor, so attacks
-work on pixels in [0,1]. :func:`probe` runs it on a small real batch and turns what can go wrong (wrong input
+:func:`probe` runs an :class:`~audit.model.audited.AuditedModel` and turns what can go wrong (wrong input
 size, wrong output shape, NaN, probabilities instead of logits, randomness in eval mode) into one-line
-:class:`~audit.errors.AuditError` messages or warnings. All names here are also importable from
-:mod:`audit.model`.
+:class:`~audit.errors.AuditError` messages or warnings. :func:`expected_channels` and :func:`declared_size`
+read what a network says about its input.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from audit.errors import AuditError
+from audit.errors import AuditError, short_reason
+from audit.model.audited import AuditedModel, eval_mode
 
 PROBABILITIES_WARNING = (
     "the model outputs probabilities (rows sum to 1): gradient attacks on probabilities underperform; "
     "export the logits if you can"
 )
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SHAPE_WORDS = ("shape", "size", "channel", "mat1", "dimension", "guard failed")
-
-
-def short_reason(exc: BaseException, limit: int = 160) -> str:
-    """The first line of an exception's message, without colour codes, cut to ``limit`` characters."""
-    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- training flags --------------------------------------------------------------------------------------
-
-
-def _set_training(module: torch.nn.Module, mode: bool) -> None:
-    try:
-        module.train(mode)
-    except NotImplementedError:  # torch.export modules refuse train()/eval(); their graph is fixed anyway
-        for sub in module.modules():
-            sub.training = mode
-
-
-@contextmanager
-def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """eval() for the duration; afterwards every submodule gets back its own training flag, even on error."""
-    saved = [(sub, sub.training) for sub in module.modules()]
-    try:
-        _set_training(module, False)
-        yield module
-    finally:
-        for sub, flag in saved:
-            sub.training = flag
-
-
-# --- the network in pixel space --------------------------------------------------------------------------
-
-
-def _stat_buffer(values: tuple | None, channels: int, fill: float) -> torch.Tensor:
-    data = torch.full((channels,), fill) if values is None else torch.tensor(values, dtype=torch.float32)
-    return data.reshape(1, channels, 1, 1)
-
-
-def _element_types(out: Mapping | tuple | list) -> str:
-    listing = out.items() if isinstance(out, Mapping) else enumerate(out)
-    return ", ".join(f"{k!r}: {type(v).__name__}" for k, v in listing)
-
-
-def _pick_from_sequence(out: tuple | list, key: str | int | None) -> tuple[Any, str]:
-    fields = getattr(out, "_fields", ())
-    if key is None and isinstance(getattr(out, "logits", None), torch.Tensor):
-        key = "logits"
-    if isinstance(key, str) and (key in fields or (key == "logits" and hasattr(out, key))):
-        return getattr(out, key), f"tuple[{key}]"
-    index = 0 if key is None else int(key) if str(key).lstrip("-").isdigit() else None
-    if index is None or not -len(out) <= index < len(out):
-        names = f" or a field name ({', '.join(fields)})" if fields else ""
-        raise AuditError(
-            f"--output-key {key!r} does not pick an element of the model's {len(out)}-element output "
-            f"({_element_types(out)}); give an index 0..{len(out) - 1}{names}"
-        )
-    return out[index], f"tuple[{index}]"
-
-
-def _pick_from_mapping(out: Mapping, key: str | int | None) -> tuple[Any, str]:
-    if key is None:
-        if "logits" not in out:
-            raise AuditError(
-                f"the model returns a dict without a 'logits' entry ({_element_types(out)}); "
-                "choose the logits with --output-key KEY"
-            )
-        key = "logits"
-    if key not in out and isinstance(key, str) and key.isdigit() and int(key) in out:
-        key = int(key)
-    if key not in out:
-        raise AuditError(f"--output-key {key!r} is not in the model's output dict ({_element_types(out)})")
-    return out[key], f"dict[{key}]"
-
-
-def pick_logits(out: Any, key: str | int | None = None) -> tuple[torch.Tensor, str]:
-    """(logits, where they were: "tensor", "dict[<key>]" or "tuple[<i>]") from a network's raw output."""
-    if isinstance(out, torch.Tensor):
-        return out, "tensor"
-    if isinstance(out, Mapping):
-        value, where = _pick_from_mapping(out, key)
-    elif isinstance(out, (tuple, list)) and len(out) > 0:
-        value, where = _pick_from_sequence(out, key)
-    else:
-        raise AuditError(
-            f"the model returns {type(out).__name__} {str(out)[:40]!r}; expected logits: a tensor, "
-            "or a dict / tuple holding one"
-        )
-    if not isinstance(value, torch.Tensor):
-        raise AuditError(
-            f"the model's output {where} is a {type(value).__name__}, not a tensor ({_element_types(out)}); "
-            "choose the logits tensor with --output-key"
-        )
-    return value, where
-
-
-class AuditedModel(torch.nn.Module):
-    """The user's network seen in [0,1] pixel space: normalization inside, and a plain logits tensor out."""
-
-    def __init__(
-        self,
-        net: torch.nn.Module,
-        mean: tuple | None,
-        std: tuple | None,
-        output_key: str | int | None = None,
-    ):
-        super().__init__()
-        self.net = net
-        self.output_key = output_key
-        if mean is not None and std is not None and len(mean) != len(std):
-            raise ValueError(f"mean has {len(mean)} values but std has {len(std)}")
-        if mean is None and std is None:
-            self.register_buffer("mean", None)
-            self.register_buffer("std", None)
-        else:
-            channels = len(mean if mean is not None else std)
-            self.register_buffer("mean", _stat_buffer(mean, channels, 0.0))
-            self.register_buffer("std", _stat_buffer(std, channels, 1.0))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.mean is None else (x - self.mean) / self.std
-
-    def pick(self, out: Any) -> tuple[torch.Tensor, str]:
-        return pick_logits(out, self.output_key)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pick(self.net(self.normalize(x)))[0]
-
-    def train(self, mode: bool = True) -> AuditedModel:
-        # attack libraries call eval() and train(); a torch.export network must not make them fail
-        self.training = mode
-        _set_training(self.net, mode)
-        return self
-
-
-# --- the probe -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -174,7 +32,7 @@ class ProbeResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _first_layer(net: torch.nn.Module) -> tuple[str, int] | None:
+def first_layer(net: torch.nn.Module) -> tuple[str, int] | None:
     """("Conv2d", in_channels) or ("Linear", in_features) of the first such layer, in registration order.
 
     Any module with a 4-D weight counts as a convolution (subclasses such as same-padding convolutions, and
@@ -209,7 +67,7 @@ def expected_channels(net: torch.nn.Module) -> int | None:
     shape = _exported_shape(net)
     if shape is not None:
         return shape[0]
-    layer = _first_layer(net)
+    layer = first_layer(net)
     return layer[1] if layer is not None and layer[0] == "Conv2d" else None
 
 
@@ -242,7 +100,7 @@ def _expectation(net: torch.nn.Module) -> str | None:
     shape = _exported_shape(net)
     if shape is not None:
         return f"it was exported for inputs of shape {'x'.join(map(str, shape))}"
-    layer = _first_layer(net)
+    layer = first_layer(net)
     if layer is None:
         return None
     if layer[0] == "Conv2d":
@@ -250,7 +108,8 @@ def _expectation(net: torch.nn.Module) -> str | None:
     return f"its first layer is a Linear that expects {layer[1]} values (C*H*W of one image)"
 
 
-def _input_error(net: torch.nn.Module, x: torch.Tensor, exc: Exception) -> AuditError:
+def input_error(net: torch.nn.Module, x: torch.Tensor, exc: Exception) -> AuditError:
+    """The one line that says why ``net`` failed on the batch ``x`` (``exc``), and what to set instead."""
     reason = short_reason(exc)
     sample = "x".join(str(d) for d in x.shape[1:])
     if "guard failed" in reason.lower() and "size()[0]" in reason:
@@ -274,7 +133,7 @@ def _forward(audited: AuditedModel, x: torch.Tensor) -> tuple[torch.Tensor, str]
     try:
         raw = audited.net(audited.normalize(x))
     except Exception as exc:
-        raise _input_error(audited.net, x, exc) from exc
+        raise input_error(audited.net, x, exc) from exc
     return audited.pick(raw)
 
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import torch
 
-from audit.errors import AuditError
-from audit.probe import short_reason
-from audit.tv import through_door
+from audit.errors import AuditError, short_reason
+from audit.model.torchvision_door import through_door
 
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -50,7 +49,7 @@ def _import_target(spec: str, target: str):
         raise AuditError(f"--arch {spec}: {target!r} is neither a module name nor a .py file")
     try:
         if target.split(".")[0] == "torchvision":
-            from audit.tv import import_torchvision
+            from audit.model.torchvision_door import import_torchvision
 
             import_torchvision()
         with current_folder_importable():

@@ -1,12 +1,11 @@
-"""Loading a user's classifier without running code it carries (the option parsers it re-exports live in
-:mod:`audit.options`).
+"""Loading a user's classifier without running code it carries.
 
 Formats are recognised by content, never by extension. Weight files (safetensors, torch state dicts) are read
 with loaders that cannot execute code; a full pickle is only unpickled with ``--trust-model``. A torch.export
 program also needs ``--trust-model``: ``torch.export.load`` falls back to full unpickling for some payloads and
 parses expressions with ``sympy.sympify`` (``eval``), so a crafted ``.pt2`` runs code on load. TorchScript archives
-carry no Python code and are loaded directly. :class:`AuditedModel`, :func:`eval_mode` and :func:`probe` live in
-:mod:`audit.probe` and are re-exported here.
+carry no Python code and are loaded directly. A state dict gets its network from ``--arch``
+(:mod:`audit.model.arch`).
 """
 
 from __future__ import annotations
@@ -24,30 +23,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from audit.arch import build_network, current_folder_importable, fit_weights
-from audit.errors import AuditError
-from audit.options import parse_arch_kwargs, parse_stats, resolve_device
-from audit.probe import AuditedModel, ProbeResult, eval_mode, expected_channels, probe, short_reason
-from audit.analyses.tap import TORCHSCRIPT_TO_WEIGHTS
-from audit.tv import through_door
-
-__all__ = [
-    "AuditedModel",
-    "LoadedModel",
-    "ProbeResult",
-    "eval_mode",
-    "expected_channels",
-    "load_model",
-    "parse_arch_kwargs",
-    "parse_stats",
-    "probe",
-    "resolve_device",
-]
+from audit.errors import AuditError, short_reason
+from audit.model.arch import build_network, current_folder_importable, fit_weights
+from audit.model.torchvision_door import through_door
 
 POLICY_WEIGHTS = "weights only, no code executed"
 POLICY_TORCHSCRIPT = "TorchScript archive (no Python code executed)"
 POLICY_EXPORT = "torch.export program, trusted by --trust-model"
 POLICY_PICKLE = "full pickle, trusted by --trust-model"
+
+# What works for per-layer analyses of a TorchScript model (tests/test_model.py runs this advice as written)
+TORCHSCRIPT_TO_WEIGHTS = ("save its weights with `torch.save(torch.jit.load('MODEL').state_dict(), 'weights.pt')` "
+                          "and audit weights.pt with --arch naming the Python class it was scripted from "
+                          "(e.g. --arch mynet.py:Net)")
 
 _READABLE = "safetensors, state_dict .pt, TorchScript, torch.export .pt2, or a full pickle with --trust-model"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
