@@ -208,7 +208,7 @@ class AuditConfig:
         if self._cache is None or self._cache[0] != key:
             from dataclasses import replace
 
-            from audit.labels import resolve_classes
+            from audit.data.labels import resolve_classes
 
             parsed = self._validate()
             classes = resolve_classes(self.classes) if isinstance(self.classes, str) else self.classes

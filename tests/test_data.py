@@ -15,10 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from audit.data import DEMO_FILE, ImageSet, open_data, parse_samples
-from audit.datasets_io import even_quotas, load_restricted_pickle, stratified_indices
+from audit.data import DEMO_FILE, ImageSet, open_data
+from audit.data.labels import FASHION_MNIST
+from audit.data.pickles import load_restricted_pickle
+from audit.data.sampling import even_quotas, stratified_indices
 from audit.errors import AuditError
-from audit.labels import FASHION_MNIST
+from audit.options import parse_samples
 
 # ------------------------------------------------------------------------------------------------- helpers
 

@@ -24,13 +24,12 @@ from audit import __version__
 from audit.analyses.suite import build_analyses
 from audit.engine.plan import AttackRun, plan_attacks
 from audit.config import AuditConfig
-from audit.data import open_data
-from audit.datasets_io import Framing
+from audit.data import Framing, open_data
 from audit.engine.distributed import world as distributed_world
 from audit.engine.execution import Execution, audit_fingerprint
 from audit.engine.state import StateDir
 from audit.errors import AuditError
-from audit.labels import align_labels, imagenet_names_for
+from audit.data.labels import align_labels, imagenet_names_for
 from audit.engine.tallies import AttackTally, ClassCounts
 from audit.model import load_model
 from audit.probe import AuditedModel, declared_size, eval_mode, expected_channels, probe
