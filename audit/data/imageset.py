@@ -45,6 +45,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self._chosen)
 
+    @property
+    def chosen(self) -> np.ndarray:
+        """The indices of the audited samples in the source, ascending (data order); read-only."""
+        view = self._chosen.view()
+        view.flags.writeable = False
+        return view
+
     def _survey(self) -> tuple[Counter, int]:
         """How many chosen samples have each size once framed (every one probed unless the source has one
         size), and the channels of the first that opens (3 when none does). A crop larger than a sample is

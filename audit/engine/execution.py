@@ -23,7 +23,7 @@ NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "
 
 def audit_fingerprint(config, sha256: str, data, world: World) -> dict:
     settings = {f"--{k.replace('_', '-')}": v for k, v in config.effective().items() if k not in NOT_NUMBERS}
-    chosen = hashlib.sha256(data._chosen.tobytes()).hexdigest()
+    chosen = hashlib.sha256(data.chosen.tobytes()).hexdigest()
     return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], **settings,
                         "world size": world.size})
 
