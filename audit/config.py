@@ -207,7 +207,7 @@ class AuditConfig:
         calls this once per audit and passes the value down."""
         from dataclasses import replace
 
-        from audit.labels import resolve_classes
+        from audit.data.labels import resolve_classes
 
         parsed = self._validate()
         classes = resolve_classes(self.classes) if isinstance(self.classes, str) else self.classes

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.labels import BUILTIN
+from audit.data.labels import BUILTIN
 from audit.analyses.semantics.embeddings import DATA_DIR, GLOVE_PIP, SHIPPED, full_glove
 from audit.analyses.semantics.words import LEMMAS, NUMBER_WORDS, builtin_synonyms, class_vectors, kv_lookup
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from audit import AuditConfig, run_audit
+from audit.data.labels import BUILTIN, align_labels, imagenet_wnids
 from audit.errors import AuditError
-from audit.labels import BUILTIN, align_labels, imagenet_wnids
 from tests.test_photos import FAST, declaring_net, demo_photo
 
 IMAGENET = BUILTIN["imagenet-1k"]()

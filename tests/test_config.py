@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audit.config import AuditConfig, parse_input_size
+from audit.data.labels import resolve_classes
 from audit.errors import AuditError
-from audit.labels import resolve_classes
 
 
 @pytest.mark.parametrize("value,expected", [(None, None), (32, (32, 32)), ("224", (224, 224)),

@@ -15,10 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from audit.data import DEMO_FILE, ImageSet, open_data, parse_samples
-from audit.datasets_io import even_quotas, load_restricted_pickle, stratified_indices
+from audit.data import DEMO_FILE, ImageSet, open_data
+from audit.data.labels import FASHION_MNIST
+from audit.data.pickles import load_restricted_pickle
+from audit.data.sampling import even_quotas, stratified_indices
 from audit.errors import AuditError
-from audit.labels import FASHION_MNIST
+from audit.options import parse_samples
 
 # ------------------------------------------------------------------------------------------------- helpers
 
@@ -383,6 +385,9 @@ def test_stratified_sampling_properties(tmp_path: Path):
 
     chosen = stratified_indices(labels, 21, seed=1)
     assert np.all(np.diff(chosen) > 0) and np.array_equal(images.labels, labels[chosen])  # ascending order
+    assert np.array_equal(images.chosen, chosen)  # the set says which samples it audits
+    with pytest.raises(ValueError):  # and they cannot be changed through it
+        images.chosen[0] = 0
     assert np.array_equal(chosen, stratified_indices(labels, 21, seed=1))  # deterministic
     assert not np.array_equal(chosen, stratified_indices(labels, 21, seed=2))  # seed matters
     assert len(open_data(str(tmp_path / "s.npz"), samples=500)) == 80  # more than available: all
@@ -403,6 +408,7 @@ def test_batches_cover_every_chosen_sample_once(tmp_path: Path, batch_size: int)
     assert torch.equal(ys, torch.from_numpy(images.labels)) and ys.dtype == torch.int64
     source_ids = (xs[:, 0, 0, 0] * 255).round().long()  # which source sample each row came from
     assert np.array_equal(labels[source_ids.numpy()], images.labels)
+    assert np.array_equal(source_ids.numpy(), images.chosen)  # in data order, as batches yield them
 
 
 def test_resize_and_channel_conversion(tmp_path: Path):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from audit.bounded_io import ALLOWANCE_FLOOR, allowance
 from audit.cli import main
 from audit.data import open_data
-from audit.datasets_io import load_restricted_pickle
+from audit.data.bounded import ALLOWANCE_FLOOR, allowance
+from audit.data.pickles import load_restricted_pickle
 from audit.errors import AuditError
 from audit_inputs import write_inputs
 

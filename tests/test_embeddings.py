@@ -9,7 +9,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from audit.errors import AuditError
-from audit.labels import BUILTIN
+from audit.data.labels import BUILTIN
 from audit.analyses.semantics.embeddings import load_embeddings
 from audit.analyses.semantics.words import class_vectors, kv_lookup, read_class_words
 

@@ -17,11 +17,11 @@ from safetensors.torch import save_file
 
 from audit import AuditConfig, run_audit
 from audit.config_file import example_toml, read_config_file
-from audit.data import DEMO_FILE, open_data
-from audit.datasets_io import Framing
+from audit.data import DEMO_FILE, Framing, open_data
+from audit.data.labels import BUILTIN, align_labels
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
-from audit.labels import BUILTIN, align_labels
+from audit.data.labels import BUILTIN, align_labels
 from audit.model.probing import declared_size
 from audit_inputs import ARCH_SOURCE, arch_module
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from attacks.threat_model import project, violations
-from audit.datasets_io import even_quotas, stratified_indices
+from audit.data.sampling import even_quotas, stratified_indices
 from audit.options import parse_eps_list, parse_eps_value
 from audit.errors import AuditError
 from audit.engine.tallies import ClassCounts

@@ -8,8 +8,8 @@ from PIL import Image
 
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
+from audit.data.labels import FASHION_MNIST, align_labels
 from audit.errors import AuditError
-from audit.labels import FASHION_MNIST, align_labels
 from audit.analyses.base import Analysis
 
 WEIGHTS = str(ASSETS / "fashion_cnn.safetensors")

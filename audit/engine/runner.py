@@ -16,8 +16,7 @@ import torch
 from audit.analyses.base import Analysis
 from audit.analyses.suite import AnalysisContext, build_suite, choose_layers
 from audit.config import AuditConfig
-from audit.data import open_data
-from audit.datasets_io import Framing
+from audit.data import Framing, open_data
 from audit.engine.audit_pass import AuditPass, PassSettings
 from audit.engine.distributed import world as distributed_world
 from audit.engine.execution import Execution, audit_fingerprint
@@ -26,7 +25,7 @@ from audit.engine.result import Audited, assemble, conclude
 from audit.engine.state import StateDir
 from audit.engine.targets import SEMANTIC_TARGETS
 from audit.errors import AuditError
-from audit.labels import align_labels, imagenet_names_for
+from audit.data.labels import align_labels, imagenet_names_for
 from audit.model import AuditedModel, declared_size, eval_mode, expected_channels, load_model, probe
 from reports.schema import AuditResult
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from audit.errors import AuditError
 
-_LABEL_DIR = Path(__file__).parent / "label_sets"
+_LABEL_DIR = Path(__file__).parent.parent / "label_sets"  # audit/label_sets
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST = (

@@ -23,6 +23,7 @@ from audit.errors import AuditError
 
 ALLOWANCE_FACTOR = 16
 ALLOWANCE_FLOOR = 64 * 2**20
+GZIP_MAGIC = b"\x1f\x8b"
 NPY_MAX_HEADER = 10_000  # numpy's own default limit on a .npy header
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile, struct.error, RuntimeError,
                NotImplementedError)  # zipfile: encrypted members, unknown compression methods
@@ -60,6 +61,18 @@ def read_gzip(path: Path, n: int) -> bytes:
     """The first ``n`` decompressed bytes of a gzip file (fewer when it is shorter); never inflates more."""
     with gzip.open(path, "rb") as f:
         return f.read(n)
+
+
+def read_head(path: Path, n: int = 64) -> bytes:
+    """The first ``n`` bytes of a file, decompressed when it is gzip."""
+    with open(path, "rb") as f:
+        head = f.read(n)
+    if head.startswith(GZIP_MAGIC):
+        try:
+            return read_gzip(path, n)
+        except (OSError, EOFError, zlib.error):
+            return b""
+    return head
 
 
 # ---------------------------------------------------------------------------------------------------------

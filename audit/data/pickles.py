@@ -3,7 +3,7 @@
 CIFAR batches are pickles, and a pickle is a program. Two defences keep one from doing harm:
 
 - only numpy array/scalar reconstruction and plain builtin types can be named (never an arbitrary callable);
-- what the pickle can make the loader allocate is bounded by the file's own size (``bounded_io.allowance``).
+- what the pickle can make the loader allocate is bounded by the file's own size (``bounded.allowance``).
   Before anything runs, every opcode is scanned: declared lengths must fit in the file, memo indices must be
   ones a pickler could have written, and each opcode is charged ``OPCODE_BYTES``. While it runs, every call
   that can allocate (``bytearray(n)``, ``bytes(n)``, array construction, text encoding, containers built
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.bounded_io import allowance, human_bytes
+from audit.data.bounded import allowance, human_bytes
 from audit.errors import AuditError
 
 OPCODE_BYTES = 256  # generous bound on what one opcode adds (an empty set is 216 bytes, plus stack and memo)
