@@ -21,7 +21,6 @@ from audit.data import DEMO_FILE, Framing, open_data
 from audit.data.labels import BUILTIN, align_labels
 from audit.demo import ARCH, ASSETS
 from audit.errors import AuditError
-from audit.data.labels import BUILTIN, align_labels
 from audit.model.probing import declared_size
 from audit_inputs import ARCH_SOURCE, arch_module
 
