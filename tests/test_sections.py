@@ -57,14 +57,14 @@ def loudness(report, ref):
 
 
 SECTION = Section(
-    key=KEY, title="Echo", order=30, build="audit.analyses.NAME.analysis:build",
+    key=KEY, title="Echo", order=30, build=__name__.rsplit(".", 1)[0] + ".analysis:build",  # built when auditing
     terminal=terminal, panel=panel, template=Path(__file__).with_name("echo.html.j2"),
     finding=lambda report: "an echo answered" if KEY in (report.get("analyses") or {}) else None,
     score=(ScoreComponent(name="loudness", weight=0.2, formula="the echo's loudness", compute=loudness),),
     gate_metrics=lambda report: {"echo.loudness": (report.get("analyses") or {}).get(KEY, {}).get("loudness")},
     gate_families=(GateFamily(name="echo.loudness", better="lower", tolerance="absolute"),),
 )
-'''.replace("NAME", NAME)
+'''
 
 TEMPLATE = """<section class="panel" id="echo">
 <h2>Echo</h2>
