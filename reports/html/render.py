@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from audit.analyses.registry import Section, sections
 from reports.formatting import num, pct, signed
-from reports.html import panels
+import reports.html.panels as panels
 
 TEMPLATES = Path(__file__).with_name("templates")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
