@@ -5,11 +5,14 @@ compared. Direction and tolerance per metric family (``tolerance`` t, default 0.
 
     family                              better   regressed when
     clean.accuracy, robust_accuracy,    higher   new < base − t            (shares in [0, 1])
-      score.components, semantics.two_vs_two
+      score.components
     success_rate                        lower    new > base + t            (the attack's success: lower is robust)
     score.value                         higher   new < base − 100·t        (0-100 scale)
     median_norm                         higher   new < base·(1 − t)        (relative: norms have no common scale)
     checks.failed                       lower    new > base                (any newly failed check)
+
+Each analysis's gate families say their own direction and tolerance (``GateFamily.better`` and ``tolerance``
+in audit/analyses/NAME/report.py): semantics.two_vs_two is higher-is-better with the absolute tolerance.
 
 A metric that is null in either report is listed with no delta and never counts as a regression. Infinite
 median norms (most samples resisted) are compared as infinite and written as null with a note.
@@ -23,21 +26,27 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from audit.analyses.registry import sections
 from audit.errors import AuditError
 from reports.gates import family, metrics
 
 HIGHER, LOWER = "higher", "lower"
-RULES = {  # family -> (better, how the tolerance applies)
+RULES = {  # family -> (better, how the tolerance applies); the analyses' families: rules()
     "clean.accuracy": (HIGHER, "absolute"), "robust_accuracy": (HIGHER, "absolute"),
-    "score.components": (HIGHER, "absolute"), "semantics.two_vs_two": (HIGHER, "absolute"),
+    "score.components": (HIGHER, "absolute"),
     "success_rate": (LOWER, "absolute"), "score.value": (HIGHER, "points"),
     "median_norm": (HIGHER, "relative"), "checks.failed": (LOWER, "count"),
 }
 
 
+def rules() -> dict[str, tuple[str, str]]:
+    """Every metric family's (better, tolerance kind): :data:`RULES` and each registered analysis's."""
+    return {**RULES, **{f.family: (f.better, f.tolerance) for s in sections() for f in s.gate_families}}
+
+
 def regressed(metric: str, base: float, new: float, tolerance: float) -> bool:
     """Whether ``new`` is worse than ``base`` by more than the family's tolerance (see the module docstring)."""
-    better, kind = RULES[family(metric)]
+    better, kind = rules()[family(metric)]
     if kind == "count":
         return new > base
     if kind == "relative":
@@ -61,7 +70,7 @@ def compare(base: dict, new: dict, tolerance: float = 0.01) -> dict:
     for name in (m for m in a if m in b):
         x, y = a[name], b[name]
         row = {"metric": name, "base": _finite(x), "new": _finite(y), "delta": None, "regressed": False,
-               "better": RULES[family(name)][0], "note": None}
+               "better": rules()[family(name)][0], "note": None}
         if x is None or y is None:
             row["note"] = "null in " + " and ".join(s for s, v in (("base", x), ("new", y)) if v is None)
         else:
@@ -86,7 +95,7 @@ def _cell(metric: str, value: float | None, note: str | None, side: str) -> str:
         return "∞" if note and f"{side} ∞" in note else "—"
     if family(metric) in PERCENT:
         return f"{100 * value:.1f}%"
-    return format(value, FORMATS[RULES[family(metric)][1]])
+    return format(value, FORMATS[rules()[family(metric)][1]])
 
 
 def _delta(metric: str, delta: float | None) -> str:
@@ -94,7 +103,7 @@ def _delta(metric: str, delta: float | None) -> str:
         return "—"
     if family(metric) in PERCENT:
         return f"{100 * delta:+.1f} pt"
-    return format(delta, "+" + FORMATS[RULES[family(metric)][1]])
+    return format(delta, "+" + FORMATS[rules()[family(metric)][1]])
 
 
 def comparison_table(comparison: dict) -> Table:

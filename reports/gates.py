@@ -8,7 +8,8 @@ Reads only the report dict; no torch. Metric names (values are floats, or None w
     median_norm[ATTACK]                   minimal-perturbation attacks: median minimal norm (inf when most samples
                                           resisted)
     score.value, score.components.NAME    the score (computed from the report when it carries none)
-    semantics.two_vs_two[LAYER]           clean 2 vs 2 accuracy per semantic layer
+    semantics.two_vs_two[LAYER]           clean 2 vs 2 accuracy per semantic layer (each analysis adds its own:
+                                          ``Section.gate_metrics`` in audit/analyses/NAME/report.py)
     checks.failed                         number of validity checks with status fail (when the report has checks)
 
 A gate is ``METRIC OP NUMBER`` with OP one of >=, <=, >, <, == (== within 1e-9); a gate on a metric that is None
@@ -26,6 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from audit.analyses.registry import sections
 from audit.errors import AuditError
 from reports.score import score_report
 
@@ -34,9 +36,11 @@ OPS = {
     "==": lambda v, t: math.isclose(v, t, rel_tol=1e-9, abs_tol=1e-9),
 }
 GATE = re.compile(r"^\s*(?P<metric>\S.*?)\s*(?P<op>>=|<=|==|>|<)\s*(?P<number>[^<>=]*?)\s*$")
-# the metric families, for a syntax check before the report exists
-FAMILIES = re.compile(r"^(clean\.accuracy|score\.value|checks\.failed|score\.components\.\w+|"
-                      r"(robust_accuracy|success_rate|median_norm|semantics\.two_vs_two)\[.+\])$")
+# the metric families of every report, for a syntax check before the report exists (the analyses add theirs)
+FAMILIES = (r"clean\.accuracy", r"score\.value", r"checks\.failed", r"score\.components\.\w+",
+            r"(robust_accuracy|success_rate|median_norm)\[.+\]")
+GRAMMAR = ("clean.accuracy", "robust_accuracy[ATTACK@EPS]", "success_rate[ATTACK@EPS]", "median_norm[ATTACK]",
+           "score.value", "score.components.NAME")  # as the error line lists them; then the analyses', checks.failed
 SHOWN = 8  # metric names listed in an error before "…"
 
 
@@ -72,9 +76,9 @@ def metrics(report: dict) -> dict[str, float | None]:
     out["score.value"] = score["value"]
     for name, comp in score["components"].items():
         out[f"score.components.{name}"] = comp["value"]
-    sem = report.get("analyses", {}).get("semantics") or {}
-    for layer in sem.get("layers", []):
-        out[f"semantics.two_vs_two[{layer['name']}]"] = layer["clean"]["two_vs_two"]
+    for section in sections():
+        if section.gate_metrics is not None:
+            out.update(section.gate_metrics(report))
     if report.get("checks") is not None:
         out["checks.failed"] = float(sum(c["status"] == "fail" for c in report["checks"]))
     return out
@@ -107,11 +111,21 @@ def parse_gate(text: str, known: list[str] | dict | None = None) -> Gate:
         if metric not in names:
             raise AuditError(f"unknown metric {metric!r} in gate {text!r}; this report has: "
                              f"{_known_list(metric, names)}")
-    elif not FAMILIES.match(metric):
-        raise AuditError(f"unknown metric {metric!r} in gate {text!r}; metrics are clean.accuracy, "
-                         "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], score.value, "
-                         "score.components.NAME, semantics.two_vs_two[LAYER], checks.failed")
+    elif not any(re.fullmatch(pattern, metric) for pattern in _family_patterns()):
+        names = [*GRAMMAR, *(f.name for s in sections() for f in s.gate_families), "checks.failed"]
+        raise AuditError(f"unknown metric {metric!r} in gate {text!r}; metrics are {', '.join(names)}")
     return Gate(text.strip(), metric, op, threshold)
+
+
+def _family_patterns() -> list[str]:
+    """The metric families as regular expressions: the fixed ones and each analysis's (a ``[...]`` part of its
+    name stands for any text)."""
+    out = list(FAMILIES)
+    for section in sections():
+        for f in section.gate_families:
+            head, bracket, _ = f.name.partition("[")
+            out.append(re.escape(head) + (r"\[.+\]" if bracket else ""))
+    return out
 
 
 def _null_reason(report: dict, metric: str) -> str:

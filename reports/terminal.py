@@ -7,18 +7,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reports.schema import AuditResult, ensemble_text, is_reference, reference_run, targeting
-
-
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def num(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
-
-
-NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
+from audit.analyses.registry import sections
+from reports.formatting import NORM_SIGN, num, pct
+from reports.schema import AuditResult, ensemble_text, reference_run, targeting
 
 
 def duration(seconds: float) -> str:
@@ -93,8 +84,7 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
         budget = f"{NORM_SIGN.get(ref['norm'], ref['norm'])} {ref['eps_text'] or 'min'}"
         console.print(f"[bold]Reference run[/] {escape(ref['name'])} at {escape(budget)} (the strongest attack at the "
                       "largest budget): the analyses' sentences and the score read it")
-    render_semantics(result, console)
-    render_saliency(result, console)
+    render_analyses(result, console)
     render_verdict(result, console)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -135,75 +125,12 @@ def minimal_lines(entries: list[dict]) -> list[str]:
     return lines
 
 
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
-
-
-def render_semantics(result: AuditResult, console: Console) -> None:
-    """The semantic window in a few lines: per layer, clean vs adversarial 2 vs 2 and the 1 vs 2 fraction."""
-    sem = result.analyses.get("semantics")
-    if not sem:
-        return
-    if "skipped" in sem:
-        console.print(f"[bold]Semantic window[/] skipped: {escape(sem['skipped'])}")
-        return
-    runs = sem["layers"][0]["adversarial"]
-    ref = reference_run(result.to_dict())  # the run the interpretation sentence and the score read
-    shown = [i for i, a in enumerate(runs) if is_reference(a, ref)][:1]
-    if not shown and runs:  # no analysis of the reference run: the first attack at its largest budget
-        shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:]
-    label = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
-    console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
-                  f"{sem['pixels']['two_vs_two']:.2f}); source-like: share of successful adversarials the 1 vs 2 "
-                  "test still puts with their true class (their clean versions: after the slash)")
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(label)}" if shown else "adv\n2v2",
-                "source-like\nadv / clean"):
-        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
-    for layer in sem["layers"]:
-        c = layer["clean"]
-        adv = layer["adversarial"][shown[0]] if shown else None
-        table.add_row(
-            escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
-            _rate(adv["two_vs_two"]) if adv else "—",
-            f"{_rate(adv['source_like'])} / {_rate(adv['source_like_clean'])}" if adv else "—",
-        )
-    console.print(table)
-    console.print(escape(sem["interpretation"]))
-    for note in sem.get("notes", []):
-        console.print(f"[dim]note: {escape(note)}[/]")
-
-
-def render_saliency(result: AuditResult, console: Console) -> None:
-    """The saliency-entropy profile in a few lines: clean entropy by depth, its shift and AUROC per attack."""
-    sal = result.analyses.get("saliency")
-    if not sal:
-        return
-    levels = f", L={sal['levels']}" if sal.get("levels") is not None else ""
-    head = f"[bold]Saliency entropy[/] {escape(sal['method'])}, {escape(sal['entropy'])}{levels}, bits"
-    if "skipped" in sal:
-        console.print(f"{head}: skipped ({escape(sal['skipped'])})")
-        return
-    profile = " → ".join(f"{escape(layer['name'])} {layer['clean']['mean']:.2f}" for layer in sal["layers"])
-    console.print(f"{head}; clean: {profile}")
-    reasons: dict[str, list[str]] = {}
-    for s in sal.get("skipped_layers") or []:
-        reasons.setdefault(s["reason"], []).append(s["name"])
-    for reason, names in reasons.items():
-        console.print(f"  [dim]skipped: {escape(', '.join(names))}: {escape(reason)}[/]")
-    console.print(f"  {escape(sal['superization']['statement'])}")
-    largest = {det["attack"]: det for det in sal["detection"]}  # each attack at its largest budget
-    for det in largest.values():
-        shifts = []
-        for layer in sal["layers"]:
-            a = next(a for a in layer["adversarial"] if a["attack"] == det["attack"] and a["eps"] == det["eps"])
-            shifts.append("—" if a["delta"] is None else f"{a['delta']:+.2f}")
-        line = f"  {escape(det['attack'])}@{escape(str(det['eps_text']))}: ΔH {' / '.join(shifts)}"
-        if det.get("best_layer"):
-            line += f"; best layer {escape(det['best_layer'])} AUROC {det['best_auroc']:.2f}"
-            line += f", detector {det['detector_auroc']:.2f} held out (n={det['n_test']})" \
-                if det["detector_auroc"] is not None else ", detector: too few samples"
-        console.print(line)
+def render_analyses(result: AuditResult, console: Console) -> None:
+    """Each registered analysis's lines (audit/analyses/NAME/report.py), in the sections' order, for the sections
+    the report has."""
+    for section in sections():
+        if section.terminal is not None and result.analyses.get(section.key):
+            section.terminal(result, console)
 
 
 STATUS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]",

@@ -17,8 +17,8 @@ from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.analyses.saliency.analysis import superization_statement
 from audit.analyses.semantics.metrics import flip_layer
+from audit.analyses.semantics.report import panel as semantics_panel
 from reports.html import render_html
-from reports.html.analysis_panels import semantics as semantics_panel
 from reports.html.panels import finding, focus_entry
 from reports.schema import AuditResult, validate_report
 from reports.score import reference_run, score_report

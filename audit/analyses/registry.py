@@ -43,6 +43,21 @@ class ScoreComponent:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GateFamily:
+    """A family of gate metrics that an analysis contributes (reports.gates, reports.compare)."""
+
+    name: str  # as the gate grammar lists it, e.g. "semantics.two_vs_two[LAYER]" (a [...] part: any text)
+    better: str = "higher"  # "higher" or "lower": which way `audit compare` counts a change as a regression
+    tolerance: str = "absolute"  # how compare's tolerance applies: "absolute" (a share in [0, 1]), "relative"
+    # (a ratio), "points" (100 × it), or "count" (any increase)
+
+    @property
+    def family(self) -> str:
+        """The name before its ``[...]`` part: what :func:`reports.gates.family` returns for its metrics."""
+        return self.name.split("[", 1)[0]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Section:
     """What the report does with one analysis: everything here works on report.json's plain data."""
 
@@ -50,12 +65,18 @@ class Section:
     title: str
     order: int  # place among the sections: lower first
     build: str  # "module:function" building the Analysis for an audit; imported only when auditing
-    terminal: Callable | None = None  # (AuditResult, rich Console) -> None: its lines in the terminal summary
-    panel: Callable | None = None  # (report dict, figures or None) -> the template's context, or None
-    template: Path | None = None  # the Jinja2 template of its HTML panel; it reads ``panel`` as ``p``
+    # (AuditResult, rich Console) -> None: its lines in the terminal summary; called when the report has the
+    # section (report["analyses"][key] not empty)
+    terminal: Callable | None = None
+    # (report dict, figures) -> the template's context, or None when the report has no such section; figures:
+    # the pictures the section lists under "figures" (paths beside report.json), read by the renderer as
+    # {"path", "src" (a data: URI) or None, "problem"}
+    panel: Callable | None = None
+    template: Path | None = None  # the Jinja2 template of its HTML panel; it reads the panel's context as ``p``
+    finding: Callable | None = None  # report dict -> one sentence for the HTML summary card, or None
     score: tuple[ScoreComponent, ...] = ()
     gate_metrics: Callable | None = None  # report dict -> {metric name: value}
-    gate_help: tuple[str, ...] = field(default=())  # the metric names as the gate grammar lists them
+    gate_families: tuple[GateFamily, ...] = field(default=())  # the families of those metric names
 
     def builder(self) -> Callable:
         module, _, name = self.build.partition(":")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from reports.formatting import pct
+
 # Okabe & Ito's colour-blind-safe palette (black first for the reference series)
 PALETTE = ("#000000", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C6D31")
 MARKERS = ("circle", "square", "triangle", "diamond", "cross", "plus", "down", "bar")
@@ -36,10 +38,6 @@ def clip(text: object, limit: int) -> str:
 
 def text_width(text: str, size: float = FONT) -> float:
     return len(text) * 0.6 * size
-
-
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:

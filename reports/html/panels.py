@@ -8,22 +8,15 @@ an empty list, and the template says so.
 
 from __future__ import annotations
 
-from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart, pct
+from audit.analyses.registry import sections
+from reports.formatting import NORM_SIGN, num, pct
 from reports.gates import is_gated, verdict_summary
+from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart
 from reports.schema import ensemble_text, reference_entry, targeting
 
-NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
 STATUS = {"pass": ("✔", "PASS"), "warn": ("⚠", "WARN"), "fail": ("✖", "FAIL"), "skipped": ("–", "SKIPPED"),
           "not_applicable": ("–", "N/A")}
 MAX_CLASS_ROWS = 40
-
-
-def num(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
-
-
-def signed(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:+.{digits}f}"
 
 
 def run_label(attack: str, eps_text: str | None) -> str:
@@ -105,7 +98,6 @@ def verdict_view(report: dict) -> dict | None:
 
 def summary(report: dict) -> dict:
     model, data = report.get("model") or {}, report.get("data") or {}
-    sem = (report.get("analyses") or {}).get("semantics") or {}
     shape = "×".join(str(s) for s in model.get("input_shape") or [])
     return {
         "score": score_view(report.get("score")),
@@ -119,9 +111,19 @@ def summary(report: dict) -> dict:
                        f"samples, {len(data.get('classes') or [])} classes",
         "clean": report.get("clean") or {},
         "finding": finding(report),
-        "interpretation": sem.get("interpretation") if "skipped" not in sem else None,
+        "findings": findings(report),
         "created": report.get("created"),
     }
+
+
+def findings(report: dict) -> list[tuple[str, str]]:
+    """The analyses' sentences for the summary card, as (section title, sentence), in the sections' order."""
+    out = []
+    for section in sections():
+        sentence = section.finding(report) if section.finding is not None else None
+        if sentence:
+            out.append((section.title, sentence))
+    return out
 
 
 def _eps_ticks(entries: list[dict], extra: list[float]) -> list[tuple[float, str]]:

@@ -1,7 +1,8 @@
 """Render a report dict (json.loads of report.json) into one self-contained HTML page.
 
-Jinja2 with ``autoescape=True`` outright; templates and the stylesheet are package data beside this module. The
-page loads nothing: inline CSS (allowed by its sha256 in the Content-Security-Policy), inline SVG charts made in
+Jinja2 with ``autoescape=True`` outright; templates and the stylesheet are package data beside this module, and
+each registered analysis brings its panel's template (``Section.template``, loaded as ``KEY/NAME``). The page loads
+nothing: inline CSS (allowed by its sha256 in the Content-Security-Policy), inline SVG charts made in
 ``charts.py``, pictures as base64 ``data:image/png`` URIs, no JavaScript. Never imports torch.
 """
 
@@ -12,23 +13,29 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, StrictUndefined
 from markupsafe import Markup
 
-from reports.html import analysis_panels, panels
-from reports.html.charts import pct
+from audit.analyses.registry import Section, sections
+from reports.formatting import num, pct, signed
+import reports.html.panels as panels
 
 TEMPLATES = Path(__file__).with_name("templates")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURE_BYTES = 5 * 1024 * 1024
 
 
-@lru_cache(maxsize=1)
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, num=panels.num, signed=panels.signed,
-                       delta=lambda v: "—" if v is None else f"{v:+.4g}")
+    """The templates of this folder and of every registered analysis (one environment per set of analyses)."""
+    return _environment(sections())
+
+
+@lru_cache(maxsize=4)
+def _environment(found: tuple[Section, ...]) -> Environment:
+    analyses = PrefixLoader({s.key: FileSystemLoader(s.template.parent) for s in found if s.template is not None})
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(TEMPLATES), analyses]), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=pct, num=num, signed=signed, delta=lambda v: "—" if v is None else f"{v:+.4g}")
     return env
 
 
@@ -68,18 +75,29 @@ def read_figures(paths: list[str], base_dir: Path | None) -> list[dict]:
     return out
 
 
+def section_panels(report: dict, base_dir: Path | None = None) -> list[dict]:
+    """Every registered analysis's panel, in the sections' order: its template's name and its context (``p``;
+    None when the report has no such section). The pictures a section lists under ``figures`` are read here."""
+    out = []
+    for section in sections():
+        if section.panel is None or section.template is None:
+            continue
+        data = (report.get("analyses") or {}).get(section.key) or {}
+        figures = read_figures(list(data.get("figures") or []), Path(base_dir) if base_dir is not None else None)
+        out.append({"key": section.key, "template": f"{section.key}/{section.template.name}",
+                    "panel": section.panel(report, figures)})
+    return out
+
+
 def report_context(report: dict, base_dir: Path | None = None) -> dict:
     """Everything the report template shows, built from the report dict alone."""
-    sal = (report.get("analyses") or {}).get("saliency") or {}
-    figures = read_figures(list(sal.get("figures") or []), Path(base_dir) if base_dir is not None else None)
     rows, notes = panels.attack_rows(report)
     return {
         "summary": panels.summary(report),
         "robustness": panels.robustness_charts(report),
         "attack_rows": rows, "attack_notes": notes,
         "per_class": panels.per_class(report),
-        "semantics": analysis_panels.semantics(report),
-        "saliency": analysis_panels.saliency(report, figures),
+        "analyses": section_panels(report, base_dir),
         "checks": panels.checks(report),
         "metadata": panels.metadata(report),
         "warnings": list(report.get("warnings") or []),

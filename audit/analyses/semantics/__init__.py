@@ -5,24 +5,20 @@ Public math (pure functions on arrays): ``similarity``, ``profile``, ``two_vs_tw
 (the conservative flip-layer rule), ``severity``. Word vectors live in
 ``audit.analyses.semantics.embeddings`` and class names become vectors in ``audit.analyses.semantics.words`` (gensim is imported
 only when vectors are loaded).
-"""
 
-from audit.analyses.semantics.metrics import (
-    PermutationTest,
-    fdr_bh,
-    flip_layer,
-    one_vs_two,
-    permutation_pvalues,
-    profile,
-    read_flip,
-    rsa,
-    severity,
-    similarity,
-    source_like,
-    two_vs_two,
-)
+The math loads on first use (``from audit.analyses.semantics import two_vs_two``): importing the package, as the
+report renderers do for its ``report`` module, loads no numpy.
+"""
 
 __all__ = [
     "PermutationTest", "fdr_bh", "flip_layer", "one_vs_two", "permutation_pvalues", "profile", "read_flip", "rsa",
     "severity", "similarity", "source_like", "two_vs_two",
 ]
+
+
+def __getattr__(name):
+    if name in __all__:
+        from audit.analyses.semantics import metrics
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module 'audit.analyses.semantics' has no attribute {name!r}")

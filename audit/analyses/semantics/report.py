@@ -1,0 +1,253 @@
+"""The semantic window in the report: its terminal lines, its HTML panel, its score components and gate metrics.
+
+Reads only report.json's ``analyses.semantics`` section (plain data); imports neither torch nor numpy.
+
+Score components (each in [0, 1], higher = more robust; read at the reference run, see reports.score)
+    severity (weight 0.15)
+        At the reference run: 1 − s · min(m, 2) / 2, where s = n_success / n_attacked of its attack entry (the
+        share of clean-correct samples the attack broke) and m = the mean semantic severity of those errors
+        (analyses.semantics.severity: word-vector distance of true and predicted class over the mean distance
+        between classes, 1 = an average confusion; only errors whose two classes have word vectors are scored,
+        and their mean stands for all). 1 when nothing broke; missing when the semantic section is absent or
+        skipped, or no broken sample was scored.
+    representation (weight 0.15)
+        At the last semantic layer and the reference run, the mean of the parts that exist:
+        (a) 2 vs 2 retention clip((adv_2v2 − 0.5) / (clean_2v2 − 0.5), 0, 1), only when clean_2v2 > 0.5;
+        (b) 1 vs 2 retention clip(source_like / source_like_clean, 0, 1), only when source_like_clean > 0.
+        Missing when there is no semantic layer, the reference run attacked no sample (the adversarial
+        representations would be the clean ones, a retention of 1 measured on nothing), or neither part exists.
+
+Gate metrics: ``semantics.two_vs_two[LAYER]``, the clean 2 vs 2 accuracy per semantic layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from audit.analyses.registry import GateFamily, ScoreComponent, Section
+from reports.formatting import num, signed, two
+from reports.html.analysis_panels import label, largest_per_attack, pick_focus, run_of
+from reports.html.charts import Reference, Series, histogram, line_chart
+from reports.schema import is_reference, reference_run
+from reports.score import attacked_nothing, clip, find_run, no_layers, run_name
+
+KEY = "semantics"
+ALPHA = 0.05  # the FDR-adjusted p value under which a layer's 2 vs 2 counts as significant
+MAX_SEVERITY = 2.0
+
+
+# --- the terminal summary -----------------------------------------------------------------------------------
+
+def terminal(result, console) -> None:
+    """The semantic window in a few lines: per layer, clean vs adversarial 2 vs 2 and the 1 vs 2 fraction."""
+    sem = result.analyses[KEY]
+    if "skipped" in sem:
+        console.print(f"[bold]Semantic window[/] skipped: {escape(sem['skipped'])}")
+        return
+    runs = sem["layers"][0]["adversarial"]
+    ref = reference_run(result.to_dict())  # the run the interpretation sentence and the score read
+    shown = [i for i, a in enumerate(runs) if is_reference(a, ref)][:1]
+    if not shown and runs:  # no analysis of the reference run: the first attack at its largest budget
+        shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:]
+    run_text = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
+    console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
+                  f"{sem['pixels']['two_vs_two']:.2f}); source-like: share of successful adversarials the 1 vs 2 "
+                  "test still puts with their true class (their clean versions: after the slash)")
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(run_text)}" if shown else "adv\n2v2",
+                "source-like\nadv / clean"):
+        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for layer in sem["layers"]:
+        c = layer["clean"]
+        adv = layer["adversarial"][shown[0]] if shown else None
+        table.add_row(
+            escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
+            two(adv["two_vs_two"]) if adv else "—",
+            f"{two(adv['source_like'])} / {two(adv['source_like_clean'])}" if adv else "—",
+        )
+    console.print(table)
+    console.print(escape(sem["interpretation"]))
+    for note in sem.get("notes", []):
+        console.print(f"[dim]note: {escape(note)}[/]")
+
+
+# --- the HTML panel -----------------------------------------------------------------------------------------
+
+def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
+    sem = (report.get("analyses") or {}).get(KEY)
+    if not sem:
+        return None
+    emb, cov = sem.get("embeddings") or {}, sem.get("coverage") or {}
+    out = {"skipped": sem.get("skipped"), "method": sem.get("method", ""), "notes": sem.get("notes") or [],
+           "interpretation": sem.get("interpretation"),
+           "embeddings": f"{emb.get('source', '?')} (licence {emb.get('licence', '?')}, {emb.get('dimension', '?')} "
+                         "dimensions)",
+           "coverage": f"{cov.get('n_covered', '?')} of {cov.get('n_classes', '?')} classes have word vectors",
+           "missing": cov.get("missing") or []}
+    layers = sem.get("layers") or []
+    if out["skipped"] or not layers:
+        return out
+    names = [layer["name"] for layer in layers]
+    adv_runs = largest_per_attack(layers[0]["adversarial"])
+    pixels = (sem.get("pixels") or {}).get("two_vs_two")
+
+    series = [Series("clean", [(i, layer["clean"]["two_vs_two"]) for i, layer in enumerate(layers)])]
+    series += [Series(f"adversarial {label(r)}", [(i, run_of(layer, r).get("two_vs_two"))
+                                                  for i, layer in enumerate(layers)], dash="dashed")
+               for r in adv_runs]
+    refs = [Reference(0.5, "chance 0.50")]
+    if pixels is not None:
+        refs.append(Reference(pixels, f"raw pixels {pixels:.2f}"))
+    out["two_vs_two_svg"] = line_chart(series, title="2 vs 2 accuracy against word vectors per layer",
+                                       x_label="layer", y_label="2 vs 2 accuracy", categories=names, references=refs,
+                                       y_format=two)
+    out["adv_runs"] = [label(r) for r in adv_runs]
+    out["layer_rows"] = [{
+        "name": layer["name"], "two_vs_two": two(layer["clean"]["two_vs_two"]), "rsa": two(layer["clean"].get("rsa")),
+        "p_raw": num(layer["clean"].get("p_value_raw")), "p": num(layer["clean"].get("p_value")),
+        "significant": layer["clean"].get("p_value") is not None and layer["clean"]["p_value"] < ALPHA,
+        "adv": [f"{two(run_of(layer, r).get('two_vs_two'))} ({signed(run_of(layer, r).get('drift'))})"
+                for r in adv_runs],
+    } for layer in layers]
+    out["pixels"] = two(pixels)
+    out.update(_one_vs_two(sem.get("one_vs_two") or [], names, report))
+    out.update(_severity(sem.get("severity") or [], report))
+    out["run_rows"] = _run_rows(sem.get("one_vs_two") or [], sem.get("severity") or [])
+    return out
+
+
+def _run_rows(flips: list[dict], severities: list[dict]) -> list[dict]:
+    """One row per attack and budget: the 1 vs 2 flip layer and the severity of the induced errors."""
+    rows: dict[str, dict] = {}
+    for r in flips:
+        flip = r.get("flip_layer") or ("undetermined" if r.get("flip_status") == "undetermined" else "none")
+        rows.setdefault(label(r), {}).update(scored=r.get("n_scored", "—"), flip=flip)
+    for r in severities:
+        rows.setdefault(label(r), {}).update(errors=r.get("n", "—"), mean=num(r.get("mean")),
+                                             median=num(r.get("median")))
+    keys = ("scored", "flip", "errors", "mean", "median")
+    return [{"run": name, **{k: row.get(k, "—") for k in keys}} for name, row in rows.items()]
+
+
+def _one_vs_two(runs: list[dict], names: list[str], report: dict) -> dict:
+    focus = pick_focus(runs, report)
+    if focus is None:
+        return {"one_vs_two_svg": None}
+    flip = focus.get("flip_layer")
+    refs = [Reference(0.5, "chance 0.50")]
+    if flip in names:
+        refs.append(Reference(names.index(flip), f"flip: {flip}", axis="x"))
+    svg = line_chart(
+        [Series(f"adversarial images ({label(focus)})", list(enumerate(focus.get("source_like") or []))),
+         Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed")],
+        title=f"1 vs 2: share of successful adversarials still source-like per layer ({label(focus)})",
+        x_label="layer", y_label="source-like share", categories=names, references=refs, y_format=two)
+    return {"one_vs_two_svg": svg, "one_vs_two_run": label(focus), "flip_rule": focus.get("flip_rule")}
+
+
+def _severity(runs: list[dict], report: dict) -> dict:
+    focus = pick_focus(runs, report)
+    if focus is None:
+        return {"severity_svg": None, "worst": []}
+    hist = focus.get("histogram") or {}
+    svg = histogram(hist.get("edges") or [], hist.get("counts") or [],
+                    title=f"Semantic severity of induced errors ({label(focus)})",
+                    x_label="severity (word-space distance between true and predicted class)",
+                    y_label="adversarial images")
+    worst = [{"true": w.get("true", "?"), "predicted": w.get("predicted", "?"), "count": w.get("count", "—"),
+              "severity": num(w.get("severity")), "distance": num(w.get("word_distance"))}
+             for w in focus.get("worst") or []]
+    return {"severity_svg": svg, "severity_run": label(focus), "worst": worst}
+
+
+def finding(report: dict) -> str | None:
+    """The interpretation sentence, for the summary card (None when the section is absent or skipped)."""
+    sem = (report.get("analyses") or {}).get(KEY) or {}
+    return sem.get("interpretation") if "skipped" not in sem else None
+
+
+# --- the score components -----------------------------------------------------------------------------------
+
+def _section(report: dict) -> tuple[dict | None, str]:
+    sem = report.get("analyses", {}).get(KEY)
+    if not sem:
+        why = no_layers(report)
+        return None, f"no semantic analysis in the report: {why}" if why else \
+            "no semantic analysis in the report (no word vectors, or --layers none)"
+    if "skipped" in sem:
+        return None, f"semantic analysis skipped: {sem['skipped']}"
+    return sem, ""
+
+
+def severity(report: dict, ref: dict | None) -> tuple[float | None, str]:
+    sem, why = _section(report)
+    if sem is None or ref is None:
+        return None, why or "no attack run to read it at"
+    if not ref.get("n_attacked"):
+        return None, f"{run_name(ref)} attacked no clean-correct sample"
+    share = ref["n_success"] / ref["n_attacked"]
+    if ref["n_success"] == 0:
+        return 1.0, f"{run_name(ref)} broke no clean-correct sample"
+    entry = find_run(sem.get("severity", []), ref)
+    if entry is None or entry.get("mean") is None:
+        return None, f"no broken sample of {run_name(ref)} has word vectors for both its classes"
+    mean = entry["mean"]
+    value = clip(1.0 - share * min(mean, MAX_SEVERITY) / MAX_SEVERITY)
+    return value, (f"{run_name(ref)} broke {100 * share:.1f}% of the clean-correct samples with mean severity "
+                   f"{mean:.2f} (1 = an average confusion between two classes; {entry['n']} errors scored)")
+
+
+def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
+    sem, why = _section(report)
+    if sem is None or not sem.get("layers") or ref is None:
+        return None, why or ("no semantic layer in the report" if ref is not None else "no attack run to read it at")
+    if attacked_nothing(ref):
+        return None, attacked_nothing(ref)
+    last = sem["layers"][-1]
+    adv = find_run(last.get("adversarial", []), ref)
+    if adv is None:
+        return None, f"no semantic measurement of {run_name(ref)} at layer {last['name']}"
+    parts, notes = [], []
+    clean_tvt, adv_tvt = last["clean"]["two_vs_two"], adv.get("two_vs_two")
+    if clean_tvt is not None and clean_tvt > 0.5 and adv_tvt is not None:
+        parts.append(clip((adv_tvt - 0.5) / (clean_tvt - 0.5)))
+        notes.append(f"2v2 {clean_tvt:.2f} clean → {adv_tvt:.2f} adversarial (retention {parts[-1]:.2f})")
+    else:
+        notes.append(f"2v2 left out (clean 2v2 {clean_tvt if clean_tvt is None else round(clean_tvt, 2)} "
+                     "is not above chance)")
+    src, src_clean = adv.get("source_like"), adv.get("source_like_clean")
+    if src is not None and src_clean:
+        parts.append(clip(src / src_clean))
+        notes.append(f"source-like {src:.2f} vs {src_clean:.2f} for the clean versions (retention {parts[-1]:.2f})")
+    else:
+        notes.append("1 vs 2 left out (no scored adversarial, or no clean baseline)")
+    if not parts:
+        return None, f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
+    return sum(parts) / len(parts), f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
+
+
+# --- the gate metrics ---------------------------------------------------------------------------------------
+
+def gate_metrics(report: dict) -> dict[str, float | None]:
+    sem = report.get("analyses", {}).get(KEY) or {}
+    return {f"semantics.two_vs_two[{layer['name']}]": layer["clean"]["two_vs_two"] for layer in sem.get("layers", [])}
+
+
+SECTION = Section(
+    key=KEY, title="Semantic window", order=10, build="audit.analyses.semantics.analysis:build",
+    terminal=terminal, panel=panel, template=Path(__file__).with_name("panel.html.j2"), finding=finding,
+    score=(
+        ScoreComponent(name="severity", weight=0.15, compute=severity,
+                       formula="1 - (n_success / n_attacked) * min(mean severity, 2) / 2 at the strongest attack's "
+                               "largest budget"),
+        ScoreComponent(name="representation", weight=0.15, compute=representation,
+                       formula="mean of clip((adv_2v2 - 0.5) / (clean_2v2 - 0.5), 0, 1) and clip(source_like / "
+                               "source_like_clean, 0, 1) at the last layer, strongest attack, largest budget"),
+    ),
+    gate_metrics=gate_metrics,
+    gate_families=(GateFamily(name="semantics.two_vs_two[LAYER]", better="higher", tolerance="absolute"),),
+)
