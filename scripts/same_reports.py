@@ -7,8 +7,9 @@
 adversarially trained demo CNN with both analyses, FGSM, PGD and DeepFool and the validity checks
 (DIR/torchrun/report.json). ``compare`` walks both trees and compares each pair of reports exactly, leaving out
 only what differs between two runs of the same audit: when it ran (``created``), how long it took (``timing``,
-``wall_time_s``, an ensemble component's ``seconds``), where (``environment``), the tool's version and the
-output paths in ``settings``. It prints one line per report and every difference, and exits 1 on any.
+``wall_time_s``, an ensemble component's ``seconds``), where (``environment``), the tool's version, the
+output paths in ``settings``, and the folder of the model file (two checkouts keep the demo weights in two
+places; the file's name and its sha256 are compared). It prints one line per report and every difference, and exits 1 on any.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def comparable(report: dict) -> dict:
     out = {k: v for k, v in report.items() if k not in VOLATILE}
     out["tool"] = {k: v for k, v in report.get("tool", {}).items() if k != "version"}
     out["settings"] = {k: v for k, v in report.get("settings", {}).items() if k not in PATH_SETTINGS}
+    if isinstance(out["settings"].get("model"), str):
+        out["settings"]["model"] = Path(out["settings"]["model"]).name
+    if isinstance(out.get("model", {}).get("path"), str):
+        out["model"] = {**out["model"], "path": Path(out["model"]["path"]).name}
     return _drop(out)
 
 
