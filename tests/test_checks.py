@@ -52,3 +52,31 @@ def test_entries_without_a_robust_accuracy_are_skipped():
     entries = [fgsm(0.1, 0.2), entry("pgd", 0.1, None), entry("apgd", 0.1, 0.6)]
     assert [w.split(" leaves")[0] for w in attack_warnings(entries, 100)] == ["apgd at eps 0.1"]
     assert attack_warnings([fgsm(0.1, None), entry("pgd", 0.1, 0.6)], 100) == []
+
+
+def test_the_clean_accuracy_check_states_its_thresholds_and_numbers_exactly():
+    from attacks.entry_checks import clean_accuracy_check
+
+    fail = clean_accuracy_check(0.2, 10, 300)  # at 2x chance: fails
+    assert fail == {"name": "clean_accuracy", "status": "fail", "numbers": {"accuracy": 0.2, "chance": 0.1, "n": 300},
+                    "detail": "clean accuracy 20.0% is near or below chance (10.0%): check the labels and class "
+                              "order (--classes), the normalization (--mean/--std) and the input size; every "
+                              "robustness number is meaningless"}
+    missing = clean_accuracy_check(None, 4, 0)
+    assert missing["status"] == "fail"
+    assert missing["detail"].startswith("clean accuracy no is near or below chance (25.0%)")
+    assert missing["numbers"] == {"accuracy": None, "chance": 0.25, "n": 0}
+    warn = clean_accuracy_check(0.4, 10, 50)  # above 2x, at 4x chance: warns
+    assert warn == {"name": "clean_accuracy", "status": "warn", "numbers": {"accuracy": 0.4, "chance": 0.1, "n": 50},
+                    "detail": "clean accuracy 40.0% is low (chance 10.0%): check labels, normalization and input size"}
+    ok = clean_accuracy_check(0.41, 10, 50)
+    assert ok == {"name": "clean_accuracy", "status": "pass", "numbers": {"accuracy": 0.41, "chance": 0.1, "n": 50},
+                  "detail": "clean accuracy 41.0% (chance 10.0%)"}
+    assert clean_accuracy_check(0.2001, 10, 50)["status"] == "warn"
+
+
+def test_square_margin_is_two_samples_and_at_least_two_percent():
+    from attacks.entry_checks import square_margin
+
+    assert square_margin(50) == 0.04 and square_margin(100) == 0.02 and square_margin(1000) == 0.02
+    assert square_margin(0) == 0.02 and square_margin(99) == 2.0 / 99
