@@ -180,3 +180,23 @@ def test_the_flags_of_the_contract_are_read():
     assert AnalysisSuite(["a"], [Maps("activation")]).saliency == "activation"
     with pytest.raises(AuditError, match="different saliency maps"):
         AnalysisSuite(["a"], [Maps("gradcam"), Maps("gradcam", "true")])
+
+
+class HalfMergeable(Forgetful):
+    """Exports its count but cannot absorb one."""
+
+    key = "half"
+
+    def export(self, phase):
+        return {"n": self.n}
+
+
+def test_the_refusal_names_every_analysis_that_cannot_hand_on_its_sums_in_one_exact_line():
+    from audit.analyses.base import refuse_unmergeable
+
+    assert not HalfMergeable.carries_sums() and HalfMergeable.watches_batches()
+    with pytest.raises(AuditError) as refused:
+        refuse_unmergeable([Forgetful(), HalfMergeable(), Analysis()], "--resume")
+    assert str(refused.value) == ("--resume needs every analysis to hand on its sums, and forgetful (Forgetful), "
+                                  "half (HalfMergeable) defines no export/absorb (see audit.analyses.base)")
+    refuse_unmergeable([Analysis()], "--resume")  # one that watches nothing keeps no sums: accepted
