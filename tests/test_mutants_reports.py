@@ -1,4 +1,5 @@
 """Edges of the score and the comparison that mutation testing showed untested (hand-made report dicts)."""
+import math
 
 import pytest
 from test_score import entry, report
@@ -133,3 +134,35 @@ def test_the_semantic_gate_metrics_and_component_reasons_read_a_report_without_a
     detail = representation(semantic_report(layers=[{"name": "z", "clean": {"two_vs_two": None},
                                                      "adversarial": [{"attack": "pgd", "eps": 0.1}]}]), REF)[1]
     assert detail.startswith("layer z under pgd@0.1: 2v2 left out")
+
+
+def saliency_report(**section) -> dict:
+    base = {"levels": 8, "entropy": "glcm", "log_base": 2, "layers": [
+        {"name": "a", "adversarial": [{"attack": "pgd", "eps": 0.1, "delta": 0.6}]},
+        {"name": "b", "adversarial": [{"attack": "pgd", "eps": 0.2, "delta": 5.0}, {"attack": "pgd", "eps": 0.1,
+                                                                                     "delta": -1.2}]},
+        {"name": "c", "adversarial": [{"attack": "pgd", "eps": 0.1, "delta": None}]},
+        {"name": "d"}]}
+    return {"analyses": {"saliency": {**base, **section}}, "settings": {}}
+
+
+def test_the_saliency_component_is_one_minus_the_mean_shift_over_the_largest_entropy_the_definition_reaches():
+    from audit.analyses.saliency.report import saliency
+
+    value, detail = saliency(saliency_report(), REF)  # H_max = 2 log2 8 = 6 bits; mean |dH| over a, b = 0.9
+    assert value == pytest.approx(1 - 0.9 / 6)
+    assert detail == ("mean |ΔH| 0.900 bits over 2 layers under pgd@0.1, against the largest possible 6.00 "
+                      "(glcm, L=8)")
+    without_base = {k: v for k, v in saliency_report()["analyses"]["saliency"].items() if k != "log_base"}
+    assert saliency({"analyses": {"saliency": without_base}}, REF)[0] == pytest.approx(1 - 0.9 / 6)
+    natural = saliency(saliency_report(log_base=math.e, entropy="histogram", levels=4), REF)
+    assert natural[0] == pytest.approx(1 - 0.9 / math.log(4)) and natural[1].endswith("1.39 (histogram, L=4)")
+    assert saliency(saliency_report(entropy="other", levels=4), REF)[0] == pytest.approx(1 - 0.9 / 4)
+    two_levels = saliency(saliency_report(entropy="histogram", levels=2), REF)  # H_max = 1 bit
+    assert two_levels[0] == pytest.approx(0.1)
+    nothing = (None, "no saliency-entropy shift measured under pgd@0.1")
+    assert saliency(saliency_report(levels=1), REF) == nothing  # one level: no entropy at all
+    assert saliency(saliency_report(layers=[]), REF) == nothing
+    assert saliency({"analyses": {"saliency": {"levels": 8}}}, REF) == nothing
+    assert saliency(saliency_report(layers=[{"name": "d"}]), REF) == nothing
+    assert saliency(saliency_report(), None) == (None, "no attack run to read it at")

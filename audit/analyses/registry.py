@@ -120,7 +120,3 @@ def _discover(path: tuple[str, ...]) -> tuple[Section, ...]:
 def sections() -> tuple[Section, ...]:
     """Every registered analysis's report section, in report order."""
     return _discover(tuple(_search_path()))
-
-
-def section(key: str) -> Section | None:
-    return next((s for s in sections() if s.key == key), None)
