@@ -8,6 +8,7 @@ end with the same one-line error instead of waiting for each other.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,9 +67,13 @@ def world(device: str = "auto") -> World:
     if not torch.distributed.is_initialized():
         timeout = timedelta(seconds=int(os.environ.get("AUDIT_DIST_TIMEOUT", "3600")))
         torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+        # a process that exits with its group still up can abort in the backend's threads ("terminate called
+        # without an active exception"): the group the audit started ends with the process, CLI or API alike
+        atexit.register(shutdown)
     return World(rank, size, local, torch.distributed.get_backend())
 
 
 def shutdown() -> None:
+    """End the process group, when one is up."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
