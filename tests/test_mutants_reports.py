@@ -166,3 +166,55 @@ def test_the_saliency_component_is_one_minus_the_mean_shift_over_the_largest_ent
     assert saliency({"analyses": {"saliency": {"levels": 8}}}, REF) == nothing
     assert saliency(saliency_report(layers=[{"name": "d"}]), REF) == nothing
     assert saliency(saliency_report(), None) == (None, "no attack run to read it at")
+
+
+def test_component_details_round_and_read_sections_without_optional_lists():
+    from audit.analyses.semantics.report import representation, severity
+
+    low = semantic_report(layers=[{"name": "z", "clean": {"two_vs_two": 0.456},
+                                   "adversarial": [{"attack": "pgd", "eps": 0.1}]}])
+    assert "(clean 2v2 0.46 is not above chance)" in representation(low, REF)[1]
+    no_severity = {"analyses": {"semantics": {"layers": semantic_report()["analyses"]["semantics"]["layers"]}}}
+    assert severity(no_severity, REF) == (None, "no broken sample of pgd@0.1 has word vectors for both its classes")
+
+
+def test_threat_model_violations_of_an_empty_batch_and_without_a_budget():
+    import torch
+
+    from attacks.threat_model import violations
+
+    empty = torch.zeros(0, 1, 2, 2)
+    assert violations(empty, empty, 0.1, "Linf") == (0.0, 0.0)
+    x = torch.full((1, 1, 2, 2), 0.5)
+    assert violations(x, x + 0.3, None, "Linf") == (0.0, 0.0)  # no budget: only the box is checked
+    assert violations(x, x + 0.75, None, "L2") == (0.0, pytest.approx(0.25))
+    assert violations(x, x + 0.3, 0.1, "Linf") == (pytest.approx(0.2), 0.0)
+
+
+def test_layer_choice_of_an_empty_value_is_an_error_not_a_module_name():
+    from audit.options import LayerChoice, parse_layers
+
+    for empty in ("", None, " , "):
+        with pytest.raises(AuditError, match="names no layer"):
+            parse_layers(empty)
+    assert parse_layers(" NONE ") == LayerChoice("none") and parse_layers("Auto").auto
+    assert parse_layers(LayerChoice("names", ("a",))) == LayerChoice("names", ("a",))
+
+
+def test_extra_analysis_folders_are_separated_by_the_path_separator_and_must_exist(tmp_path, monkeypatch):
+    import os
+
+    import audit.analyses as package
+    from audit.analyses import registry
+
+    monkeypatch.setattr(package, "__path__", list(package.__path__))
+    first, second = tmp_path / "one folder", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.setenv(registry.PATH_VARIABLE, f"{first}{os.pathsep}{second}")
+    path = registry._search_path()
+    assert path[-2:] == [str(first), str(second)]
+    monkeypatch.setenv(registry.PATH_VARIABLE, str(tmp_path / "missing"))
+    with pytest.raises(AuditError) as missing:
+        registry._search_path()
+    assert str(missing.value) == f"AUDIT_ANALYSES_PATH: {tmp_path / 'missing'} is not a folder"
