@@ -6,15 +6,17 @@ pinned by ``report.schema.json`` beside this file; bump ``SCHEMA_VERSION`` when 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 
@@ -55,6 +57,64 @@ class AuditResult:
     @classmethod
     def read_json(cls, path: str | Path) -> AuditResult:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+BITSET_ENCODING = ("base64 of a bitset over the audited samples in data order: sample i is bit i % 8 of byte i // 8 "
+                   "(least significant bit first), the last byte padded with zeros")
+NORMS_ENCODING = "base64 of little-endian float32 values, one per audited sample in data order (inf: not broken)"
+
+
+def pack_bits(flags) -> str:
+    """A sequence of booleans as the report stores per-sample outcomes (``BITSET_ENCODING``)."""
+    out = bytearray((len(flags) + 7) // 8)
+    for i, flag in enumerate(flags):
+        if flag:
+            out[i >> 3] |= 1 << (i & 7)
+    return base64.b64encode(bytes(out)).decode("ascii")
+
+
+def unpack_bits(text: str, n: int) -> list[bool]:
+    """The ``n`` booleans ``pack_bits`` stored; a string of the wrong length for ``n`` is a ValueError."""
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) != (n + 7) // 8 or (n % 8 and raw[-1] >> (n % 8)):
+        raise ValueError(f"a per-sample bitset of {len(raw)} bytes does not hold {n} samples")
+    return [bool(raw[i >> 3] >> (i & 7) & 1) for i in range(n)]
+
+
+def pack_norms(values) -> str:
+    """Per-sample norms as the report stores them (``NORMS_ENCODING``)."""
+    return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode("ascii")
+
+
+def unpack_norms(text: str, n: int) -> list[float]:
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) != 4 * n:
+        raise ValueError(f"{len(raw)} bytes of per-sample norms do not hold {n} samples")
+    return list(struct.unpack(f"<{n}f", raw))
+
+
+def index_ranges(indices) -> str:
+    """Ascending indices as compact ranges: ``0-99,120,200-299``."""
+    parts: list[str] = []
+    values = [int(i) for i in indices]
+    start = prev = None
+    for i in values + [None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ",".join(parts)
+
+
+def parse_ranges(text: str) -> list[int]:
+    """The indices ``index_ranges`` wrote."""
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
 
 
 def same_eps(a: float | None, b: float | None) -> bool:

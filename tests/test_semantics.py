@@ -5,7 +5,6 @@ import pytest
 from scipy import stats
 
 from audit.analyses.semantics import (
-    fdr_bh,
     flip_layer,
     one_vs_two,
     permutation_pvalues,
@@ -15,6 +14,7 @@ from audit.analyses.semantics import (
     similarity,
     two_vs_two,
 )
+from audit.stats import fdr_bh
 from audit.analyses.semantics.leave_two_out import TIE, WordSide, pair_margins
 
 

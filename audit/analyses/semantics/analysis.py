@@ -16,10 +16,11 @@ import torch
 
 from audit.analyses.base import Analysis, Batch
 from audit.analyses.semantics.metrics import (
-    FLIP_CLEAN_MIN, FLIP_MIN_SCORED, fdr_bh, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
+    FLIP_CLEAN_MIN, FLIP_MIN_SCORED, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
     source_like, two_vs_two,
 )
 from audit.analyses.semantics.space import MIN_CLASSES, WordSpace
+from audit.stats import fdr_bh
 from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken

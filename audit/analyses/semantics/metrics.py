@@ -149,20 +149,6 @@ def permutation_pvalues(
     return PermutationTest(observed=observed, p_values=p_values, null=null)
 
 
-def fdr_bh(p: Sequence[float]) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values: ``q_(k) = min_{l >= k} min(1, p_(l) m / l)`` over sorted p."""
-    p = np.asarray(p, dtype=np.float64)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
 def one_vs_two(
     profiles: np.ndarray, word_sim: np.ndarray, source: np.ndarray, target: np.ndarray,
 ) -> np.ndarray:
