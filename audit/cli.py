@@ -164,6 +164,7 @@ def run(
                                           "'robust_accuracy[pgd@8/255]>=0.40' or 'clean.accuracy>=0.9' (exit 1 when "
                                           "one fails)."),
     fail_under: float | None = typer.Option(None, help="Exit 1 when the robustness score (0-100) is below this."),
+    confidence: float = typer.Option(0.95, help="Confidence level of every interval in the report (default 0.95)."),
     weights: str | None = typer.Option(None, help="Score weights, e.g. robustness=0.6,severity=0.15,"
                                        "representation=0.15,saliency=0.1."),
     checks: bool = typer.Option(True, "--checks/--no-checks", help="Run the model-based validity checks."),

@@ -129,6 +129,8 @@ class AuditConfig:
     checks: bool = option(True, kinds=("boolean",), doc="run the model-based validity checks")
     gates: list[str] = option(kinds=("strings", "string"), key="gate", to_field=_listed, factory=list,
                               doc="quality gates METRIC OP NUMBER, e.g. \"robust_accuracy[pgd@8/255]>=0.40\"")
+    confidence: float = option(0.95, kinds=("number",), to_field=float,
+                               doc="confidence level of every interval in the report (strictly between 0 and 1)")
     fail_under: float | None = option(None, kinds=("number",), to_field=float, example=50.0,
                                       doc="fail the verdict when the robustness score (0-100) is below this")
     score_weights: str | dict | None = option(None, kinds=("table", "string"), key="weights",
@@ -181,6 +183,12 @@ class AuditConfig:
             parse_gate(gate)
         if self.fail_under is not None and not 0 <= self.fail_under <= 100:
             raise AuditError(f"--fail-under must be a score between 0 and 100, got {self.fail_under}")
+        from audit.stats import check_level
+
+        try:
+            check_level(self.confidence)
+        except ValueError as exc:
+            raise AuditError(str(exc)) from None
         if not self.attacks:
             raise AuditError("no attack given: use --attack NAME (see `audit attacks`)")
         check_device(self.device)
