@@ -39,6 +39,7 @@ class AuditResult:
     score: dict = field(default_factory=dict)  # value, grade, components, missing, capped, weights
     verdict: dict = field(default_factory=dict)  # passed, fail_under, gates
     reference: dict | None = None  # the reference run every renderer and the score read (reference_record)
+    statistics: dict = field(default_factory=dict)  # the confidence level and how each interval was computed
     schema_version: str = SCHEMA_VERSION
     # arrays and files the analyses produce beside the report (class representations, figures); never in JSON
     artifacts: dict = field(default_factory=dict, repr=False, compare=False)

@@ -151,10 +151,10 @@ def test_component_sums_merge_export_and_describe():
     rec = [{"name": "apgd-ce", "attacked": 5, "broken": 2, "forward": 30, "backward": 30, "seconds": 1.0},
            {"name": "apgd-t", "attacked": 3, "broken": 1, "forward": 20, "backward": 20, "seconds": 2.0}]
     parts = [AttackTally(3), AttackTally(3)]
-    for part in parts:
+    for i, part in enumerate(parts):
         o = outcome(attacked=5)
         o.record = rec
-        part.add(**batch, outcome=o)
+        part.add(**batch, outcome=o, offset=6 * i)
     restored = AttackTally.restore(3, json.loads(json.dumps(parts[1].export(), default=np.ndarray.tolist)))
     parts[0].merge(restored)
     assert parts[0].components["apgd-ce"] == {"attacked": 10, "broken": 4, "forward": 60, "backward": 60,

@@ -38,7 +38,7 @@ def hand_batch():
 
 def test_attack_tally_numbers_on_a_hand_made_batch():
     tally = AttackTally(3)
-    tally.add(**hand_batch(), outcome=outcome(attacked=4, forward=40, backward=40, seconds=1.5))
+    tally.add(**hand_batch(), outcome=outcome(attacked=4, forward=40, backward=40, seconds=1.5), offset=0)
     s = tally.summary(NAMES, budget_mode="cumulative")
     assert s["robust_accuracy"] == pytest.approx(2 / 6)  # over all samples
     assert s["success_rate"] == pytest.approx(3 / 5)  # goal among the 5 clean-correct, not among all 6
@@ -59,11 +59,13 @@ def test_attack_tally_numbers_on_a_hand_made_batch():
 def test_attack_tally_halves_merge_into_the_whole():
     batch = hand_batch()
     whole = AttackTally(3)
-    whole.add(**batch, outcome=outcome(attacked=4), minimal_norm=batch["l2"])
+    whole.add(**batch, outcome=outcome(attacked=4), offset=0, minimal_norm=batch["l2"])
     parts = [AttackTally(3), AttackTally(3)]
     for part, sl in zip(parts, (slice(0, 2), slice(2, 6)), strict=True):
-        part.add(**{k: v[sl] for k, v in batch.items()}, outcome=outcome(attacked=2), minimal_norm=batch["l2"][sl])
-    parts[0].merge(parts[1])
+        part.add(**{k: v[sl] for k, v in batch.items()}, outcome=outcome(attacked=2), offset=sl.start,
+                 minimal_norm=batch["l2"][sl])
+    parts[1].merge(parts[0])  # the later half first: per-sample outcomes still come out in data order
+    parts[0] = parts[1]
     for mode in ("cumulative", "minimal"):
         assert parts[0].summary(NAMES, budget_mode=mode, curve_eps=[0.5]) == \
             whole.summary(NAMES, budget_mode=mode, curve_eps=[0.5])
@@ -86,7 +88,7 @@ def test_minimal_sizes_and_their_summary():
 def test_minimal_attack_report_says_what_it_measures():
     tally = AttackTally(3)
     batch = hand_batch()
-    tally.add(**batch, outcome=outcome(attacked=5), minimal_norm=batch["l2"])
+    tally.add(**batch, outcome=outcome(attacked=5), offset=0, minimal_norm=batch["l2"])
     s = tally.summary(NAMES, budget_mode="minimal", curve_eps=[0.15])
     assert s["robust_accuracy"] is None  # a failure rate is not a robust accuracy
     assert s["failure_rate"] == pytest.approx(2 / 6)

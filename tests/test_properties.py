@@ -157,12 +157,16 @@ def test_class_counts_of_parts_merge_into_the_whole(case, data):
     hits = data.draw(arrays(np.bool_, len(labels)))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(labels)), max_size=4)))
     whole = ClassCounts(k)
-    whole.add(labels, hits)
+    whole.add(labels, hits, 0)
     merged = ClassCounts(k)
-    for lo, hi in zip([0, *cuts], [*cuts, len(labels)], strict=True):
+    spans = [(lo, hi) for lo, hi in zip([0, *cuts], [*cuts, len(labels)], strict=True) if hi > lo]
+    for lo, hi in data.draw(st.permutations(spans)):  # the parts in any order, as ranks or resumed runs add them
         part = ClassCounts(k)
-        part.add(labels[lo:hi], hits[lo:hi])
+        part.add(labels[lo:hi], hits[lo:hi], lo)
         merged.merge(part)
+    # each sample's hit comes out in data order
+    assert merged.samples.ordered(bool).tolist() == hits.tolist()
+    assert (merged.per_sample() is None) == (len(labels) == 0) or merged.per_sample() == whole.per_sample()
     # a literal count, class by class
     assert merged.total.tolist() == whole.total.tolist() == [int(np.sum(labels == c)) for c in range(k)]
     assert merged.hits.tolist() == whole.hits.tolist() == [int(np.sum(hits[labels == c])) for c in range(k)]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class ImageSet:
         self._src = src
         self._chosen = chosen
         self._bad: set[int] = set()  # positions already reported in .corrupt
+        self._digests: dict[int, bytes] = {}  # position -> sha256 of the decoded sample, filled as batches are read
         self.sizes, self.native_channels = self._survey()
         # the size every chosen sample has once framed; None when they differ (see input_size)
         self.native_size = next(iter(self.sizes)) if len(self.sizes) == 1 else None if self.sizes else (0, 0)
@@ -51,6 +53,26 @@ class ImageSet:
         view = self._chosen.view()
         view.flags.writeable = False
         return view
+
+    @property
+    def audited(self) -> np.ndarray:
+        """The indices in the source of the samples audited: the chosen ones that could be read, in data order."""
+        return np.array([item for pos, item in enumerate(self._chosen.tolist()) if pos not in self._bad],
+                        dtype=np.int64)
+
+    def fingerprint(self) -> str:
+        """A sha256 of what was audited, once every batch was read: the format, the number of samples in the
+        source, and per audited sample (in data order) its index, label and decoded pixels (before framing).
+        Two audits with the same fingerprint saw the same images with the same labels in the same order, wherever
+        the data lives."""
+        h = hashlib.sha256(f"{self.format}|{self.n_available}".encode())
+        for pos, item in enumerate(self._chosen.tolist()):
+            if pos in self._bad:
+                continue
+            if pos not in self._digests:
+                raise ValueError(f"sample {item} was never read: no fingerprint before every batch was")
+            h.update(f"|{item}:{int(self.labels[pos])}:".encode() + self._digests[pos])
+        return h.hexdigest()
 
     def _survey(self) -> tuple[Counter, int]:
         """How many chosen samples have each size once framed (every one probed unless the source has one
@@ -113,12 +135,15 @@ class ImageSet:
             if pos in self._bad:
                 continue
             try:
-                images.append(self.framing(to_chw(self._src.read(item))))
+                decoded = np.asarray(self._src.read(item))
+                images.append(self.framing(to_chw(decoded)))
             except Unreadable as exc:
                 self._bad.add(pos)
                 self.corrupt.append(f"{self._src.describe(item)}: {exc}")
                 continue
             positions.append(pos)
+            if pos not in self._digests:
+                self._digests[pos] = _digest(decoded)
             if len(images) == batch_size:
                 yield self._make_batch(images, positions, size, channels)
                 images, positions = [], []
@@ -129,6 +154,11 @@ class ImageSet:
                     channels: int) -> Batch:
         index = torch.tensor(positions, dtype=torch.int64)
         return Batch(x=assemble(images, size, channels), y=torch.from_numpy(self.labels[positions]), index=index)
+
+
+def _digest(image: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(image)
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).digest()
 
 
 def _hw(size: tuple[int, int]) -> str:

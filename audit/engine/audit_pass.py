@@ -32,6 +32,7 @@ class PassSettings:
     targeted: str | None  # --targeted mode, or None
     steps: int | None  # --steps, or None: each attack's default
     budgets: list[tuple[float, str]]  # --eps as (value, text), ascending: where minimal-norm curves are read
+    confidence: float = 0.95  # --confidence: the level of every interval
 
 
 class AuditPass:
@@ -73,7 +74,7 @@ class AuditPass:
                 clean_logits = self.model(x)
         clean_correct = (clean_logits.argmax(1) == y).cpu().numpy()
         labels_np = y.cpu().numpy()
-        self.clean.add(labels_np, clean_correct)
+        self.clean.add(labels_np, clean_correct, offset)
         first_batch = not self.first
         if first_batch:
             self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {},
@@ -102,7 +103,7 @@ class AuditPass:
                     labels=labels_np, clean_correct=clean_correct,
                     adv_correct=adv_correct.cpu().numpy(), goal=outcome.goal.cpu().numpy(),
                     linf=sizes["Linf"], l2=sizes["L2"], outcome=outcome, found=outcome.found.cpu().numpy(),
-                    minimal_norm=None if spec.bounded else sizes[spec.norm],
+                    offset=offset, minimal_norm=None if spec.bounded else sizes[spec.norm],
                 )
                 if not suite.analyses:
                     continue
@@ -205,6 +206,7 @@ class AuditPass:
                     "ensemble": (spec.ensemble(steps, len(self.names), self.tallies[run].components)
                                  if spec.ensemble else None),
                     **self.tallies[run].summary(self.names, budget_mode=spec.budget_mode,
-                                                curve_eps=self._curve_eps(spec)),
+                                                curve_eps=self._curve_eps(spec),
+                                                confidence=self.settings.confidence),
                 })
         return out

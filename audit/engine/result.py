@@ -18,8 +18,11 @@ from attacks.entry_checks import attack_warnings, clean_accuracy_check, entry_ch
 from audit.version import __version__
 from audit.analyses.suite import AnalysisSuite
 from audit.engine.audit_pass import AuditPass
+from audit.stats import BOOTSTRAP_RESAMPLES, MEAN_METHOD, PROPORTION_METHOD
 from reports.gates import evaluate
-from reports.schema import AuditResult, reference_entry, reference_record
+from reports.schema import (
+    BITSET_ENCODING, NORMS_ENCODING, AuditResult, index_ranges, reference_entry, reference_record,
+)
 from reports.score import score_report
 
 
@@ -63,6 +66,7 @@ def assemble(a: Audited) -> AuditResult:
             "n_samples": clean.n, "n_chosen": len(data), "n_corrupt": len(data.corrupt),
             "corrupt": data.corrupt[:20], "classes": a.names,
             "class_counts": [int(c) for c in clean.total],
+            "sample": {"n": clean.n, "indices": index_ranges(data.audited), "fingerprint": data.fingerprint()},
         },
         seed=config.seed,
         device=str(a.device),
@@ -74,15 +78,30 @@ def assemble(a: Audited) -> AuditResult:
             "samples": "all" if opts.samples is None else opts.samples,
         },
         clean={
-            "accuracy": clean.accuracy, "n": clean.n, "n_correct": int(clean.hits.sum()),
-            "per_class": clean.per_class(a.names),
+            "accuracy": clean.accuracy, "accuracy_ci": clean.interval(config.confidence), "n": clean.n,
+            "n_correct": int(clean.hits.sum()), "per_class": clean.per_class(a.names, config.confidence),
+            "per_sample": {"correct": clean.per_sample()},
         },
+        statistics=statistics(config.confidence),
         attacks=entries,
         warnings=_warnings(a, entries),
         environment=environment(),
         timing={"load_s": round(a.load_s, 3), "total_s": round(a.total_s, 3)},
         reference=reference_record(reference_entry(entries)),
     )
+
+
+def statistics(confidence: float) -> dict:
+    """How the report's intervals and per-sample outcomes were computed (``statistics`` in report.json)."""
+    return {
+        "confidence": confidence,
+        "proportions": f"{PROPORTION_METHOD} (scipy.stats.binomtest(k, n).proportion_ci(method='wilson'))",
+        "means": f"{MEAN_METHOD} (perturbation norms); percentile bootstrap over images ({BOOTSTRAP_RESAMPLES} "
+                 "resamples, seeded) where an analysis says so",
+        "medians": "order-statistic interval (scipy.stats.quantile_test)",
+        "per_sample": BITSET_ENCODING,
+        "norms": NORMS_ENCODING,
+    }
 
 
 def _warnings(a: Audited, entries: list[dict]) -> list[str]:

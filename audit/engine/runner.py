@@ -111,7 +111,8 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
 
             space = build_word_space(names, config.embeddings, config.class_words)
         suite = build_suite(AnalysisContext(config, names, layers, runs, space), user, skipped)
-        settings = PassSettings(seed=config.seed, targeted=config.targeted, steps=config.steps, budgets=opts.eps)
+        settings = PassSettings(seed=config.seed, targeted=config.targeted, steps=config.steps, budgets=opts.eps,
+                                confidence=config.confidence)
         audit_pass = AuditPass(settings, audited, device, plans, names, relabel, suite, space)
         execution = Execution(
             audit_pass, lambda: data.batches(config.batch_size, size=size, channels=channels), len(data), world,
