@@ -115,24 +115,35 @@ def find_run(runs: list[dict], ref: dict) -> dict | None:
 
 # --- robustness, and what the analyses' components share: each returns (value or None, one-sentence detail) --
 
-def robustness(report: dict) -> tuple[float | None, str]:
-    budgets: dict[tuple[str, float], dict] = {}  # (norm, eps) -> {"text", "values"}
+def _budgets(report: dict) -> dict[tuple[str, float], dict]:
+    """(norm, eps) -> {"text", "values", "sources"}: the robust accuracies at each budget, and where each comes
+    from: ("entry", i) for a bounded entry, ("curve", i, eps) for a point of a minimal attack's implied curve."""
+    budgets: dict[tuple[str, float], dict] = {}
 
-    def put(norm: str, eps: float, text: str, value: float, create: bool) -> None:
+    def put(norm: str, eps: float, text: str, value: float, source: tuple, create: bool) -> None:
         key = next((k for k in budgets if k[0] == norm and same_eps(k[1], eps)), None)
         if key is None and create:
             key = (norm, eps)
-            budgets[key] = {"text": text, "values": []}
+            budgets[key] = {"text": text, "values": [], "sources": []}
         if key is not None:
             budgets[key]["values"].append(value)
+            budgets[key]["sources"].append(source)
 
-    bounded = _bounded(report)
-    for e in bounded:
-        put(e["norm"], e["eps"], e["eps_text"] or f"{e['eps']:g}", e["robust_accuracy"], True)
-    for e in _minimal(report):
-        for point in e["minimal_perturbation"]["curve"]:
+    entries = report["attacks"]
+    bounded = [i for i, e in enumerate(entries) if e.get("eps") is not None and e.get("robust_accuracy") is not None]
+    for i in bounded:
+        e = entries[i]
+        put(e["norm"], e["eps"], e["eps_text"] or f"{e['eps']:g}", e["robust_accuracy"], ("entry", i), True)
+    for i, e in enumerate(entries):
+        for point in (e.get("minimal_perturbation") or {}).get("curve", []):
             if point.get("robust_accuracy") is not None:
-                put(e["norm"], point["eps"], f"{point['eps']:.4g}", point["robust_accuracy"], not bounded)
+                put(e["norm"], point["eps"], f"{point['eps']:.4g}", point["robust_accuracy"],
+                    ("curve", i, point["eps"]), not bounded)
+    return budgets
+
+
+def robustness(report: dict) -> tuple[float | None, str]:
+    budgets = _budgets(report)
     if not budgets:
         return None, "no bounded attack and no implied accuracy curve in the report"
     clean = report["clean"]["accuracy"] or 0.0
@@ -166,8 +177,9 @@ def attacked_nothing(ref: dict) -> str | None:
 
 # --- the score --------------------------------------------------------------------------------------------------
 
-def score_report(report: dict, weights: dict | None = None) -> dict:
-    """The ``score`` object of a report (see the module docstring for every formula)."""
+def score_report(report: dict, weights: dict | None = None, interval: bool = False) -> dict:
+    """The ``score`` object of a report (see the module docstring for every formula); with ``interval``, also
+    its bootstrap interval (:func:`score_interval`, which needs numpy: the audit computes it, renderers never)."""
     configured = check_weights(weights)
     ref = reference_run(report)
     measured = {"robustness": robustness(report)}
@@ -208,8 +220,14 @@ def score_report(report: dict, weights: dict | None = None) -> dict:
                   f"{CAP_GRADE} already"}
         if value is not None:
             value = min(value, CAP_VALUE)
+    bounds, method = None, "not computed (a report's score is given its interval when the audit writes it)"
+    if interval:
+        bounds, method = score_interval(report, {n: measured[n][0] for n in used}, used,
+                                        CAP_VALUE if failed and not not_scored else None, value is None)
     return {
         "value": value,
+        "interval": bounds,
+        "interval_method": method,
         "grade": "F" if not_scored else None if value is None else grade_of(value),
         "components": components,
         "missing": [n for n, (v, _) in measured.items() if v is None],
@@ -219,3 +237,65 @@ def score_report(report: dict, weights: dict | None = None) -> dict:
         "reference": None if ref is None else {"attack": ref["name"], "norm": ref["norm"], "eps": ref["eps"],
                                                "eps_text": ref["eps_text"]},
     }
+
+
+# --- the score's interval -----------------------------------------------------------------------------------
+
+INTERVAL_RESAMPLES = 2000
+INTERVAL_METHOD = (
+    "percentile bootstrap over the audited images ({resamples} resamples, seed {seed}, confidence {confidence:g}): "
+    "each resample draws the images with replacement and recomputes the clean accuracy, every robust accuracy and "
+    "every implied-curve point from the per-sample outcomes, hence the robustness component and the score; the "
+    "analyses' components are held at their point values (the report keeps their per-image data only in their "
+    "own sections, each with its own interval, and a component resting on too few images is left out of the score "
+    "by its section's rule); the cap of a failed validity check applies to each resample")
+
+
+def score_interval(report: dict, values: dict[str, float], used: dict[str, float], cap: float | None,
+                   unscored: bool) -> tuple[list[float] | None, str]:
+    """The score's interval and how it was computed (``INTERVAL_METHOD``); None with the reason when the report
+    has no per-sample outcomes, the score is null, or robustness is not among the weighted components."""
+    import numpy as np
+
+    if unscored:
+        return None, "no interval: the report is not scored"
+    if "robustness" not in used:
+        return None, "no interval: the robustness component is not weighted (the others are held fixed)"
+    from reports.schema import unpack_bits, unpack_norms
+
+    n = report["clean"].get("n") or 0
+    correct = (report["clean"].get("per_sample") or {}).get("correct")
+    budgets = _budgets(report)
+    if not n or correct is None or not budgets:
+        return None, "no interval: the report has no per-sample outcomes"
+    columns, groups = [], []
+    for budget in budgets.values():
+        group = []
+        for source in budget["sources"]:
+            entry = report["attacks"][source[1]]
+            per_sample = entry.get("per_sample") or {}
+            if source[0] == "entry":
+                column = np.array(unpack_bits(per_sample["robust"], n), dtype=np.float64)
+            else:
+                column = (np.array(unpack_norms(per_sample["norm"], n), dtype=np.float64) > source[2]) * 1.0
+            group.append(len(columns))
+            columns.append(column)
+        groups.append(group)
+    outcomes = np.stack([np.array(unpack_bits(correct, n), dtype=np.float64), *columns], axis=1)  # N x (1 + K)
+    seed = int(report.get("seed") or 0)
+    confidence = float((report.get("statistics") or {}).get("confidence", 0.95))
+    rng = np.random.default_rng(seed)
+    means = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) @ outcomes / n
+                      for _ in range(INTERVAL_RESAMPLES)])  # resamples x (1 + K)
+    worst = np.stack([means[:, [1 + k for k in group]].min(axis=1) for group in groups], axis=1)
+    clean = means[:, 0]
+    retained = np.where(clean > 0, worst.mean(axis=1) / np.where(clean > 0, clean, 1.0), 0.0)
+    robust = np.clip(retained, 0.0, 1.0)
+    total = sum(used.values())
+    fixed = sum(w * values[name] for name, w in used.items() if name != "robustness")
+    score = 100 * (used["robustness"] * robust + fixed) / total
+    if cap is not None:
+        score = np.minimum(score, cap)
+    low, high = np.quantile(score, [(1 - confidence) / 2, (1 + confidence) / 2])
+    method = INTERVAL_METHOD.format(resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence)
+    return [round(float(low), 6), round(float(high), 6)], method

@@ -126,7 +126,7 @@ def conclude(result: AuditResult, a: Audited, model_checks: list[dict]) -> Audit
     if any(c["name"] == "gradient_free_attack" for c in read):  # an ensemble's Square stage answered it
         model_checks = [c for c in model_checks if c["name"] != "gradient_free_attack"]
     result.checks = [clean_accuracy_check(clean.accuracy, len(a.names), clean.n), *model_checks, *read]
-    result.score = score_report(result.to_dict(), a.options.score_weights)
+    result.score = score_report(result.to_dict(), a.options.score_weights, interval=True)
     result.verdict = evaluate(result.to_dict(), a.config.gates, a.config.fail_under)
     return result
 
