@@ -26,3 +26,32 @@ def two(value: float | None) -> str:
 def signed(value: float | None, digits: int = 2) -> str:
     """A change with its sign and ``digits`` decimals: 0.1 -> +0.10."""
     return "—" if value is None else f"{value:+.{digits}f}"
+
+
+def half_width(value: float | None, interval) -> float | None:
+    """The larger distance from ``value`` to an end of its interval: what ``±`` shows of an interval that may be
+    asymmetric (Wilson's is, near 0 and 1); None when there is no interval."""
+    if value is None or not interval or interval[0] is None or interval[1] is None:
+        return None
+    return max(value - interval[0], interval[1] - value)
+
+
+def pct_pm(value: float | None, interval) -> str:
+    """A share with its interval as ``36.3% ±5.4`` (percentage points; see :func:`half_width`)."""
+    half = half_width(value, interval)
+    return pct(value) if half is None else f"{pct(value)} ±{100 * half:.1f}"
+
+
+def pct_interval(interval) -> str:
+    """An interval of shares as ``[31.1, 41.9]%``; ``—`` without one."""
+    if not interval or interval[0] is None or interval[1] is None:
+        return "—"
+    return f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]%"
+
+
+def num_interval(interval, digits: int = 3) -> str:
+    """An interval as ``[0.12, 0.34]`` with ``digits`` significant digits; an infinite or missing end as ∞/—."""
+    if not interval:
+        return "—"
+    ends = ["∞" if end is None else f"{end:.{digits}g}" for end in interval]
+    return f"[{ends[0]}, {ends[1]}]"

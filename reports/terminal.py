@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audit.analyses.registry import sections
-from reports.formatting import NORM_SIGN, num, pct
+from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_pm
 from reports.schema import AuditResult, ensemble_text, reference_run, targeting
 
 
@@ -33,8 +33,7 @@ def count(n: int) -> str:
 def attack_table(result: AuditResult, title: str | None = None) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col, justify in [("attack", "left"), ("budget", "right"), ("steps", "right"), ("robust\nacc", "right"),
-                         ("success\nrate", "right"), ("mean ‖δ‖\n∞ / ₂", "right"),
-                         ("passes\nfwd/bwd", "right"), ("time", "right")]:
+                         ("success\nrate", "right"), ("mean ‖δ‖\n∞ / ₂", "right"), ("time", "right")]:
         table.add_column(col, justify=justify, no_wrap=True)
     for e in result.attacks:
         steps = str(e["steps"]) if e["steps"] else "1"
@@ -45,11 +44,22 @@ def attack_table(result: AuditResult, title: str | None = None) -> Table:
         p = e["perturbation"]
         table.add_row(
             escape(e["name"]), f"{NORM_SIGN[e['norm']]} {escape(e['eps_text'] or 'min')}", steps,
-            f"[bold]{pct(e['robust_accuracy'])}[/]", pct(e["success_rate"]),
-            f"{num(p['linf_mean'], 2)}/{num(p['l2_mean'], 3)}", f"{count(e['forward_passes'])}/{count(e['backward_passes'])}",
-            duration(e["wall_time_s"]),
+            f"[bold]{pct_pm(e['robust_accuracy'], e.get('robust_accuracy_ci'))}[/]",
+            pct_pm(e["success_rate"], e.get("success_rate_ci")),
+            f"{num(p['linf_mean'], 2)}/{num(p['l2_mean'], 3)}", duration(e["wall_time_s"]),
         )
     return table
+
+
+def passes_line(entries: list[dict]) -> str:
+    """The model passes each attack cost, forward/backward, summed over its budgets."""
+    totals: dict[str, list[int]] = {}
+    for e in entries:
+        done = totals.setdefault(e["name"], [0, 0])
+        done[0] += e["forward_passes"]
+        done[1] += e["backward_passes"]
+    return "model passes (forward/backward): " + ", ".join(
+        f"{escape(name)} {count(f)}/{count(b)}" for name, (f, b) in totals.items())
 
 
 def render_summary(result: AuditResult, console: Console, report_path: str | None = None) -> None:
@@ -62,9 +72,14 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
                   f"{d['n_available']} samples, {len(d['classes'])} classes, input {shape}, seed {result.seed}[/]")
     if d["n_corrupt"]:
         console.print(f"[yellow]{d['n_corrupt']} unreadable images skipped[/]")
-    console.print(f"[bold]Clean accuracy[/] {pct(result.clean['accuracy'])} "
-                  f"({result.clean['n_correct']}/{result.clean['n']})")
+    confidence = (result.statistics or {}).get("confidence")
+    level = f"; ± {100 * confidence:g}% interval, {escape(result.statistics['proportions'].split(' (')[0])}" \
+        if confidence else ""
+    console.print(f"[bold]Clean accuracy[/] {pct_pm(result.clean['accuracy'], result.clean.get('accuracy_ci'))} "
+                  f"({result.clean['n_correct']}/{result.clean['n']}{level})")
     console.print(attack_table(result))
+    console.print(f"[dim]± the {100 * confidence:g}% interval (percentage points); "
+                  f"{passes_line(result.attacks)}[/]" if confidence else f"[dim]{passes_line(result.attacks)}[/]")
     if not all(e["standard_budget"] for e in result.attacks):
         console.print("[yellow]*[/] non-standard budget: below the attack's reference protocol (see warnings)")
     for line in budget_mode_notes(result.attacks):
@@ -118,6 +133,8 @@ def minimal_lines(entries: list[dict]) -> list[str]:
             continue
         sign = f"‖δ‖{'₂' if e['norm'] == 'L2' else '∞'}"
         median = num(m["median"], 3) if m["median"] is not None else "∞ (most samples resisted)"
+        if m.get("median_ci"):
+            median += f" {num_interval(m['median_ci'])}"
         curve = ", ".join(f"{point['eps']:g}→{pct(point['robust_accuracy'])}" for point in m["curve"])
         lines.append(f"[bold]{escape(e['name'])}[/] (minimal {NORM_SIGN[e['norm']]}, no budget): median {sign} "
                      f"{median} over {m['n']} clean-correct samples, {m['n_failed']} not broken; "
@@ -158,7 +175,9 @@ def render_verdict(result: AuditResult, console: Console) -> None:
     elif score.get("value") is not None:
         parts = ", ".join(f"{name} {comp['value']:.2f}" for name, comp in score["components"].items()
                           if comp.get("included"))
-        console.print(f"[bold]Score[/] {score['value']:.1f}/100, grade [bold]{score['grade']}[/] ({parts})")
+        bounds = score.get("interval")
+        shown = f"{score['value']:.1f}" + (f" [{bounds[0]:.1f}, {bounds[1]:.1f}]" if bounds else "")
+        console.print(f"[bold]Score[/] {shown}/100, grade [bold]{score['grade']}[/] ({parts})")
         capped = score.get("capped")
         if capped:
             word = "capped:" if capped.get("applied", True) else "failed checks:"
@@ -191,8 +210,9 @@ def contrast_table(results: dict[str, AuditResult]) -> Table:
     for key in results:
         table.add_column(escape(key), justify="right")
     first = next(iter(results.values()))
-    table.add_row("clean", "—", *[pct(r.clean["accuracy"]) for r in results.values()])
+    table.add_row("clean", "—", *[pct_pm(r.clean["accuracy"], r.clean.get("accuracy_ci")) for r in results.values()])
     for i, entry in enumerate(first.attacks):
-        row = [pct(r.attacks[i]["robust_accuracy"]) if i < len(r.attacks) else "—" for r in results.values()]
+        row = [pct_pm(r.attacks[i]["robust_accuracy"], r.attacks[i].get("robust_accuracy_ci"))
+               if i < len(r.attacks) else "—" for r in results.values()]
         table.add_row(escape(entry["name"]), f"{NORM_SIGN[entry['norm']]} {escape(entry['eps_text'] or 'min')}", *row)
     return table

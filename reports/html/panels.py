@@ -9,7 +9,7 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from audit.analyses.registry import sections
-from reports.formatting import NORM_SIGN, num, pct
+from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_interval
 from reports.gates import is_gated, verdict_summary
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart
 from reports.schema import ensemble_text, reference_entry, targeting
@@ -47,8 +47,10 @@ def finding(report: dict) -> str:
         caveat = "; its budget is below the reference protocol, so robustness may be overestimated" \
             if not e.get("standard_budget", True) else ""
         return (f"Under {e['name']} at {NORM_SIGN.get(e['norm'], e['norm'])} eps {e.get('eps_text') or num(e['eps'])} "
-                f"(the strongest attack at the largest budget){aimed}, robust accuracy is {pct(e['robust_accuracy'])} "
-                f"against {pct(clean)} clean: {e.get('n_success', '?')} of {e.get('n_attacked', '?')} correctly "
+                f"(the strongest attack at the largest budget){aimed}, robust accuracy is {pct(e['robust_accuracy'])}"
+                f"{_within(e.get('robust_accuracy_ci'))} against {pct(clean)}"
+                f"{_within((report.get('clean') or {}).get('accuracy_ci'))} clean: {e.get('n_success', '?')} of "
+                f"{e.get('n_attacked', '?')} correctly "
                 f"classified images were broken{caveat}.")
     if e is not None:
         m = e["minimal_perturbation"]
@@ -57,6 +59,22 @@ def finding(report: dict) -> str:
                 f"median is {median} over {m.get('n')} correctly classified images, {m.get('n_failed')} not broken "
                 f"(clean accuracy {pct(clean)}).")
     return f"No attack results in this report (clean accuracy {pct(clean)})."
+
+
+def statistics(report: dict) -> dict | None:
+    """The confidence level and the interval methods, as the page names them; None for a report without them."""
+    st = report.get("statistics") or {}
+    if not st.get("confidence"):
+        return None
+    return {"level": f"{100 * st['confidence']:g}%", "proportions": st.get("proportions", "?"),
+            "means": st.get("means", "?")}
+
+
+def _within(interval) -> str:
+    """`` (interval 31.1–41.9%)`` for a sentence, or nothing without an interval."""
+    if not interval or interval[0] is None or interval[1] is None:
+        return ""
+    return f" (interval {100 * interval[0]:.1f}–{100 * interval[1]:.1f}%)"
 
 
 def score_view(score: dict | None) -> dict | None:
@@ -68,6 +86,7 @@ def score_view(score: dict | None) -> dict | None:
                    "formula": c.get("formula", ""), "detail": c.get("detail", "")}
                   for name, c in (score.get("components") or {}).items()]
     return {"value": score.get("value"), "grade": score.get("grade", "?"), "components": components,
+            "interval": score.get("interval"), "interval_method": score.get("interval_method", ""),
             "missing": list(score.get("missing") or []), "not_scored": score.get("not_scored"),
             "capped": {"grade": capped.get("grade", "?"), "by": ", ".join(capped.get("by") or []),
                        "applied": capped.get("applied", True), "reason": capped.get("reason", "")}
@@ -110,6 +129,8 @@ def summary(report: dict) -> dict:
         "data_detail": f"{data.get('format', '?')}, {data.get('n_samples', '?')} of {data.get('n_available', '?')} "
                        f"samples, {len(data.get('classes') or [])} classes",
         "clean": report.get("clean") or {},
+        "clean_ci": pct_interval((report.get("clean") or {}).get("accuracy_ci")) if (report.get("clean") or {})
+        .get("accuracy_ci") else None,
         "finding": finding(report),
         "findings": findings(report),
         "created": report.get("created"),
@@ -138,18 +159,24 @@ def _eps_ticks(entries: list[dict], extra: list[float]) -> list[tuple[float, str
 def curves(report: dict, norm: str) -> list[dict]:
     """The robust-accuracy curves of one norm, eps 0 being the clean accuracy: one per bounded attack, and the
     implied curve of each minimal-perturbation attack (the share of samples whose minimal norm exceeds eps)."""
-    attacks, clean = report.get("attacks") or [], (report.get("clean") or {}).get("accuracy")
-    start = [(0.0, clean)] if clean is not None else []
+    attacks, clean = report.get("attacks") or [], report.get("clean") or {}
+    start = [(0.0, clean["accuracy"], clean.get("accuracy_ci"))] if clean.get("accuracy") is not None else []
     entries = [e for e in bounded(attacks) if e["norm"] == norm]
-    out = [{"name": name, "minimal": False, "median": None, "entries": [e for e in entries if e["name"] == name],
-            "points": start + sorted((e["eps"], e["robust_accuracy"]) for e in entries if e["name"] == name)}
-           for name in dict.fromkeys(e["name"] for e in entries)]
+    out = []
+    for name in dict.fromkeys(e["name"] for e in entries):
+        mine = [e for e in entries if e["name"] == name]
+        points = start + sorted(((e["eps"], e["robust_accuracy"], e.get("robust_accuracy_ci")) for e in mine),
+                                key=lambda p: p[0])
+        out.append({"name": name, "minimal": False, "median": None, "entries": mine,
+                    "points": [p[:2] for p in points], "intervals": [p[2] for p in points]})
     for e in attacks:
         m = e.get("minimal_perturbation")
         if e.get("norm") == norm and m:
-            curve = sorted((p["eps"], p["robust_accuracy"]) for p in m.get("curve") or [])
+            curve = sorted(((p["eps"], p["robust_accuracy"], p.get("robust_accuracy_ci")) for p in m.get("curve") or []),
+                           key=lambda p: p[0])
+            points = start + curve
             out.append({"name": e["name"], "minimal": True, "median": m.get("median"), "entries": [],
-                        "points": start + curve})
+                        "points": [p[:2] for p in points], "intervals": [p[2] for p in points]})
     return out
 
 
@@ -180,7 +207,8 @@ def robustness_charts(report: dict) -> list[dict]:
     out = []
     for norm in _norms(report):
         groups = curves(report, norm)
-        series = [Series(_curve_label(c), c["points"], dash="dashed" if c["minimal"] else "solid") for c in groups]
+        series = [Series(_curve_label(c), c["points"], dash="dashed" if c["minimal"] else "solid",
+                         intervals=c["intervals"]) for c in groups]
         refs = [Reference(c["median"], f"{c['name']} median {num(c['median'])}", axis="x")
                 for c in groups if c["median"] is not None]
         if series:
@@ -201,7 +229,8 @@ def compare_charts(base: dict, new: dict) -> list[dict]:
             for c in groups:
                 k = keys.index((c["name"], c["minimal"]))
                 series.append(Series(f"{role}: {_curve_label(c)}", c["points"], dash=dashes[c["minimal"]],
-                                     marker=MARKERS[k % len(MARKERS)], colour=PALETTE[k % len(PALETTE)]))
+                                     marker=MARKERS[k % len(MARKERS)], colour=PALETTE[k % len(PALETTE)],
+                                     intervals=c["intervals"]))
         if series:
             out.append(_chart(series, old_groups + new_groups, norm, []))
     return out
@@ -211,7 +240,8 @@ def minimal_text(m: dict) -> str:
     """Median and quartiles of the minimal norms; a quantile that falls on unbroken samples is infinite (∞)."""
     def q(key: str) -> str:
         return num(m.get(key)) if m.get(key) is not None else "∞"
-    return (f"median {q('median')}, quartiles {q('q25')} – {q('q75')}, mean of the found {num(m.get('mean_of_found'))}; "
+    ci = f" (interval {num_interval(m['median_ci'])})" if m.get("median_ci") else ""
+    return (f"median {q('median')}{ci}, quartiles {q('q25')} – {q('q75')}, mean of the found {num(m.get('mean_of_found'))}; "
             f"{m.get('n_failed')} of {m.get('n')} correctly classified images not broken (∞)")
 
 
@@ -235,6 +265,9 @@ def attack_rows(report: dict) -> tuple[list[dict], list[tuple[str, str]]]:
             "standard": e.get("standard_budget", True), "budget_note": e.get("budget_note") or "",
             "targeted": e.get("targeted"),
             "robust": pct(e.get("robust_accuracy") if e.get("failure_rate") is None else e["failure_rate"]),
+            "robust_ci": pct_interval(e.get("robust_accuracy_ci") if e.get("failure_rate") is None
+                                      else e.get("failure_rate_ci")),
+            "success_ci": pct_interval(e.get("success_rate_ci")),
             "robust_note": "" if e.get("failure_rate") is None else "failure rate (not broken)",
             "success": pct(e.get("success_rate")),
             "broken": f"{e.get('n_success', '?')}/{e.get('n_attacked', '?')}",
@@ -242,6 +275,7 @@ def attack_rows(report: dict) -> tuple[list[dict], list[tuple[str, str]]]:
             "ensemble": ensemble_text(e) or "",
             "pert_n": p.get("n"), "linf": f"{num(p.get('linf_mean'))} / {num(p.get('linf_max'))}",
             "l2": f"{num(p.get('l2_mean'))} / {num(p.get('l2_max'))}", "covers": mark,
+            "linf_ci": num_interval(p.get("linf_mean_ci")), "l2_ci": num_interval(p.get("l2_mean_ci")),
             "passes": f"{e.get('forward_passes', '?')}/{e.get('backward_passes', '?')}",
             "time": f"{e['wall_time_s']:.1f} s" if e.get("wall_time_s") is not None else "—",
             "violation": f"{num(checks.get('max_eps_violation'), 2)} / {num(checks.get('max_box_violation'), 2)}",

@@ -101,6 +101,7 @@ def report_context(report: dict, base_dir: Path | None = None) -> dict:
         "checks": panels.checks(report),
         "metadata": panels.metadata(report),
         "warnings": list(report.get("warnings") or []),
+        "statistics": panels.statistics(report),
     }
 
 
