@@ -7,7 +7,7 @@ proportions
     coverage stays close to the nominal level for the sample sizes of an audit, unlike the Wald interval, and it
     is never degenerate at 0 or 1 hits.
 means
-    Student-t interval from the count, sum and sum of squares (``t_interval``), or a seeded percentile bootstrap
+    Student-t interval over the values (``t_interval``), or a seeded percentile bootstrap
     over images (``bootstrap_interval``, ``scipy.stats.bootstrap``) where the statistic is not a plain mean.
 paired proportions (two audits of the same samples)
     McNemar's exact test: under no change, the discordant pairs split as Binomial(b + c, ½); the one-sided p of
@@ -59,15 +59,14 @@ def proportion_interval(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) 
     return [float(max(0.0, ci.low)), float(min(1.0, ci.high))]
 
 
-def t_interval(n: int, total: float, squares: float, confidence: float = DEFAULT_CONFIDENCE) -> list[float] | None:
-    """The Student-t interval of a mean from the count, the sum and the sum of squares of the values; None with
-    fewer than two values. A spread that rounding makes slightly negative counts as 0."""
+def t_interval(values, confidence: float = DEFAULT_CONFIDENCE) -> list[float] | None:
+    """The Student-t interval of the mean of ``values``: mean ± t_{n−1} · s / √n; None with fewer than two."""
     check_level(confidence)
-    if n < 2:
+    data = np.asarray(values, dtype=np.float64).ravel()
+    if data.size < 2:
         return None
-    mean = total / n
-    var = max(0.0, (squares - n * mean * mean) / (n - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * math.sqrt(var / n)
+    mean = float(data.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, data.size - 1)) * float(data.std(ddof=1)) / math.sqrt(data.size)
     return [mean - half, mean + half]
 
 

@@ -134,14 +134,13 @@ class AttackTally:
     linf_max: float = 0.0
     l2_sum: float = 0.0
     l2_max: float = 0.0
-    linf_squares: float = 0.0  # sums of squares of the same norms: their t interval
-    l2_squares: float = 0.0
     forward: int = 0
     backward: int = 0
     seconds: float = 0.0
     eps_violation: float = 0.0
     box_violation: float = 0.0
     norms: Samples = field(default_factory=Samples)  # minimal-perturbation attacks: per-sample minimal norms
+    sizes: Samples = field(default_factory=Samples)  # (L∞, L2) of each perturbed sample: the means' t intervals
     components: dict = field(default_factory=dict)  # an ensemble's sums per component (see attacks.ensemble)
 
     def __post_init__(self):
@@ -166,11 +165,10 @@ class AttackTally:
         self.perturbed += int(fooled.sum())
         if fooled.any():
             self.linf_sum += float(linf[fooled].sum())
-            self.linf_squares += float(np.square(linf[fooled].astype(np.float64)).sum())
             self.linf_max = max(self.linf_max, float(linf[fooled].max()))
             self.l2_sum += float(l2[fooled].sum())
-            self.l2_squares += float(np.square(l2[fooled].astype(np.float64)).sum())
             self.l2_max = max(self.l2_max, float(l2[fooled].max()))
+            self.sizes.add(offset, np.stack([linf[fooled], l2[fooled]], axis=1).astype(np.float64))
         self.attacked_now += outcome.attacked
         self.forward += outcome.forward
         self.backward += outcome.backward
@@ -203,27 +201,29 @@ class AttackTally:
     def export(self) -> dict:
         """Plain data (numbers, arrays) for a saved state or another process; ``restore`` reads it back."""
         out = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("num_classes", "robust", "norms", "components")}
-        return {**out, "robust": self.robust.export(), "norms": self.norms.export(),
+               if f.name not in ("num_classes", "robust", "norms", "sizes", "components")}
+        return {**out, "robust": self.robust.export(), "norms": self.norms.export(), "sizes": self.sizes.export(),
                 "components": {k: dict(v) for k, v in self.components.items()}}
 
     @classmethod
     def restore(cls, num_classes: int, state: dict) -> AttackTally:
-        plain = {k: v for k, v in state.items() if k not in ("robust", "norms", "components")}
+        plain = {k: v for k, v in state.items() if k not in ("robust", "norms", "sizes", "components")}
         return cls(num_classes, ClassCounts.restore(num_classes, state["robust"]),
                    norms=Samples.restore(state["norms"], np.float64),
+                   sizes=Samples.restore(state["sizes"], np.float64),
                    components={k: dict(v) for k, v in state.get("components", {}).items()}, **plain)
 
     def summary(self, names: list[str], *, budget_mode: str, curve_eps: list[float] = (),
                 confidence: float = DEFAULT_CONFIDENCE) -> dict:
         """The report entry's numbers. ``budget_mode``: cumulative, independent or minimal (see the registry).
-        Every share carries its Wilson interval (``NAME_ci``), each mean norm its t interval."""
+        Every share carries its Wilson interval (``NAME_ci``), each mean norm its t interval (over the perturbed samples' norms in data order)."""
         def mean(s):
             return (s / self.perturbed if self.perturbed else None)
         minimal = budget_mode == "minimal"
         n, kept = self.robust.n, int(self.robust.hits.sum())
         share_ci = proportion_interval(kept, n, confidence)
         per_sample = {"robust": self.robust.per_sample()}
+        sizes = self.sizes.ordered(np.float64).reshape(-1, 2)  # data order: the same numbers however it ran
         if minimal:
             per_sample["norm"] = pack_norms(self.norms.ordered(np.float64).tolist())
         return {
@@ -244,10 +244,10 @@ class AttackTally:
                 "covers": PERTURBATION_COVERS[budget_mode],
                 "n": self.perturbed,
                 "linf_mean": mean(self.linf_sum),
-                "linf_mean_ci": t_interval(self.perturbed, self.linf_sum, self.linf_squares, confidence),
+                "linf_mean_ci": t_interval(sizes[:, 0], confidence),
                 "linf_max": self.linf_max if self.perturbed else None,
                 "l2_mean": mean(self.l2_sum),
-                "l2_mean_ci": t_interval(self.perturbed, self.l2_sum, self.l2_squares, confidence),
+                "l2_mean_ci": t_interval(sizes[:, 1], confidence),
                 "l2_max": self.l2_max if self.perturbed else None,
             },
             "per_class_robust_accuracy": [] if minimal else self.robust.per_class(names, confidence),
