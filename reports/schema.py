@@ -235,6 +235,11 @@ def validate_report(report: dict, where: str = "report") -> None:
 
     from audit.errors import AuditError
 
+    version = report.get("schema_version") if isinstance(report, dict) else None
+    if isinstance(version, str) and version != SCHEMA_VERSION and version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise AuditError(f"{where} has report schema {version}; this version of robustness-audit reads schema "
+                         f"{SCHEMA_VERSION} (intervals and per-sample outcomes): re-run the audit to compare or "
+                         "render it")
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(report))
     if error is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -56,11 +57,23 @@ def test_compare_exits_1_on_a_regression_and_0_without_one(reports, tmp_path, ca
 
 def test_a_file_that_is_not_a_report_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"schema_version": "1.0"}))
+    bad.write_text(json.dumps({"schema_version": "2.0"}))
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "is not a robustness-audit report" in err[0]
+
+
+def test_a_report_of_the_previous_schema_is_one_line_exit_2(tmp_path, capsys):
+    old = Path(__file__).parent / "fixtures" / "reports" / "demo" / "report.json"
+    assert json.loads(old.read_text())["schema_version"] == "1.0"  # written before intervals existed
+    for command in (["report", str(old), "--html", str(tmp_path / "r.html")], ["compare", str(old), str(old)]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1
+        assert "has report schema 1.0" in err[0] and "re-run the audit" in err[0]
+    assert not (tmp_path / "r.html").exists()
 
 
 HOSTILE = ["</script><img src=x onerror=alert(1)>", '" onmouseover="x', "[/bold]", "[red]red[/red]"]
@@ -103,15 +116,20 @@ def test_the_attack_table_fits_80_columns_without_cutting_cells():
     entry = {"name": "apgd", "title": "", "eps": 8 / 255, "eps_text": "8/255", "norm": "Linf", "bounded": True,
              "steps": 100, "steps_unit": "steps", "standard_budget": False, "budget_mode": "cumulative",
              "robust_accuracy": 0.123, "success_rate": 0.877, "minimal_perturbation": None,
+             "robust_accuracy_ci": [0.0951, 0.1572], "success_rate_ci": [0.8428, 0.9049],
              "perturbation": {"linf_mean": 0.0313725, "l2_mean": 12.3456}, "forward_passes": 2_754_000,
              "backward_passes": 2_727_000, "wall_time_s": 12345.6}
     result = AuditResult(tool={}, created="", model={"path": "m", "format": "safetensors", "sha256": "0" * 64,
                                                      "load_policy": "weights only", "input_shape": [3, 224, 224]},
                          data={"source": "d", "format": "imagefolder", "n_samples": 500, "n_available": 50000,
                                "classes": ["a"] * 1000, "n_corrupt": 0}, seed=0, device="cpu", settings={},
-                         clean={"accuracy": 0.8, "n_correct": 400, "n": 500}, attacks=[entry])
+                         clean={"accuracy": 0.8, "n_correct": 400, "n": 500}, attacks=[entry],
+                         statistics={"confidence": 0.95, "proportions": "Wilson score interval (scipy)"})
     out = io.StringIO()
     render_summary(result, Console(file=out, width=80, color_system=None), None)
-    table = [line for line in out.getvalue().splitlines() if "apgd" in line][0]
-    assert "…" not in table and "12.3%" in table and "3.4h" in table and "2.8M/2.7M" in table
+    lines = out.getvalue().splitlines()
+    table = [line for line in lines if "apgd" in line][0]
+    assert "…" not in table and "12.3% ±3.4" in table and "87.7% ±3.4" in table and "3.4h" in table
+    assert all(len(line) <= 80 for line in lines)
+    assert "apgd 2.8M/2.7M" in " ".join(lines)  # the model passes, below the table
     assert "0.031/12.3" in table
