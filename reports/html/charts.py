@@ -70,6 +70,7 @@ class Series:
     dash: str = "solid"  # solid, dashed, dotted, dashdot
     marker: str | None = None  # None: the series' own shape by position
     colour: str | None = None  # None: the series' own colour by position
+    errors: Sequence[tuple[float, float] | None] | None = None  # per point (lo, hi): an error bar; None: none
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
     """A line chart with axes, ticks, reference lines and a legend.
 
     ``categories``: the x axis is categorical (layer names); points' x values are category indices.
+    A series' ``errors`` draw each point's (lo, hi) interval as a vertical bar with caps.
     ``x_ticks``: (value, label) pairs for a numeric x axis (labels that would overlap are dropped); by default
     round ticks. ``height`` is the plot area's; the SVG grows for tick labels and the legend.
     """
@@ -241,6 +243,12 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
             if len(seg) > 1:
                 parts.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" stroke-width="2"'
                              f"{dash_attr}/>")
+        for (x, y), bar in zip(s.points, s.errors or [None] * len(s.points), strict=True):
+            if y is not None and bar is not None:  # the interval as a vertical bar with caps
+                lo, hi, cx = sy(bar[0]), sy(bar[1]), sx(x)
+                parts.append(f'<path d="M{cx:.1f},{lo:.1f}V{hi:.1f}M{cx - 3:.1f},{lo:.1f}H{cx + 3:.1f}'
+                             f'M{cx - 3:.1f},{hi:.1f}H{cx + 3:.1f}" stroke="{colour}" stroke-width="1.2" fill="none">'
+                             f"<title>{t(f'{s.label}: [{y_format(bar[0])}, {y_format(bar[1])}]')}</title></path>")
         for x, y in s.points:
             if y is not None:
                 where = categories[int(x)] if categories is not None else f"{x:g}"
