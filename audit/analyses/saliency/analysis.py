@@ -190,7 +190,7 @@ class SaliencyAnalysis(Analysis):
             detectors.append(self._detector(run, clean, adv, entries))
         sup = superization_index(mean)
         p_value, p_method = superization_p(mean, seed=self.seed)
-        alpha = 1.0 - self.confidence
+        alpha = round(1.0 - self.confidence, 12)  # 0.05, not 0.050000000000000044
         needed = min_testable_layers(alpha)
         testable = len(self.layers) >= needed
         section.update({
@@ -274,7 +274,7 @@ class SaliencyAnalysis(Analysis):
         best = int(np.argmax(separation))
         det = detector_auroc(clean, adv, seed=self.seed, confidence=self.confidence)
         q = entries[best]["auroc_q"]
-        significant = q is not None and q <= 1.0 - self.confidence
+        significant = q is not None and q <= round(1.0 - self.confidence, 12)
         out.update({
             "best_layer": self.layers[best], "best_auroc": values[best], "best_auroc_ci": entries[best]["auroc_ci"],
             "best_auroc_p": entries[best]["auroc_p"], "best_auroc_q": q,
