@@ -9,6 +9,10 @@ proportions
 means
     Student-t interval over the values (``t_interval``), or a seeded percentile bootstrap
     over images (``bootstrap_interval``, ``scipy.stats.bootstrap``) where the statistic is not a plain mean.
+two-sample statistics (an AUROC of two sets of scores)
+    Seeded percentile bootstrap (``two_sample_bootstrap_interval``): paired samples (two values of the same
+    image) are resampled image by image, so both values of an image travel together; unpaired samples each
+    with replacement within their own side.
 paired proportions (two audits of the same samples)
     McNemar's exact test: under no change, the discordant pairs split as Binomial(b + c, ½); the one-sided p of
     "worse" is ``binomtest(b, b + c, 0.5, alternative="greater")`` with b the samples robust in the base and
@@ -61,12 +65,19 @@ def proportion_interval(k: int, n: int, confidence: float = DEFAULT_CONFIDENCE) 
 
 def t_interval(values, confidence: float = DEFAULT_CONFIDENCE) -> list[float] | None:
     """The Student-t interval of the mean of ``values``: mean ± t_{n−1} · s / √n; None with fewer than two."""
-    check_level(confidence)
     data = np.asarray(values, dtype=np.float64).ravel()
     if data.size < 2:
         return None
-    mean = float(data.mean())
-    half = float(stats.t.ppf(0.5 + confidence / 2.0, data.size - 1)) * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return t_interval_of(float(data.mean()), float(data.std(ddof=1)), data.size, confidence)
+
+
+def t_interval_of(mean: float, sd: float, n: int, confidence: float = DEFAULT_CONFIDENCE) -> list[float] | None:
+    """The Student-t interval from a mean, a sample standard deviation (n − 1 in the denominator) and the count;
+    None with fewer than two values."""
+    check_level(confidence)
+    if n < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * sd / math.sqrt(n)
     return [mean - half, mean + half]
 
 
@@ -85,6 +96,25 @@ def bootstrap_interval(values: Sequence[float] | np.ndarray, statistic: Callable
     result = stats.bootstrap((data,), statistic, confidence_level=confidence, n_resamples=resamples,
                              method="percentile", vectorized=False, rng=np.random.default_rng(seed))
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
+def two_sample_bootstrap_interval(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+                                  statistic: Callable, *, paired: bool, confidence: float = DEFAULT_CONFIDENCE,
+                                  seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
+    """Percentile bootstrap interval of ``statistic(x, y, axis)`` (vectorised along ``axis``) over two samples.
+
+    ``paired``: x[i] and y[i] belong to the same image and are resampled together (equal lengths); otherwise
+    each side is resampled on its own. None with fewer than two values on a side."""
+    check_level(confidence)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size < 2 or y.size < 2:
+        return None
+    if paired and x.size != y.size:
+        raise ValueError(f"paired samples need equal lengths, got {x.size} and {y.size}")
+    result = stats.bootstrap((x, y), statistic, paired=paired, vectorized=True, confidence_level=confidence,
+                             n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return None if math.isnan(low) or math.isnan(high) else [low, high]
 
 
 def mcnemar(b: int, c: int, alternative: str = "greater") -> float:

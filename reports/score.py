@@ -18,6 +18,11 @@ Components (each in [0, 1], higher = more robust)
         implied curves of the minimal-perturbation attacks of the same norm at the same eps. With no bounded
         entry, the budgets are the points of those implied curves. Value = clip(mean_b r_b / clean accuracy,
         0, 1); 0 when clean accuracy is 0; missing when there is no budget.
+    too few images
+        A component's compute may return a third item {"n": images it rests on, "too_few": bool}; the component
+        carries both, and one marked ``too_few`` keeps its value for inspection but is left out of the score
+        (not included, weight 0), so that a handful of images cannot swing the score by itself (each analysis
+        documents its threshold: saliency needs 20 successful adversarials at the reference run).
     the components of the analyses
         Each registered analysis (audit.analyses.registry) may add components, each with its weight and formula,
         after robustness in the analyses' order: the semantic window adds ``severity`` and ``representation``
@@ -184,17 +189,22 @@ def score_report(report: dict, weights: dict | None = None, interval: bool = Fal
     ref = reference_run(report)
     measured = {"robustness": robustness(report)}
     formulas = {"robustness": ROBUSTNESS_FORMULA}
+    marks: dict[str, dict] = {}  # a component's optional third item: {"n": images it rests on, "too_few": bool}
     for component in analysis_components():
-        measured[component.name] = component.compute(report, ref)
+        value, detail, *extra = component.compute(report, ref)
+        measured[component.name] = (value, detail)
+        marks[component.name] = extra[0] if extra else {}
         formulas[component.name] = component.formula
-    used = {n: configured[n] for n, (v, _) in measured.items() if v is not None and configured[n] > 0}
+    used = {n: configured[n] for n, (v, _) in measured.items()
+            if v is not None and configured[n] > 0 and not marks.get(n, {}).get("too_few")}
     total = sum(used.values())
     components = {}
     for name, (value, detail) in measured.items():
         unweighted = value is not None and configured[name] == 0
         components[name] = {"value": value, "weight": used[name] / total if name in used else 0.0,
                             "included": name in used, "formula": formulas[name],
-                            "detail": detail + ("; weight 0: not counted" if unweighted else "")}
+                            "detail": detail + ("; weight 0: not counted" if unweighted else ""),
+                            **marks.get(name, {})}
     value = round(100 * sum(w * measured[n][0] for n, w in used.items()) / total, 6) if total else None
     checks = report.get("checks") or []
     failed = [c["name"] for c in checks if c.get("status") == "fail"]

@@ -125,3 +125,44 @@ def test_report_with_saliency_follows_the_schema(result):
     from reports.schema import SCHEMA_PATH
 
     jsonschema.validate(json.loads(result.to_json()), json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_every_saliency_number_carries_its_interval_and_test(result):
+    import scipy.stats
+
+    sal = result.analyses["saliency"]
+    runs = len(sal["layers"][0]["adversarial"])
+    for r in range(runs):
+        entries = [layer["adversarial"][r] for layer in sal["layers"]]
+        for e in entries:
+            assert e["delta_ci"][0] < e["delta"] < e["delta_ci"][1] and 0 <= e["delta_p"] <= 1
+            assert e["auroc_ci"][0] <= e["auroc"] <= e["auroc_ci"][1]
+            assert e["mean_ci"][0] < e["mean"] < e["mean_ci"][1]
+            # the paired t-test's p from the interval: the interval excludes 0 exactly when p < 0.05
+            assert (e["delta_ci"][0] > 0 or e["delta_ci"][1] < 0) == (e["delta_p"] < 0.05)
+        q = scipy.stats.false_discovery_control([e["auroc_p"] for e in entries])
+        assert [e["auroc_q"] for e in entries] == pytest.approx(list(q), rel=1e-12)
+    for layer in sal["layers"]:
+        c = layer["clean"]
+        half = scipy.stats.t.ppf(0.975, c["n"] - 1) * c["sd"] / c["n"] ** 0.5
+        assert c["mean_ci"] == pytest.approx([c["mean"] - half, c["mean"] + half], abs=1e-9)
+    sup = sal["superization"]
+    # three measured layers: the exact p is 1/3 at best, so no trend is testable at 0.05
+    assert (sup["n_layers"], sup["testable"], sup["min_layers"]) == (3, False, 5) and "2/3!" in sup["reason"]
+    assert sup["p_value"] == pytest.approx(1 / 3) and "rises" not in sup["statement"]
+    for det in sal["detection"]:
+        if det["detector_auroc"] is not None:
+            lo, hi = det["detector_accuracy_ci"]
+            assert lo <= det["detector_accuracy"] <= hi
+            assert det["detector_auroc_ci"][0] <= det["detector_auroc"] <= det["detector_auroc_ci"][1]
+        assert det["direction"] in ("higher", "lower", "inconclusive")
+
+
+def test_the_entropy_chart_draws_each_mean_with_its_interval(result):
+    from audit.analyses.saliency.report import panel
+
+    report = json.loads(result.to_json())
+    svg = str(panel(report)["entropy_svg"])
+    first = report["analyses"]["saliency"]["layers"][0]["clean"]["mean_ci"]
+    assert f"<title>clean: [{first[0]:g}, {first[1]:g}]</title>" in svg
+    assert svg.count("</path>") >= 2 * len(report["analyses"]["saliency"]["layers"])  # clean and adversarial bars

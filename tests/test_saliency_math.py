@@ -337,3 +337,115 @@ def test_detector_with_too_few_samples():
     result = detector_auroc(rng.normal(size=(20, 3)), rng.normal(size=(50, 3)), seed=0)
     assert result.auroc is None and "too few" in result.reason
     assert (result.n_test_clean, result.n_test_adv) == (6, 15)
+
+
+# ---- uncertainty: each number against a separately written computation ------------------------------------
+
+from itertools import combinations, permutations  # noqa: E402
+
+from audit.analyses.saliency.stats import (  # noqa: E402
+    _auroc_of_codes, auroc_interval, auroc_p, min_testable_layers, paired_shift, superization_p,
+)
+
+
+def literal_auroc(pos, neg):
+    return sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg) / (len(pos) * len(neg))
+
+
+def test_paired_shift_is_the_t_interval_and_paired_t_test_of_the_differences():
+    rng = np.random.default_rng(21)
+    clean = rng.normal(2.0, 0.5, 17)
+    adv = clean + rng.normal(0.3, 0.4, 17)
+    ci, p = paired_shift(adv, clean, confidence=0.9)
+    d = [a - c for a, c in zip(adv, clean, strict=True)]
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    half = scipy.stats.t.ppf(0.95, len(d) - 1) * sd / math.sqrt(len(d))
+    assert ci == pytest.approx([mean - half, mean + half], abs=1e-12)
+    assert p == pytest.approx(scipy.stats.ttest_rel(adv, clean).pvalue, rel=1e-12)
+    assert paired_shift([1.0], [0.5]) == (None, None)
+    ci, p = paired_shift([1.0, 2.0], [0.5, 1.5])  # differences without spread: an interval of width 0, no p
+    assert ci == pytest.approx([0.5, 0.5]) and p is None
+
+
+def test_auroc_p_is_the_exact_two_sided_rank_test_enumerated_by_hand():
+    pos, neg = [3.1, 4.7, 5.2, 6.0, 2.2], [1.0, 2.5, 3.3, 0.4]
+    pooled = pos + neg
+    observed = abs(literal_auroc(pos, neg) - 0.5)
+    extreme = total = 0
+    for chosen in combinations(range(len(pooled)), len(pos)):
+        p_side = [pooled[i] for i in chosen]
+        n_side = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        total += 1
+        extreme += abs(literal_auroc(p_side, n_side) - 0.5) >= observed - 1e-12
+    assert total == 126 and auroc_p(pos, neg) == pytest.approx(extreme / total, rel=1e-12)
+    assert auroc_p([1.0, 1.0], [1.0]) is None and auroc_p([], [1.0]) is None
+
+
+def test_the_bootstrap_statistic_on_codes_equals_the_literal_auroc_of_each_resample():
+    rng = np.random.default_rng(22)
+    pos, neg = np.round(rng.normal(0.3, 1, 40), 1), np.round(rng.normal(0, 1, 40), 1)  # many ties
+    levels, codes = np.unique(np.concatenate([pos, neg]), return_inverse=True)
+    idx = rng.integers(0, 40, (25, 40))
+    got = _auroc_of_codes(levels.size)(codes[:40][idx], codes[40:][idx])
+    assert np.allclose(got, [literal_auroc(pos[i], neg[i]) for i in idx], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_auroc_interval_agrees_with_a_literal_bootstrap_loop(paired):
+    rng = np.random.default_rng(23)
+    clean = rng.normal(0, 1, 60)
+    adv = 0.6 * clean + rng.normal(0.4, 0.8, 60)
+    got = auroc_interval(adv, clean, paired=paired, seed=4)
+    loop = np.random.default_rng(99)
+    values = []
+    for _ in range(2000):
+        i = loop.integers(0, 60, 60)
+        j = i if paired else loop.integers(0, 60, 60)
+        values.append(literal_auroc(adv[i], clean[j]))
+    expected = np.percentile(values, [2.5, 97.5])
+    assert got[0] < literal_auroc(adv, clean) < got[1]
+    assert got == pytest.approx(expected, abs=0.02)  # two Monte Carlo runs of 2000 resamples
+    assert auroc_interval([1.0], [0.0, 1.0], paired=False) is None
+
+
+def literal_spearman_p(profile):
+    depth = list(range(len(profile)))
+    observed = abs(spearman(depth, profile))
+    orders = list(permutations(profile))
+    return sum(abs(spearman(depth, list(o))) >= observed - 1e-12 for o in orders) / len(orders)
+
+
+@pytest.mark.parametrize("profile", [[1.45, 1.56, 3.45], [3.0, 2.0, 2.5, 1.0], [5.0, 4.1, 4.1, 2.0, 1.0],
+                                     [0.3, 0.1, 0.9, 0.4, 0.8, 0.5]])
+def test_superization_p_enumerates_every_order_of_the_layers(profile):
+    p, how = superization_p(profile)
+    assert p == pytest.approx(literal_spearman_p(profile), rel=1e-9)
+    assert how.startswith(f"exact over all {math.factorial(len(profile))} orders")
+
+
+def test_three_layers_cannot_show_a_trend_and_five_can():
+    assert superization_p([1.45, 1.56, 3.45])[0] == pytest.approx(1 / 3)  # the demo's profile: the smallest p
+    assert superization_p([5.0, 4.0, 3.0, 2.0, 1.0])[0] == pytest.approx(2 / 120)
+    assert [min_testable_layers(a) for a in (0.05, 0.1, 0.34, 0.01)] == [5, 4, 3, 6]
+    assert superization_p([2.0, 2.0, 2.0]) == (None, None) and superization_p([1.0]) == (None, None)
+
+
+def test_detector_accuracy_at_probability_one_half_with_its_wilson_interval():
+    rng = np.random.default_rng(24)
+    clean, adv = rng.normal(size=(50, 2)), rng.normal(size=(40, 2)) + [0.9, 0.0]
+    result = detector_auroc(clean, adv, seed=1, test_fraction=0.4, confidence=0.9)
+    tr_c, te_c, tr_a, te_a = stratified_split(50, 40, 0.4, 1)
+    train = np.vstack([clean[tr_c], adv[tr_a]])
+    mean, spread = train.mean(0), train.std(0)
+    weights, intercept = fit_logistic((train - mean) / spread, [0] * len(tr_c) + [1] * len(tr_a))
+    prob = [1 / (1 + math.exp(-(((row - mean) / spread) @ weights + intercept))) for row in adv[te_a]]
+    prob_clean = [1 / (1 + math.exp(-(((row - mean) / spread) @ weights + intercept))) for row in clean[te_c]]
+    correct = sum(p > 0.5 for p in prob) + sum(p <= 0.5 for p in prob_clean)
+    n = len(prob) + len(prob_clean)
+    assert (result.correct, result.accuracy) == (correct, correct / n)
+    wilson = scipy.stats.binomtest(correct, n).proportion_ci(0.9, method="wilson")
+    assert result.accuracy_ci == pytest.approx([wilson.low, wilson.high], abs=1e-12)
+    assert result.auroc_ci[0] <= result.auroc <= result.auroc_ci[1]
+    assert result.auroc_ci == pytest.approx(auroc_interval(
+        np.array(prob), np.array(prob_clean), paired=False, confidence=0.9, seed=1), abs=1e-9)

@@ -347,3 +347,20 @@ def test_the_modules_import_no_torch():
             "sys.exit('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+def test_a_saliency_component_from_fewer_than_twenty_adversarials_is_marked_and_left_out():
+    few = full_report()
+    for layer in few["analyses"]["saliency"]["layers"]:
+        layer["adversarial"][0]["n"] = 11
+    s = score_report(few)
+    sal = s["components"]["saliency"]
+    assert (sal["n"], sal["too_few"], sal["included"], sal["weight"]) == (11, True, False, 0.0)
+    assert sal["value"] == pytest.approx(1 - 0.9 / 6) and "fewer than 20 images" in sal["detail"]
+    without = copy.deepcopy(few)
+    del without["analyses"]["saliency"]
+    assert s["value"] == pytest.approx(score_report(without)["value"])  # it cannot move the score
+    for layer in few["analyses"]["saliency"]["layers"]:
+        layer["adversarial"][0]["n"] = 20
+    sal = score_report(few)["components"]["saliency"]
+    assert (sal["n"], sal["too_few"], sal["included"]) == (20, False, True)

@@ -156,14 +156,63 @@ def test_an_audit_of_classes_that_all_have_vectors_prints_no_coverage_note(l2_fi
 
 # --- saliency: claims state what they rest on ------------------------------------------------------------------
 
-def test_superization_is_not_claimed_from_fewer_layers_than_the_minimum():
-    from audit.analyses.saliency.analysis import MIN_SUPERIZATION_LAYERS
+def test_superization_names_a_trend_only_when_its_exact_p_is_significant():
+    # the demo's profile: 3 layers, Spearman 1.00, exact p 1/3: no order of 3 layers can be significant
+    three = superization_statement(1.0, 3, 2, 1 / 3)
+    assert "rises" not in three and "superization" not in three
+    assert "untestable over 3 measured layers, 2 skipped" in three and "p = 0.33" in three
+    assert "inconclusive" in three
+    assert "at least 2" in superization_statement(None, 1)
+    five = superization_statement(-1.0, 5, 0, 2 / 120)
+    assert "entropy falls with depth over 5 measured layers" in five and "p = 0.017" in five
+    assert "superization, as the paper reports" in five
+    loose = superization_statement(-0.6, 5, 0, 0.35)
+    assert "falls" not in loose and "inconclusive over 5 measured layers" in loose and "p = 0.35" in loose
+    # the level follows the confidence: at alpha 0.1 four layers are testable (2/24 = 0.083)
+    assert "rises with depth" in superization_statement(1.0, 4, 0, 2 / 24, alpha=0.1)
+    assert "untestable" in superization_statement(1.0, 4, 0, 2 / 24, alpha=0.05)
 
-    two = superization_statement(-1.0, 2, 4)
-    assert "superization" not in two and "2 measured layers, 4 skipped" in two
-    assert f"at least {MIN_SUPERIZATION_LAYERS}" in two
-    three = superization_statement(-1.0, 3, 1)
-    assert "superization, as the paper reports" in three and "over 3 measured layers, 1 skipped" in three
+
+def _eleven_adversarials():
+    """A saliency section as the adversarially trained demo twin writes it: 11 adversarials, AUROC 0.35."""
+    adv = {"attack": "apgd", "eps": 0.3, "eps_text": "0.3", "n": 11, "mean": 1.2, "sd": 0.3, "delta": -0.12,
+           "delta_ci": [-0.31, 0.07], "delta_p": 0.19, "auroc": 0.35, "auroc_ci": [0.12, 0.6], "auroc_p": 0.24,
+           "auroc_q": 0.41}
+    return {"method": "gradcam", "entropy": "glcm", "levels": 8, "offsets": [[0, 1], [1, 0]], "log_base": 2,
+            "saliency_class": "predicted", "definition": "",
+            "layers": [{"name": "features.1", "map_size": [28, 28],
+                        "clean": {"mean": 1.45, "sd": 0.2, "n": 270, "mean_ci": [1.42, 1.48]},
+                        "adversarial": [adv]}],
+            "skipped_layers": [],
+            "superization": {"index": None, "differences": [], "statement": "not assessed", "alpha": 0.05},
+            "detection": [{"attack": "apgd", "eps": 0.3, "eps_text": "0.3", "n": 11, "best_layer": "features.1",
+                           "best_auroc": 0.35, "best_auroc_ci": [0.12, 0.6], "best_auroc_p": 0.24,
+                           "best_auroc_q": 0.41, "direction": "inconclusive", "detector_auroc": None,
+                           "detector_auroc_ci": None, "detector_accuracy": None, "detector_accuracy_ci": None,
+                           "n_test": 6, "reason": "too few samples"}]}
+
+
+def test_an_auroc_from_eleven_images_is_inconclusive_with_its_p_in_the_terminal_and_the_panel():
+    from audit.analyses.saliency.report import panel, terminal
+
+    console = Console(record=True, width=250, color_system=None)
+    terminal(SimpleNamespace(analyses={"saliency": _eleven_adversarials()}), console)
+    out = console.export_text()
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    text = " ".join(line.strip() for line in out.splitlines())  # wrapped lines joined
+    assert "lower" not in text and "AUROC 0.35 [0.12, 0.60], inconclusive at n = 11 (p 0.24, q 0.41)" in text
+    assert "ΔH -0.12 ±0.19 (p 0.19)" in text
+    p = panel({"analyses": {"saliency": _eleven_adversarials()}})
+    assert p["detection"][0]["direction"] == "inconclusive at n = 11 (p 0.24, q 0.41)"
+    delta, auroc = p["layer_rows"][0]["adv"][0]
+    assert delta == "-0.12 [-0.31, 0.07] p 0.19" and auroc.startswith("0.35 [0.12, 0.60]: inconclusive")
+    # significant after BH: the direction is named, with its p and q
+    sal = _eleven_adversarials()
+    sal["detection"][0].update(best_auroc_p=0.001, best_auroc_q=0.003)
+    console = Console(record=True, width=250, color_system=None)
+    terminal(SimpleNamespace(analyses={"saliency": sal}), console)
+    text = " ".join(line.strip() for line in console.export_text().splitlines())
+    assert "AUROC 0.35 [0.12, 0.60], lower entropy under attack (p 0.001, q 0.003)" in text
 
 
 def test_the_terminal_lists_skipped_saliency_layers_and_never_prints_an_unknown_level(l2_first):
@@ -177,3 +226,16 @@ def test_the_terminal_lists_skipped_saliency_layers_and_never_prints_an_unknown_
     gone.analyses["saliency"].update(levels=None, skipped="no chosen layer has a spatial map")
     out = terminal_text(gone)
     assert "L=None" not in out and "Saliency entropy gradcam, glcm, bits: skipped" in out
+
+
+def test_the_saliency_terminal_lines_fit_in_80_columns_and_carry_their_p_values(l2_first):
+    console = Console(record=True, width=250, color_system=None)
+    from audit.analyses.saliency.report import terminal
+
+    terminal(l2_first, console)
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    text = " ".join(line.strip() for line in lines)
+    assert re.search(r"ΔH [+-]\d\.\d\d ±\d\.\d\d \(p ", text)
+    assert re.search(r"best layer \S+: AUROC \d\.\d\d \[\d\.\d\d, \d\.\d\d\], (inconclusive at n = \d+|"
+                     r"(higher|lower) entropy under attack) \(p ", text), text

@@ -38,7 +38,8 @@ class ScoreComponent:
     name: str
     weight: float  # default weight; ``--weights NAME=W`` overrides it
     formula: str
-    # (report, reference entry or None) -> (value in [0, 1] or None when it cannot be computed, detail sentence)
+    # (report, reference entry or None) -> (value in [0, 1] or None when it cannot be computed, detail sentence),
+    # optionally a third item {"n": images it rests on, "too_few": bool}: too_few leaves it out of the score
     compute: Callable[[dict, dict | None], tuple[float | None, str]]
 
 

@@ -102,12 +102,12 @@ def marker(shape: str, x: float, y: float, colour: str, hollow: bool, title: str
     return f"<{tag} {attrs}><title>{t(title)}</title></{tag}>"
 
 
-def error_bar(x: float, y_lo: float, y_hi: float, colour: str) -> str:
+def error_bar(x: float, y_lo: float, y_hi: float, colour: str, title: str) -> str:
     """A vertical error bar with caps from screen y ``y_lo`` to ``y_hi`` (an interval of the point at x)."""
     cap = 3.0
     return (f'<path class="error-bar" d="M{x:.1f},{y_lo:.1f}V{y_hi:.1f}M{x - cap:.1f},{y_lo:.1f}H{x + cap:.1f}'
-            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1" fill="none" '
-            'opacity="0.7"/>')
+            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1.2" fill="none" '
+            f'opacity="0.8"><title>{t(title)}</title></path>')
 
 
 def _legend(entries: list[tuple[str, str, str, str]], width: float, y0: float) -> tuple[list[str], float]:
@@ -144,6 +144,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
     """A line chart with axes, ticks, reference lines and a legend.
 
     ``categories``: the x axis is categorical (layer names); points' x values are category indices.
+    A series' ``intervals`` draw each point's [lo, hi] as a vertical bar with caps (its ends in the tooltip).
     ``x_ticks``: (value, label) pairs for a numeric x axis (labels that would overlap are dropped); by default
     round ticks. ``height`` is the plot area's; the SVG grows for tick labels and the legend.
     """
@@ -256,7 +257,8 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
                 bounds = s.intervals[k] if k < len(s.intervals) else None
                 shown = f"{s.label}: {where} → {y_format(y)}"
                 if bounds and bounds[0] is not None and bounds[1] is not None:
-                    parts.append(error_bar(sx(x), sy(bounds[0]), sy(bounds[1]), colour))
+                    parts.append(error_bar(sx(x), sy(bounds[0]), sy(bounds[1]), colour,
+                                           f"{s.label}: [{y_format(bounds[0])}, {y_format(bounds[1])}]"))
                     shown += f" [{y_format(bounds[0])}, {y_format(bounds[1])}]"
                 parts.append(marker(shape, sx(x), sy(y), colour, s.dash != "solid", shown))
     parts.extend(legend)
