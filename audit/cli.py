@@ -343,30 +343,42 @@ def report_cmd(
     render_summary(AuditResult.from_dict(data), _console(), None)
 
 
-@app.command("compare", help="Compare two reports (base, new): metric deltas; exit 1 on a regression.")
+@app.command("compare", help="Compare two reports (base, new): per metric the delta; clean and robust accuracies "
+             "with a paired McNemar test when both audited the same samples (else Fisher's exact test), Holm "
+             "across the tested rows; exit 1 only on a significant regression beyond the tolerance.")
 def compare_cmd(
     base: Path = typer.Argument(..., metavar="BASE_JSON"),
     new: Path = typer.Argument(..., metavar="NEW_JSON"),
     tolerance: float = typer.Option(0.01, help="Allowed drop before a metric counts as regressed (absolute; "
                                     "score points x100, minimal norms relative)."),
+    alpha: float = typer.Option(0.05, help="One-sided significance level of a regression (Holm-adjusted "
+                                "p-values across the tested rows); strictly between 0 and 1."),
     html: Path | None = typer.Option(None, help="Write the side-by-side HTML comparison here."),
 ):
+    from audit.stats import check_level
     from reports.compare import compare, comparison_table
     from reports.schema import write_atomic
 
     if tolerance < 0:
         raise AuditError(f"--tolerance must not be negative, got {tolerance}")
+    try:
+        check_level(alpha, "--alpha")
+    except ValueError as exc:
+        raise AuditError(str(exc)) from None
     base_report, new_report = _read_report(base), _read_report(new)
-    comparison = compare(base_report, new_report, tolerance)
+    comparison = compare(base_report, new_report, tolerance, alpha)
     if html is not None:
         from reports.html import render_compare_html
 
         write_atomic(html, render_compare_html(base_report, new_report, comparison))
-    _console().print(comparison_table(comparison))
+    console = _console()
+    console.print(("warning: " if not comparison["paired"] else "") + comparison["note"], markup=False,
+                  highlight=False, soft_wrap=True)
+    console.print(comparison_table(comparison))
     if comparison["regressed"]:
         names = [row["metric"] for row in comparison["rows"] if row["regressed"]]
-        raise GateFailed(f"{len(names)} metric(s) regressed beyond the tolerance: {', '.join(names[:5])}"
-                         + (" ..." if len(names) > 5 else ""))
+        raise GateFailed(f"{len(names)} metric(s) regressed significantly (one-sided alpha {alpha:g}, Holm) and "
+                         f"beyond the tolerance: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
 
 
 def main(argv: list[str] | None = None) -> None:

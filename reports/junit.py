@@ -7,7 +7,8 @@ Reads only the report dict (its ``checks`` and ``verdict``); no torch. Two test 
   passes, its detail in ``<system-out>`` as well; ``skipped`` and ``not_applicable`` (the check never ran) are
   ``<skipped>`` with the reason as message.
 - ``robustness-audit.gates``: one case per gate (``<failure>`` when it did not hold) and one for ``--fail-under``
-  when it was set.
+  when it was set. A gate that its metric's interval leaves undecided says so in its detail (the failure message,
+  or ``<system-out>`` when it held): "undecided at this sample size (…): about N images would resolve it".
 
 The verdict's one-line summary (``reports.gates.verdict_summary``: gates, grade and failed checks, as the terminal
 and the HTML page say it) is the ``verdict`` property of the checks suite.

@@ -5,7 +5,7 @@ import pytest
 from test_score import entry, report
 
 from audit.errors import AuditError
-from reports.compare import regressed
+from reports.compare import beyond_tolerance
 from reports.score import check_weights, reference_run
 
 
@@ -62,7 +62,7 @@ def test_weight_errors_name_the_problem():
     ("checks.failed", 1.0, 2.0, 0.5, True),  # counts: any newly failed check, whatever the tolerance
 ])
 def test_regression_edges_per_family(metric, base, new, tolerance, worse):
-    assert regressed(metric, base, new, tolerance) is worse
+    assert beyond_tolerance(metric, base, new, tolerance) is worse
 
 
 # --- the semantic score components (audit.analyses.semantics.report), read at the reference run -------------

@@ -284,22 +284,26 @@ def test_junit_parses_back_with_escaped_untrusted_text():
 
 # --- compare --------------------------------------------------------------------------------------------------------
 
-def test_compare_regressions_respect_tolerance_and_direction():
+def test_compare_tolerances_respect_direction_and_a_regression_needs_the_test():
     base = gated_report()
     new = copy.deepcopy(base)
-    new["attacks"][2]["robust_accuracy"] = 0.4 - 0.009  # within tolerance
-    new["attacks"][3]["robust_accuracy"] = 0.1 - 0.011  # beyond
+    new["attacks"][2]["robust_accuracy"] = 0.4 - 0.01  # within tolerance
+    new["attacks"][3]["robust_accuracy"] = 0.1 - 0.02  # beyond, but 8 vs 10 of 100 images: not significant
+    new["attacks"][1]["robust_accuracy"] = 0.0  # 15 of 100 -> 0 of 100: beyond and significant (Fisher)
     new["attacks"][0]["success_rate"] = 1.0 + 0.02  # an attack that succeeds more: worse
-    new["attacks"][-1]["minimal_perturbation"]["median"] = 2.0  # was infinite: a regression
-    new["clean"]["accuracy"] = 0.9  # better
+    new["attacks"][-1]["minimal_perturbation"]["median"] = 2.0  # was infinite: worse
+    new["clean"].update(accuracy=0.9, n_correct=90)  # better
     c = compare(base, new, tolerance=0.01)
     rows = {r["metric"]: r for r in c["rows"]}
-    assert not rows["robust_accuracy[pgd@0.1]"]["regressed"]
-    assert rows["robust_accuracy[pgd@0.2]"]["regressed"]
-    assert rows["robust_accuracy[pgd@0.2]"]["delta"] == pytest.approx(-0.011)
-    assert rows["success_rate[fgsm@0.1]"]["regressed"] and rows["median_norm[cw]"]["regressed"]
+    assert not rows["robust_accuracy[pgd@0.1]"]["beyond_tolerance"]
+    assert rows["robust_accuracy[pgd@0.2]"]["beyond_tolerance"] and not rows["robust_accuracy[pgd@0.2]"]["regressed"]
+    assert rows["robust_accuracy[pgd@0.2]"]["delta"] == pytest.approx(-0.02)
+    assert rows["robust_accuracy[pgd@0.2]"]["verdict"] == "inconclusive"
+    assert rows["robust_accuracy[fgsm@0.2]"]["regressed"] and c["regressed"]
+    assert rows["success_rate[fgsm@0.1]"]["beyond_tolerance"] and rows["median_norm[cw]"]["beyond_tolerance"]
+    assert not rows["success_rate[fgsm@0.1]"]["regressed"] and not rows["median_norm[cw]"]["regressed"]
     assert rows["median_norm[cw]"]["base"] is None and "∞" in rows["median_norm[cw]"]["note"]
-    assert not rows["clean.accuracy"]["regressed"] and c["regressed"]
+    assert not rows["clean.accuracy"]["beyond_tolerance"] and not rows["clean.accuracy"]["regressed"]
     assert rows["robust_accuracy[cw@min]"]["delta"] is None and not rows["robust_accuracy[cw@min]"]["regressed"]
     assert not compare(base, copy.deepcopy(base))["regressed"]
 
@@ -312,13 +316,14 @@ def test_compare_score_points_relative_norms_and_checks():
     new["attacks"][-1]["minimal_perturbation"]["n"] = 0  # nothing attacked: null, not infinite
     new["checks"].append({"name": "monotone_curve", "status": "fail", "detail": "x", "numbers": {}})
     rows = {r["metric"]: r for r in compare(base, new)["rows"]}
-    assert not rows["score.value"]["regressed"] and rows["checks.failed"]["regressed"]
-    assert rows["median_norm[cw]"]["note"] == "null in new" and not rows["median_norm[cw]"]["regressed"]
+    assert not rows["score.value"]["beyond_tolerance"] and rows["checks.failed"]["beyond_tolerance"]
+    assert not rows["checks.failed"]["regressed"] and rows["checks.failed"]["verdict"] == "not tested"
+    assert rows["median_norm[cw]"]["note"] == "null in new" and not rows["median_norm[cw]"]["beyond_tolerance"]
     base["attacks"][-1]["minimal_perturbation"]["median"] = 1.0
     new["attacks"][-1]["minimal_perturbation"].update(median=0.995, n=80)
-    assert not {r["metric"]: r for r in compare(base, new)["rows"]}["median_norm[cw]"]["regressed"]
+    assert not {r["metric"]: r for r in compare(base, new)["rows"]}["median_norm[cw]"]["beyond_tolerance"]
     new["attacks"][-1]["minimal_perturbation"]["median"] = 0.98
-    assert {r["metric"]: r for r in compare(base, new, 0.015)["rows"]}["median_norm[cw]"]["regressed"]
+    assert {r["metric"]: r for r in compare(base, new, 0.015)["rows"]}["median_norm[cw]"]["beyond_tolerance"]
     with pytest.raises(AuditError):
         compare(base, new, tolerance=-0.1)
 
@@ -331,13 +336,17 @@ def test_comparison_table_fits_80_columns_and_escapes_markup():
              "adversarial": []})
     new = copy.deepcopy(base)
     new["attacks"][3]["robust_accuracy"] = 0.0
+    new["attacks"][1]["robust_accuracy"] = 0.0
     console = Console(width=80, record=True, color_system=None)
     console.print(comparison_table(compare(base, new)))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "regressed" in text and "…" not in text
-    for fragment in ("[</script><img", 'two_vs_two["', "[[/bold]_very"):  # the markup is shown, not applied
-        assert fragment in text
+    wide = Console(width=250, record=True, color_system=None)  # unfolded names: the markup is shown, not applied
+    wide.print(comparison_table(compare(base, new)))
+    unfolded = wide.export_text()
+    for fragment in ("[</script><img", 'two_vs_two["', "[[/bold]_very"):
+        assert fragment in unfolded
 
 
 # --- purity ---------------------------------------------------------------------------------------------------------

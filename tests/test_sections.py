@@ -159,7 +159,10 @@ def test_a_new_analysis_is_scored_and_gated(registered):
     louder = json.loads(json.dumps(report))
     louder["analyses"]["echo"]["loudness"] = 0.5
     row = next(r for r in compare(report, louder)["rows"] if r["metric"] == "echo.loudness")
-    assert row["regressed"] and row["better"] == "lower"  # its own direction: louder is worse
+    # its own direction: louder is worse beyond the tolerance; an analysis's figure has no test, so no regression
+    assert row["beyond_tolerance"] and row["better"] == "lower"
+    assert row["test"] == "none" and not row["regressed"] and row["verdict"] == "not tested"
+    assert not next(r for r in compare(louder, report)["rows"] if r["metric"] == "echo.loudness")["beyond_tolerance"]
 
 
 def test_without_the_folder_the_section_is_neither_scored_nor_gated(extension):

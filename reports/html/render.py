@@ -113,14 +113,21 @@ def render_html(report: dict, base_dir: Path | None = None) -> str:
     return environment().get_template("report.html.j2").render(css=css, csp=policy, title=title, **ctx)
 
 
+COMPARE_TESTS = {"mcnemar": "McNemar (paired)", "fisher": "Fisher (unpaired)", "score interval": "score interval",
+                 "none": "not tested"}
+
+
 def render_compare_html(base: dict, new: dict, comparison: dict) -> str:
-    """Two reports side by side with the metric deltas of ``comparison``:
-    {"rows": [{"metric", "base", "new", "delta", "regressed"}], "tolerance": float, "regressed": bool}."""
+    """Two reports side by side with the rows of ``comparison`` (reports.compare: per metric the delta, its
+    interval, the test, b/c, the Holm-adjusted p and the outcome; older comparisons without them render too)."""
     css, policy = stylesheet()
     sides = [{"role": role, "summary": panels.summary(r), "checks": panels.checks(r)}
              for role, r in (("base", base), ("new", new))]
+    confidence = comparison.get("confidence")
     return environment().get_template("compare.html.j2").render(
         css=css, csp=policy, title="Robustness audit: comparison", sides=sides,
         charts=panels.compare_charts(base, new),
         rows=comparison.get("rows") or [], tolerance=comparison.get("tolerance"),
-        regressed=bool(comparison.get("regressed")))
+        regressed=bool(comparison.get("regressed")), alpha=comparison.get("alpha"), note=comparison.get("note"),
+        paired=bool(comparison.get("paired")), tests=COMPARE_TESTS,
+        level=f"{100 * confidence:g}%" if confidence else "")

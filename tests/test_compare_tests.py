@@ -1,0 +1,401 @@
+"""`audit compare` decides with a test: McNemar on paired per-sample outcomes, Fisher on counts otherwise, Holm
+across the tested rows; each number checked against a separately written computation (literal loops, scipy)."""
+
+import copy
+import gzip
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from scipy.stats import binomtest
+from test_score import entry, report
+
+from audit import stats
+from audit.cli import main
+from audit.errors import AuditError
+from reports.compare import compare, comparison_table
+from reports.gates import evaluate
+from reports.schema import SCHEMA_VERSION, pack_bits
+from reports.score import score_report
+
+FIXTURES = Path(__file__).with_name("fixtures") / "reports"
+
+
+def audited(clean, robust, *, fingerprint="f00d", confidence=0.95):
+    """A report over len(clean) samples with its sample's identity and per-sample outcomes: ``clean`` the bits of
+    clean correctness, ``robust`` {(attack, eps): bits of samples still robust}."""
+    n = len(clean)
+    attacks = []
+    for (name, eps), bits in robust.items():
+        e = entry(name, eps, sum(bits) / n, n_attacked=sum(clean), n_success=sum(clean) - sum(bits))
+        e["per_sample"] = {"robust": pack_bits(bits)}
+        attacks.append(e)
+    r = report(attacks, clean=sum(clean) / n)
+    r["clean"].update(n=n, n_correct=sum(clean), per_sample={"correct": pack_bits(clean)})
+    r["data"] = {"sample": {"n": n, "indices": f"0-{n - 1}", "fingerprint": fingerprint}}
+    r["statistics"] = {"confidence": confidence}
+    return r
+
+
+def rows(comparison):
+    return {r["metric"]: r for r in comparison["rows"]}
+
+
+def literal_tail(b, c):
+    """P(X >= b) for X ~ Binomial(b + c, 1/2), summed term by term."""
+    n = b + c
+    return sum(math.comb(n, k) for k in range(b, n + 1)) / 2 ** n if n else 1.0
+
+
+def literal_holm(p):
+    m = len(p)
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p[i])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def literal_fisher_worse(k1, n1, k2, n2):
+    """P(first row's hits >= k1) under the hypergeometric law of the 2x2 table with fixed margins."""
+    hits = k1 + k2
+    total = math.comb(n1 + n2, hits)
+    return sum(math.comb(n1, x) * math.comb(n2, hits - x) for x in range(k1, min(n1, hits) + 1)) / total
+
+
+# --- McNemar --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("b, c", [(0, 0), (8, 2), (2, 8), (5, 5), (30, 12), (1, 40), (0, 25)])
+def test_mcnemar_is_the_exact_binomial_test_on_the_discordant_pairs(b, c):
+    worse, better = stats.mcnemar(b, c, "greater"), stats.mcnemar(b, c, "less")
+    if b + c:
+        assert worse == binomtest(b, b + c, 0.5, alternative="greater").pvalue
+        assert better == binomtest(b, b + c, 0.5, alternative="less").pvalue
+    assert worse == pytest.approx(literal_tail(b, c), rel=1e-12)
+    assert better == pytest.approx(literal_tail(c, b), rel=1e-12)
+
+
+def test_a_paired_row_checked_by_hand():
+    # 20 samples, all clean-correct. Robust in both: samples 0-4; in the base only: 5-12 (b = 8); in the new only:
+    # 13-14 (c = 2); broken in both: 15-19. By hand: P(X >= 8 | X ~ Bin(10, 1/2)) = (45 + 10 + 1) / 1024 =
+    # 0.0546875; "better": P(X <= 8) = 1 - (10 + 1) / 1024 = 1013 / 1024. Holm over the two tested rows (the clean
+    # accuracy is identical, p = 1): 2 x 0.0546875 = 0.109375, and max(0.109375, 1 x 1) = 1 for the clean row.
+    base_bits = [True] * 13 + [False] * 7
+    new_bits = [True] * 5 + [False] * 8 + [True] * 2 + [False] * 5
+    base, new = audited([True] * 20, {("pgd", 0.1): base_bits}), audited([True] * 20, {("pgd", 0.1): new_bits})
+    c = compare(base, new, tolerance=0.01)
+    row = rows(c)["robust_accuracy[pgd@0.1]"]
+    assert (row["test"], row["b"], row["c"]) == ("mcnemar", 8, 2)
+    assert row["p"] == pytest.approx(56 / 1024, rel=1e-12)
+    assert row["p_better"] == pytest.approx(1013 / 1024, rel=1e-12)
+    assert row["p_adjusted"] == pytest.approx(0.109375, rel=1e-12)
+    assert rows(c)["clean.accuracy"]["p_adjusted"] == 1.0 and rows(c)["clean.accuracy"]["verdict"] == "identical"
+    assert row["delta"] == pytest.approx(-0.3) and row["difference_ci"][0] < -0.3 < row["difference_ci"][1]
+    assert row["beyond_tolerance"] and not row["significant"] and not row["regressed"]
+    assert row["verdict"] == "inconclusive" and not c["regressed"] and c["paired"]
+    assert c["note"].startswith("paired: both reports audited the same 20 samples")
+    loose = rows(compare(base, new, tolerance=0.01, alpha=0.2))["robust_accuracy[pgd@0.1]"]
+    assert loose["regressed"] and loose["significant"] and loose["verdict"] == "regressed"
+
+
+def test_the_paired_path_equals_a_literal_loop_over_two_bit_lists():
+    rng = random.Random(7)
+    n = 300
+    clean_base = [rng.random() < 0.9 for _ in range(n)]
+    clean_new = [x if rng.random() < 0.97 else not x for x in clean_base]
+    keys = [("pgd", 0.05), ("pgd", 0.1), ("fgsm", 0.1), ("apgd", 0.2)]
+    robust_base = {k: [c and rng.random() < 0.6 - 0.1 * i for c in clean_base] for i, k in enumerate(keys)}
+    # the new version: most outcomes kept, some flipped; the fgsm row loses robust samples on purpose
+    robust_new = {k: [c2 and (x and rng.random() < 0.8 if k[0] == "fgsm" else x if rng.random() < 0.93 else not x)
+                      for x, c2 in zip(bits, clean_new, strict=True)] for k, bits in robust_base.items()}
+    base, new = audited(clean_base, robust_base), audited(clean_new, robust_new)
+    c = compare(base, new, tolerance=0.01)
+    got = rows(c)
+    pairs = {"clean.accuracy": (clean_base, clean_new)}
+    pairs.update({f"robust_accuracy[{a}@{e}]": (robust_base[(a, e)], robust_new[(a, e)]) for a, e in keys})
+    literal = {}
+    for metric, (x, y) in pairs.items():
+        b = c_ = n11 = 0
+        for i in range(n):
+            if x[i] and not y[i]:
+                b += 1
+            elif y[i] and not x[i]:
+                c_ += 1
+            elif x[i] and y[i]:
+                n11 += 1
+        literal[metric] = (b, c_, n11, n - b - c_ - n11)
+        row = got[metric]
+        assert (row["b"], row["c"]) == (b, c_) and row["test"] == "mcnemar"
+        assert row["base"] == pytest.approx(sum(x) / n) and row["new"] == pytest.approx(sum(y) / n)
+        assert row["delta"] == pytest.approx((c_ - b) / n)
+        assert row["p"] == pytest.approx(literal_tail(b, c_), rel=1e-9)
+        assert row["p_better"] == pytest.approx(literal_tail(c_, b), rel=1e-9)
+        assert row["difference_ci"] == pytest.approx(stats.paired_difference_interval(n11, b, c_, n - b - c_ - n11))
+    names = list(pairs)
+    for key in ("p", "p_better"):
+        expected = literal_holm([literal_tail(*literal[m][:2][::1 if key == "p" else -1]) for m in names])
+        assert [got[m][f"{key}_adjusted"] for m in names] == pytest.approx(expected, rel=1e-9)
+    fgsm = got["robust_accuracy[fgsm@0.1]"]
+    assert fgsm["b"] > 3 * fgsm["c"] and fgsm["p_adjusted"] < 0.05 and fgsm["regressed"] and c["regressed"]
+    for m in names:  # a regression only where both the tolerance and the test say so
+        r = got[m]
+        assert r["regressed"] == (r["delta"] < -0.01 and r["p_adjusted"] < 0.05)
+        assert r["improved"] == (r["delta"] > 0.01 and r["p_better_adjusted"] < 0.05)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_equals_a_literal_implementation(seed):
+    rng = random.Random(seed)
+    p = [rng.choice([rng.random(), rng.random() / 1000, 0.04, 1.0]) for _ in range(rng.randint(1, 12))]
+    assert list(stats.holm(p)) == pytest.approx(literal_holm(p), rel=1e-12)
+
+
+def test_a_significant_improvement_of_an_adversarially_trained_twin():
+    # the demo's shape: 300 images, standard model robust on 9 at eps 0.1, the twin on 199 (nearly all of the 9)
+    rng = random.Random(3)
+    clean = [True] * 270 + [False] * 30
+    base_bits = [i < 9 for i in range(300)]
+    new_bits = [i < 199 and (i >= 9 or rng.random() < 0.8) for i in range(300)]
+    c = compare(audited(clean, {("pgd", 0.1): base_bits}), audited(clean, {("pgd", 0.1): new_bits}))
+    row = rows(c)["robust_accuracy[pgd@0.1]"]
+    assert row["p_better_adjusted"] < 1e-6 and row["improved"] and row["verdict"] == "improved"
+    assert not row["regressed"] and c["improved"] and not c["regressed"]
+    assert row["difference_ci"][0] > 0.5
+
+
+def test_two_identical_audits_are_no_regression_and_say_identical():
+    rng = random.Random(1)
+    clean = [rng.random() < 0.9 for _ in range(100)]
+    r = audited(clean, {("pgd", 0.1): [x and rng.random() < 0.4 for x in clean]})
+    c = compare(r, copy.deepcopy(r))
+    assert not c["regressed"] and not c["improved"]
+    assert {row["verdict"] for row in c["rows"] if row["test"] == "mcnemar"} == {"identical"}
+
+
+def test_a_significant_drop_within_the_tolerance_is_named_but_not_a_regression():
+    # 1000 samples, 30 lose their robustness and none gain it: p = 2^-30, but 3 points are within a 0.05 tolerance
+    base_bits = [i < 500 for i in range(1000)]
+    new_bits = [i < 470 for i in range(1000)]
+    c = compare(audited([True] * 1000, {("pgd", 0.1): base_bits}),
+                audited([True] * 1000, {("pgd", 0.1): new_bits}), tolerance=0.05)
+    row = rows(c)["robust_accuracy[pgd@0.1]"]
+    assert row["significant"] and not row["regressed"] and row["verdict"] == "worse ≤tol"
+    assert row["p"] == pytest.approx(2.0 ** -30)
+
+
+# --- the unpaired fallback ---------------------------------------------------------------------------------------
+
+def test_other_samples_fall_back_to_fisher_on_the_counts_and_say_so():
+    rng = random.Random(5)
+    clean = [rng.random() < 0.9 for _ in range(200)]
+    base = audited(clean, {("pgd", 0.1): [x and rng.random() < 0.5 for x in clean]})
+    new = audited(clean, {("pgd", 0.1): [x and rng.random() < 0.3 for x in clean]}, fingerprint="beef")
+    c = compare(base, new)
+    assert not c["paired"] and c["note"].startswith("unpaired: the reports audited different samples (other "
+                                                    "fingerprint); Fisher's exact test on the counts")
+    assert c["note"].endswith("Pairing the same samples would be far more sensitive")
+    row = rows(c)["robust_accuracy[pgd@0.1]"]
+    k1, k2 = round(base["attacks"][0]["robust_accuracy"] * 200), round(new["attacks"][0]["robust_accuracy"] * 200)
+    assert (row["test"], row["b"], row["c"]) == ("fisher", None, None)
+    assert row["p"] == pytest.approx(literal_fisher_worse(k1, 200, k2, 200), rel=1e-9)
+    assert row["p_better"] == pytest.approx(literal_fisher_worse(k2, 200, k1, 200), rel=1e-9)
+    assert row["difference_ci"] == pytest.approx(stats.unpaired_difference_interval(k1, 200, k2, 200))
+    assert row["regressed"]  # about 45% vs 27% of 200: significant either way
+    clean_row = rows(c)["clean.accuracy"]
+    n_correct = sum(clean)  # the same clean outcomes: nothing to find, in either direction
+    assert clean_row["test"] == "fisher" and clean_row["verdict"] == "inconclusive"
+    assert clean_row["p"] == clean_row["p_better"] == pytest.approx(literal_fisher_worse(n_correct, 200, n_correct,
+                                                                                          200))
+
+
+def test_reports_without_per_sample_outcomes_or_sample_identity_are_unpaired():
+    clean = [True] * 50
+    base, new = audited(clean, {("pgd", 0.1): [True] * 30 + [False] * 20}), audited(clean, {("pgd", 0.1): [True] * 50})
+    old = copy.deepcopy(base)
+    del old["attacks"][0]["per_sample"]
+    c = compare(old, new)
+    assert rows(c)["robust_accuracy[pgd@0.1]"]["test"] == "fisher" and rows(c)["clean.accuracy"]["test"] == "mcnemar"
+    assert not c["paired"] and "no per-sample outcomes for robust_accuracy[pgd@0.1]" in c["note"]
+    del old["data"]
+    assert compare(old, new)["note"].startswith("unpaired: the base report does not record which samples")
+    del new["data"]
+    assert compare(old, new)["note"].startswith("unpaired: the base and the new reports do not record")
+
+
+def test_pairing_finds_what_the_unpaired_test_cannot():
+    # 10 of 150 robust samples lost, none gained: McNemar p = 2^-10; the same counts unpaired are inconclusive
+    base_bits = [i < 150 for i in range(300)]
+    new_bits = [i < 140 for i in range(300)]
+    base, new = audited([True] * 300, {("pgd", 0.1): base_bits}), audited([True] * 300, {("pgd", 0.1): new_bits})
+    paired = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    new["data"]["sample"]["indices"] = "1-300"
+    unpaired = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    assert paired["p"] == pytest.approx(2.0 ** -10) and paired["regressed"]
+    assert unpaired["p"] > 0.1 and not unpaired["regressed"] and unpaired["verdict"] == "inconclusive"
+
+
+def test_counts_that_do_not_give_back_the_value_leave_the_row_untested():
+    base = report([entry("pgd", 0.1, 0.1)])
+    new = report([entry("pgd", 0.1, 0.089)])  # 8.9 of 100 images: no count
+    row = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    assert row["test"] == "none" and row["beyond_tolerance"] and not row["regressed"]
+    assert row["note"].startswith("not tested") and row["verdict"] == "not tested"
+
+
+# --- the score's interval ------------------------------------------------------------------------------------------
+
+def scored(value, interval):
+    r = report([entry("pgd", 0.1, 0.4)])
+    r["score"] = {**score_report(r), "value": value, "interval": interval}
+    return r
+
+
+@pytest.mark.parametrize("base, new, regressed, improved", [
+    # d = -10, upper bound -10 + hypot(74 - 70, 80 - 75) = -3.597 < -1
+    ((80, [75, 85]), (70, [66, 74]), True, False),
+    # d = -4, upper bound -4 + hypot(5, 5) = 3.07
+    ((80, [75, 85]), (76, [71, 81]), False, False),
+    # the base without an interval: the new interval's top against base - 1 point: 79 vs 79 (not below) ...
+    ((80, None), (76, [72, 79]), False, False),
+    ((80, None), (76, [72, 78.9]), True, False),  # ... 78.9 < 79
+    # better: d = 10, lower bound 10 - hypot(84 - 80... ) -> 90 - 84 = 6, 75 - 70 = 5: 10 - 7.81 = 2.19 > 1
+    ((70, [65, 75]), (80, [74, 86]), False, True),
+    ((80, [75, 85]), (60, None), False, False),  # no interval in the new report: not tested
+])
+def test_the_score_regresses_only_when_the_intervals_say_so(base, new, regressed, improved):
+    row = rows(compare(scored(*base), scored(*new)))["score.value"]
+    assert row["regressed"] is regressed and row["improved"] is improved
+    assert row["test"] == ("none" if new[1] is None else "score interval")
+    if base[1] and new[1]:
+        d = new[0] - base[0]
+        assert row["difference_ci"] == pytest.approx([d - math.hypot(new[0] - new[1][0], base[1][1] - base[0]),
+                                                      d + math.hypot(new[1][1] - new[0], base[0] - base[1][0])])
+
+
+def test_untested_families_never_regress_but_say_they_moved():
+    base = audited([True] * 100, {("pgd", 0.1): [True] * 50 + [False] * 50})
+    new = copy.deepcopy(base)
+    new["checks"], base["checks"] = [{"name": "x", "status": "fail", "detail": "", "numbers": {}}], []
+    new["attacks"][0]["success_rate"] = 0.9
+    r = rows(compare(base, new))
+    for m in ("checks.failed", "success_rate[pgd@0.1]"):
+        assert r[m]["test"] == "none" and r[m]["beyond_tolerance"] and not r[m]["regressed"]
+        assert r[m]["verdict"] == "not tested"
+
+
+# --- bad input ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alpha", [-1, 0, 1, 1.5, math.nan, True])
+def test_a_bad_alpha_is_one_line(alpha):
+    r = audited([True] * 10, {})
+    with pytest.raises(AuditError) as err:
+        compare(r, r, alpha=alpha)
+    assert "--alpha" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unreadable_bitset_is_one_line():
+    r = audited([True] * 10, {("pgd", 0.1): [True] * 10})
+    bad = copy.deepcopy(r)
+    bad["attacks"][0]["per_sample"]["robust"] = pack_bits([True] * 30)
+    with pytest.raises(AuditError, match="^the new report's per-sample outcomes of robust_accuracy.pgd@0.1. are "
+                                         "unreadable: .*$"):
+        compare(r, bad)
+
+
+def test_the_table_fits_80_columns_with_intervals_and_tests():
+    rng = random.Random(2)
+    clean = [rng.random() < 0.9 for _ in range(300)]
+    keys = [("pgd", 8 / 255), ("autoattack-fast", 0.1), ("fgsm", 0.3)]
+    base = audited(clean, {k: [x and rng.random() < 0.5 for x in clean] for k in keys})
+    new = audited(clean, {k: [x and rng.random() < 0.3 for x in clean] for k in keys})
+    console = Console(width=80, record=True, color_system=None)
+    comparison = compare(base, new)
+    console.print(comparison_table(comparison))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Holm" in text and "95% interval" in text and "regressed" in text
+    row = rows(comparison)[f"robust_accuracy[pgd@{8 / 255}]"]
+    assert f"{row['b']}/{row['c']}" in text
+    lo, hi = (100 * v for v in row["difference_ci"])
+    assert f"[{lo:.1f},{hi:.1f}]" in text
+
+
+# --- the command ------------------------------------------------------------------------------------------------------
+
+def valid(r):
+    """A hand-built report completed into one that passes the schema (as `audit compare` reads it)."""
+    r = copy.deepcopy(r)
+    r["schema_version"] = SCHEMA_VERSION
+    r.setdefault("checks", [])
+    r["score"] = score_report(r)
+    r["verdict"] = evaluate(r, [])
+    return r
+
+
+@pytest.fixture
+def demo_pair(tmp_path):
+    """The demo report (300 images) with per-sample outcomes made up to match its accuracies, and a new version
+    that lost 12 of pgd@0.05's robust samples."""
+    r = json.loads(gzip.decompress((FIXTURES / "demo-full.json.gz").read_bytes()))
+    n = r["clean"]["n"]
+    r["data"]["sample"] = {"n": n, "indices": f"0-{n - 1}", "fingerprint": "ab12"}
+    r["clean"]["per_sample"] = {"correct": pack_bits([i < r["clean"]["n_correct"] for i in range(n)])}
+    for e in r["attacks"]:
+        if e["robust_accuracy"] is not None:
+            e["per_sample"] = {"robust": pack_bits([i < round(e["robust_accuracy"] * n) for i in range(n)])}
+    new = copy.deepcopy(r)
+    pgd = next(e for e in new["attacks"] if (e["name"], e["eps_text"]) == ("pgd", "0.05"))
+    k = round(pgd["robust_accuracy"] * n) - 12
+    pgd["robust_accuracy"], pgd["per_sample"]["robust"] = k / n, pack_bits([i < k for i in range(n)])
+    paths = {}
+    for key, rep in (("base", r), ("new", new)):
+        paths[key] = tmp_path / f"{key}.json"
+        paths[key].write_text(json.dumps(valid(rep)))
+    return paths
+
+
+def test_compare_exits_1_on_a_significant_paired_regression(demo_pair, tmp_path, capsys):
+    with pytest.raises(SystemExit) as worse:
+        main(["compare", str(demo_pair["base"]), str(demo_pair["new"]), "--html", str(tmp_path / "c.html")])
+    out, err = capsys.readouterr()
+    assert worse.value.code == 1
+    assert err.strip() == ("gate failed: 1 metric(s) regressed significantly (one-sided alpha 0.05, Holm) and "
+                           "beyond the tolerance: robust_accuracy[pgd@0.05]")
+    assert out.splitlines()[0] == ("paired: both reports audited the same 300 samples; McNemar's exact test per "
+                                   "row, p Holm-adjusted across the tested rows")
+    page = (tmp_path / "c.html").read_text()
+    assert "McNemar (paired)" in page and "12 / 0" in page and "interval of the delta" in page
+    # p = 2^-12 = 0.000244, Holm-adjusted over the 13 tested rows (the clean accuracy and 12 robust accuracies):
+    # 13 x 2^-12 = 0.00317, significant at 0.01 and not at 0.001
+    for alpha, exit_code in (("0.01", 1), ("0.001", 0)):
+        with pytest.raises(SystemExit) as strict:
+            main(["compare", str(demo_pair["base"]), str(demo_pair["new"]), "--alpha", alpha])
+        assert strict.value.code == exit_code
+    assert "0.003" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as same:
+        main(["compare", str(demo_pair["base"]), str(demo_pair["base"])])
+    assert same.value.code == 0 and "identical" in capsys.readouterr().out
+
+
+def test_compare_without_pairing_says_so_in_one_line(demo_pair, capsys):
+    new = json.loads(demo_pair["new"].read_text())
+    new["data"]["sample"]["fingerprint"] = "cd34"
+    demo_pair["new"].write_text(json.dumps(new))
+    with pytest.raises(SystemExit) as code:
+        main(["compare", str(demo_pair["base"]), str(demo_pair["new"])])
+    out = capsys.readouterr().out.splitlines()
+    assert code.value.code == 0  # 12 of ~87 robust images lost: unpaired, that is not significant
+    assert out[0] == ("warning: unpaired: the reports audited different samples (other fingerprint); Fisher's "
+                      "exact test on the counts, p Holm-adjusted across the tested rows. Pairing the same samples "
+                      "would be far more sensitive")
+
+
+@pytest.mark.parametrize("alpha", ["-1", "1", "1.5", "nan"])
+def test_compare_rejects_a_bad_alpha_in_one_line(demo_pair, alpha, capsys):
+    with pytest.raises(SystemExit) as code:
+        main(["compare", str(demo_pair["base"]), str(demo_pair["new"]), "--alpha", alpha])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code.value.code == 2 and len(err) == 1 and err[0].startswith("error: --alpha ")
