@@ -172,8 +172,11 @@ def score_report(report: dict, weights: dict | None = None) -> dict:
     ref = reference_run(report)
     measured = {"robustness": robustness(report)}
     formulas = {"robustness": ROBUSTNESS_FORMULA}
+    sizes = {}  # the optional third item of a component's answer: {"n": images it rests on, "too_few": bool}
     for component in analysis_components():
-        measured[component.name] = component.compute(report, ref)
+        value, detail, *size = component.compute(report, ref)
+        measured[component.name] = (value, detail)
+        sizes[component.name] = size[0] if size else {}
         formulas[component.name] = component.formula
     used = {n: configured[n] for n, (v, _) in measured.items() if v is not None and configured[n] > 0}
     total = sum(used.values())
@@ -182,7 +185,8 @@ def score_report(report: dict, weights: dict | None = None) -> dict:
         unweighted = value is not None and configured[name] == 0
         components[name] = {"value": value, "weight": used[name] / total if name in used else 0.0,
                             "included": name in used, "formula": formulas[name],
-                            "detail": detail + ("; weight 0: not counted" if unweighted else "")}
+                            "detail": detail + ("; weight 0: not counted" if unweighted else ""),
+                            **sizes.get(name, {})}
     value = round(100 * sum(w * measured[n][0] for n, w in used.items()) / total, 6) if total else None
     checks = report.get("checks") or []
     failed = [c["name"] for c in checks if c.get("status") == "fail"]

@@ -38,8 +38,9 @@ class ScoreComponent:
     name: str
     weight: float  # default weight; ``--weights NAME=W`` overrides it
     formula: str
-    # (report, reference entry or None) -> (value in [0, 1] or None when it cannot be computed, detail sentence)
-    compute: Callable[[dict, dict | None], tuple[float | None, str]]
+    # (report, reference entry or None) -> (value in [0, 1] or None when it cannot be computed, detail sentence),
+    # optionally with a third item {"n": the images it rests on, "too_few": bool} that the score entry carries
+    compute: Callable[[dict, dict | None], tuple]
 
 
 @dataclass(frozen=True, kw_only=True)
