@@ -280,9 +280,10 @@ def test_the_flip_layer_is_the_first_where_both_tests_are_significant():
     weak = one_vs_two_statistics(np.array([[9, 1, 1, 1], [3, 1, 4, 4]]))
     reading = read_flip(weak, ["a", "b"])
     assert reading.layer is None and reading.status == "inconclusive" and reading.informative == (0,)
-    assert reading.note.startswith("inconclusive: 12 adversarials; at b, 0.33 of them are source-like, but not "
-                                   "significantly fewer than their clean versions (0.58; McNemar q = ")
-    assert "and not significantly below one half (q = " in reading.note and "no power" not in reading.note
+    assert reading.note.startswith("inconclusive: 12 adversarials; at b, 0.33 of them are source-like, but that is "
+                                   "not significantly fewer than their clean versions (0.58; McNemar q = ")
+    assert " and their share is not significantly below one half (q = " in reading.note
+    assert "no power" not in reading.note
     # every layer at least half source-like
     high = read_flip(one_vs_two_statistics(np.array([[20, 5, 0, 0], [12, 2, 6, 5]])), ["a", "b"])
     assert high.status == "inconclusive" and high.note == ("inconclusive: 25 adversarials; their source-like share "

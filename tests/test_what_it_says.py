@@ -137,6 +137,33 @@ def test_a_flip_layer_is_named_only_where_both_tests_are_significant_and_the_sen
            "versions (0.77; McNemar q = " in text
 
 
+def test_the_semantic_tables_show_the_intervals_and_tests_the_report_holds(l2_first):
+    from io import StringIO
+
+    report = l2_first.to_dict()
+    sem = report["analyses"]["semantics"]
+    flip = next(f for f in sem["one_vs_two"] if f["attack"] == "pgd")
+    n = flip["n_scored"]
+    assert n > 0 and len(flip["source_like_ci"]) == len(sem["layers"])
+    panel = semantics_panel(report)
+    first = panel["one_vs_two_rows"][0]
+    lo, hi = flip["source_like_ci"][0]
+    assert first["adv"] == f"{flip['source_like'][0]:.2f} [{lo:.2f},{hi:.2f}]"
+    assert first["q_vs"] == f"{flip['q_vs_clean'][0]:.3g}"
+    assert panel["one_vs_two_svg"].count('class="error-bar"') == 2 * len(sem["layers"])
+    sev = next(r for r in panel["run_rows"] if r["run"] == "pgd@8/255")
+    entry = next(e for e in sem["severity"] if e["attack"] == "pgd")
+    assert sev["mean"] == f"{entry['mean']:.2f} [{entry['mean_ci'][0]:.2f},{entry['mean_ci'][1]:.2f}]"
+    html = " ".join(parse(render_html(report)).text)
+    assert first["adv"] in html and sev["mean"] in html
+    out = StringIO()
+    render_summary(l2_first, Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"1 vs 2 under pgd@8/255: share of the {n} successful adversarials" in text
+    assert first["adv"] in text
+
+
 def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
     """The stored EfficientNet-Lite0 report (17 adversarials at 2/255; clean versions 0.44 at the first block) said
     "look more like the predicted class ... from the first chosen layer on", citing 1/255. Even the paired counts

@@ -70,6 +70,7 @@ class Series:
     dash: str = "solid"  # solid, dashed, dotted, dashdot
     marker: str | None = None  # None: the series' own shape by position
     colour: str | None = None  # None: the series' own colour by position
+    intervals: Sequence[Sequence[float | None] | None] = ()  # per point: [lo, hi] drawn as an error bar, or None
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,14 @@ def marker(shape: str, x: float, y: float, colour: str, hollow: bool, title: str
              if shape == "cross" else f"M{x - r:.1f},{y:.1f}H{x + r:.1f}M{x:.1f},{y - r:.1f}V{y + r:.1f}")
         tag, attrs = "path", f'd="{d}" stroke="{colour}" stroke-width="2" fill="none"'
     return f"<{tag} {attrs}><title>{t(title)}</title></{tag}>"
+
+
+def error_bar(x: float, y_lo: float, y_hi: float, colour: str) -> str:
+    """A vertical error bar with caps from screen y ``y_lo`` to ``y_hi`` (an interval of the point at x)."""
+    cap = 3.0
+    return (f'<path class="error-bar" d="M{x:.1f},{y_lo:.1f}V{y_hi:.1f}M{x - cap:.1f},{y_lo:.1f}H{x + cap:.1f}'
+            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1" fill="none" '
+            'opacity="0.7"/>')
 
 
 def _legend(entries: list[tuple[str, str, str, str]], width: float, y0: float) -> tuple[list[str], float]:
@@ -241,11 +250,15 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
             if len(seg) > 1:
                 parts.append(f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" stroke-width="2"'
                              f"{dash_attr}/>")
-        for x, y in s.points:
+        for k, (x, y) in enumerate(s.points):
             if y is not None:
                 where = categories[int(x)] if categories is not None else f"{x:g}"
-                parts.append(marker(shape, sx(x), sy(y), colour, s.dash != "solid",
-                                    f"{s.label}: {where} → {y_format(y)}"))
+                bounds = s.intervals[k] if k < len(s.intervals) else None
+                shown = f"{s.label}: {where} → {y_format(y)}"
+                if bounds and bounds[0] is not None and bounds[1] is not None:
+                    parts.append(error_bar(sx(x), sy(bounds[0]), sy(bounds[1]), colour))
+                    shown += f" [{y_format(bounds[0])}, {y_format(bounds[1])}]"
+                parts.append(marker(shape, sx(x), sy(y), colour, s.dash != "solid", shown))
     parts.extend(legend)
     parts.append("</svg>")
     return Markup("".join(parts))

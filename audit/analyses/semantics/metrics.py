@@ -308,13 +308,13 @@ def read_flip(stats: dict, names: Sequence[str], alpha: float = 0.05) -> FlipRea
                 f"(lowest {adv[low]:.2f}, at {names[low]})")
     else:
         why = []
-        if q_vs[first] >= alpha:
-            why.append(f"the clean versions are not source-like at this layer either ({clean[first]:.2f})"
-                       if clean[first] <= 0.5 else
-                       f"not significantly fewer than their clean versions ({clean[first]:.2f}; "
-                       f"McNemar q = {q_vs[first]:.2g})")
+        if q_vs[first] >= alpha and clean[first] <= 0.5:
+            why.append(f"the clean versions are not source-like at this layer either ({clean[first]:.2f})")
+        elif q_vs[first] >= alpha:
+            why.append(f"that is not significantly fewer than their clean versions ({clean[first]:.2f}; McNemar "
+                       f"q = {q_vs[first]:.2g})")
         if q_below[first] >= alpha:
-            why.append(f"not significantly below one half (q = {q_below[first]:.2g})")
+            why.append(f"their share is not significantly below one half (q = {q_below[first]:.2g})")
         note = (f"inconclusive: {n} adversarials; at {names[first]}, {adv[first]:.2f} of them are source-like, but "
                 + " and ".join(why))
     if not informative:

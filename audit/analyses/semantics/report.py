@@ -192,8 +192,10 @@ def _one_vs_two(runs: list[dict], names: list[str], report: dict) -> dict:
     if flip in names:
         refs.append(Reference(names.index(flip), f"flip: {flip}", axis="x"))
     svg = line_chart(
-        [Series(f"adversarial images ({label(focus)})", list(enumerate(focus.get("source_like") or []))),
-         Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed")],
+        [Series(f"adversarial images ({label(focus)})", list(enumerate(focus.get("source_like") or [])),
+                intervals=focus.get("source_like_ci") or ()),
+         Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed",
+                intervals=focus.get("source_like_clean_ci") or ())],
         title=f"1 vs 2: share of successful adversarials still source-like per layer ({label(focus)})",
         x_label="layer", y_label="source-like share", categories=names, references=refs, y_format=two)
     rows = [{"name": name, "adv": with_interval(_at(focus, "source_like", i), _at(focus, "source_like_ci", i)),
