@@ -76,17 +76,18 @@ def semantic_report(layers=None, severity=None) -> dict:
         {"name": "b", "clean": {"two_vs_two": 0.6}, "adversarial": [{"attack": "pgd", "eps": 0.2}]},
         {"name": "c", "clean": {"two_vs_two": 0.8},
          "adversarial": [{"attack": "pgd", "eps": 0.1, "two_vs_two": 0.65, "source_like": 0.3,
-                          "source_like_clean": 0.6}]}]
+                          "source_like_clean": 0.6, "n_scored": 30}]}]
     return {"analyses": {"semantics": {"layers": layers, "severity": severity or []}}, "settings": {}}
 
 
 def test_representation_reads_the_last_layer_at_the_reference_run_and_says_why_not_otherwise():
     from audit.analyses.semantics.report import representation
 
-    value, detail = representation(semantic_report(), REF)
+    value, detail, size = representation(semantic_report(), REF)
     assert value == pytest.approx((0.5 + 0.5) / 2)  # 2v2 retention (0.65-0.5)/(0.8-0.5), 1 vs 2 retention 0.3/0.6
     assert detail == ("layer c under pgd@0.1: 2v2 0.80 clean → 0.65 adversarial (retention 0.50); "
-                      "source-like 0.30 vs 0.60 for the clean versions (retention 0.50)")
+                      "source-like 0.30 vs 0.60 for the clean versions (retention 0.50; 30 adversarials scored)")
+    assert size == {"n": 30, "too_few": False}
     assert representation(semantic_report(layers=[]), REF) == (None, "no semantic layer in the report")
     assert representation(semantic_report(layers=[]), None) == (None, "no attack run to read it at")
     assert representation(semantic_report(), None) == (None, "no attack run to read it at")
@@ -96,24 +97,24 @@ def test_representation_reads_the_last_layer_at_the_reference_run_and_says_why_n
                                       "adversarial": [{"attack": "pgd", "eps": 0.1, "two_vs_two": 0.4}]}])
     assert representation(chance, REF) == (None, "layer z under pgd@0.1: 2v2 left out (clean 2v2 0.5 is not "
                                                  "above chance); 1 vs 2 left out (no scored adversarial, or no "
-                                                 "clean baseline)")
+                                                 "clean baseline)", {"n": 0, "too_few": True})
     unmeasured = semantic_report(layers=[{"name": "z", "clean": {"two_vs_two": None},
                                           "adversarial": [{"attack": "pgd", "eps": 0.1, "source_like": 0.2,
-                                                           "source_like_clean": 0.8}]}])
-    value, detail = representation(unmeasured, REF)
+                                                           "source_like_clean": 0.8, "n_scored": 20}]}])
+    value, detail, _ = representation(unmeasured, REF)
     assert value == 0.25 and "2v2 left out (clean 2v2 None is not above chance)" in detail
 
 
 def test_severity_reads_the_reference_runs_mean_and_says_why_not_otherwise():
     from audit.analyses.semantics.report import severity
 
-    entry = {"attack": "pgd", "eps": 0.1, "mean": 1.5, "n": 4}
-    value, detail = severity(semantic_report(severity=[{"attack": "pgd", "eps": 0.2, "mean": 0.1, "n": 1}, entry]),
-                             REF)
-    assert value == pytest.approx(1 - 0.4 * 1.5 / 2)
+    entry = {"attack": "pgd", "eps": 0.1, "mean": 1.5, "n": 20}
+    value, detail, size = severity(semantic_report(severity=[{"attack": "pgd", "eps": 0.2, "mean": 0.1, "n": 1},
+                                                             entry]), REF)
+    assert value == pytest.approx(1 - 0.4 * 1.5 / 2) and size == {"n": 20, "too_few": False}
     assert detail == ("pgd@0.1 broke 40.0% of the clean-correct samples with mean severity 1.50 (1 = an average "
-                      "confusion between two classes; 4 errors scored)")
-    capped, _ = severity(semantic_report(severity=[{**entry, "mean": 3.0}]), REF)
+                      "confusion between two classes; 20 errors scored)")
+    capped, _, _ = severity(semantic_report(severity=[{**entry, "mean": 3.0}]), REF)
     assert capped == pytest.approx(1 - 0.4)  # severity above 2 counts as 2
     assert severity(semantic_report(), None) == (None, "no attack run to read it at")
     assert severity(semantic_report(), {**REF, "n_attacked": 0}) == (None, "pgd@0.1 attacked no clean-correct "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from attacks.entry_checks import attack_warnings, comparable_pairs
@@ -63,13 +64,17 @@ def test_a_not_applicable_gradient_free_check_keeps_its_numbers():
 
 
 def test_the_flip_reading_refuses_unequal_layers_and_says_what_it_could_not_measure():
+    from audit.analyses.semantics.metrics import one_vs_two_statistics
+
+    stats = one_vs_two_statistics(np.array([[10, 5, 8, 7], [8, 4, 9, 9]]))  # 30 adversarials, clean 0.60, 0.57
     with pytest.raises(ValueError):
-        read_flip([0.2, 0.3], [0.9], 30)
-    undetermined = read_flip([0.2, 0.3], [0.5, 0.6], 30)
-    assert undetermined.status == "undetermined" and undetermined.reason == (
-        "the clean versions of the broken images are clearly source-like (share >= 0.75) at no layer (at most "
-        "0.60), so the test cannot tell where the adversarials flip")
-    assert "(not measured)" in read_flip([0.2, None], [None, float("nan")], 30).reason
+        read_flip(stats, ["a"])
+    reading = read_flip(stats, ["a", "b"])
+    assert reading.status == "no_power" and reading.layer is None and reading.informative == ()
+    assert reading.note.endswith("the test has no power on this model and class set: the clean versions are "
+                                 "significantly source-like (above one half) at no layer (at most 0.60)")
+    nothing = read_flip(one_vs_two_statistics(np.zeros((2, 4), dtype=int)), ["a", "b"])
+    assert nothing == ("not_measured", None, (), "no successful adversarial was scored by the 1 vs 2 test")
 
 
 def test_the_verdict_line_counts_gates_and_failed_checks_in_words():

@@ -39,7 +39,7 @@ def semantics(runs, clean_tvt=0.8, layer="fc"):
             {"name": "conv", "clean": {"two_vs_two": 0.6}, "adversarial": []},
             {"name": layer, "clean": {"two_vs_two": clean_tvt},
              "adversarial": [{"attack": a, "eps": e, "eps_text": str(e), "two_vs_two": v[0], "source_like": v[1],
-                              "source_like_clean": v[2]} for (a, e), v in runs.items()]},
+                              "source_like_clean": v[2], "n_scored": 40} for (a, e), v in runs.items()]},
         ],
         "severity": [{"attack": a, "eps": e, "eps_text": str(e), "n": 50, "mean": v[3]} for (a, e), v in runs.items()],
     }
@@ -137,6 +137,31 @@ def test_representation_uses_the_parts_that_exist():
     r["analyses"]["semantics"]["layers"][-1]["adversarial"][0]["source_like"] = None
     s = score_report(r)
     assert s["components"]["representation"]["value"] is None and "representation" in s["missing"]
+
+
+def test_semantic_components_on_too_few_images_are_marked_and_cannot_swing_the_score():
+    from audit.analyses.semantics.report import MIN_SCORED_FOR_SCORE
+
+    r = full_report()
+    s = score_report(r)["components"]
+    assert s["representation"]["n"] == 40 and s["representation"]["too_few"] is False
+    assert s["severity"]["n"] == 50 and s["severity"]["too_few"] is False
+    # 11 adversarials scored by the 1 vs 2 test: its part is left out, the 2v2 part alone remains
+    r["analyses"]["semantics"]["layers"][-1]["adversarial"][0]["n_scored"] = 11
+    r["analyses"]["semantics"]["layers"][-1]["adversarial"][0]["source_like"] = 0.0  # would pull the value down
+    rep = score_report(r)["components"]["representation"]
+    assert rep["value"] == pytest.approx((0.65 - 0.5) / (0.8 - 0.5))
+    # the 2v2 part rests on the class representations, not on the 11 images: the component stays in the score
+    assert rep["n"] == 11 and rep["too_few"] is False and rep["included"]
+    assert "only 11 adversarials scored" in rep["detail"]
+    at_rule = MIN_SCORED_FOR_SCORE
+    r["analyses"]["semantics"]["layers"][-1]["adversarial"][0]["n_scored"] = at_rule
+    assert score_report(r)["components"]["representation"]["value"] == pytest.approx(((0.65 - 0.5) / 0.3 + 0) / 2)
+    # 11 errors scored: severity is left out and the rest renormalised
+    r["analyses"]["semantics"]["severity"][0]["n"] = 11
+    sev = score_report(r)["components"]["severity"]
+    assert sev["value"] is None and not sev["included"] and sev["n"] == 11 and sev["too_few"] is True
+    assert "only 11 errors" in sev["detail"] and "severity" in score_report(r)["missing"]
 
 
 def test_saliency_histogram_entropy_has_a_smaller_maximum():

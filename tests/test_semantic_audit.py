@@ -210,18 +210,62 @@ def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images(
                                   SimpleNamespace(pooled={"layer": adv_pooled})))
     reps = np.stack([pooled[labels == c].numpy().mean(0) for c in range(5)])
     r = lambda a, b: np.corrcoef(a, b)[0, 1]  # noqa: E731
-    expected = scored = 0
+    cells = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
+    scored = 0
     for i in range(20):
         s, t = int(labels[i]), int(pred[i])
         if s == t or t == 6:
             continue
         refs = [c for c in range(5) if c not in (s, t)]
-        prof = [r(adv_pooled[i].numpy(), reps[c]) for c in refs]
-        margin = r(prof, [r(vectors[s], vectors[c]) for c in refs]) - r(prof, [r(vectors[t], vectors[c])
-                                                                               for c in refs])
-        assert abs(margin) > 1e-9  # counted in another order by the analysis: no decision within rounding
-        expected += margin > 0
+        decisions = []
+        for image in (adv_pooled[i], pooled[i]):  # the adversarial, then its clean version
+            prof = [r(image.numpy(), reps[c]) for c in refs]
+            margin = r(prof, [r(vectors[s], vectors[c]) for c in refs]) - r(prof, [r(vectors[t], vectors[c])
+                                                                                   for c in refs])
+            assert abs(margin) > 1e-9  # counted in another order by the analysis: no decision within rounding
+            decisions.append(bool(margin > 0))
+        cells[tuple(decisions)] += 1
         scored += 1
     state = obs.adv["pgd@1"]
     assert state["n_flip"] == scored and any(int(p) == 5 for p in pred)
-    assert state["source_like"][0] == expected
+    # both source-like, the adversarial only, the clean version only, neither
+    expected = [cells[True, True], cells[True, False], cells[False, True], cells[False, False]]
+    assert state["paired"][0].tolist() == expected and cells[True, False] + cells[False, True] > 0
+    # exported and absorbed into a fresh analysis (resume, another rank): the counts add up exactly
+    other, _, _ = prepared_analysis(np.random.default_rng(0), k, [6], labels, d)
+    other.runs = {"pgd@1": run}
+    other.absorb("pass", obs.export("pass"))
+    other.absorb("pass", obs.export("pass"))
+    assert other.adv["pgd@1"]["paired"][0].tolist() == [2 * c for c in expected]
+
+
+def test_severity_intervals_come_from_the_errors_rebuilt_from_the_confusion_counts():
+    from types import SimpleNamespace
+
+    from audit.stats import bootstrap_interval
+
+    rng = np.random.default_rng(3)
+    k = 7
+    obs, vectors, _ = prepared_analysis(rng, k, [6], torch.tensor(np.repeat(np.arange(6), 3)), 5)
+    obs.seed = 11
+    run = SimpleNamespace(key="pgd@1", spec=SimpleNamespace(name="pgd"), eps=1.0, eps_text="1")
+    state = obs._state(run)
+    state["confusion"] = rng.integers(0, 4, size=(k, k)) * (1 - np.eye(k, dtype=np.int64))
+    out = obs._severity(state)
+    # the errors written out: one value per confused image whose two classes have word vectors
+    u = vectors[:6] / np.linalg.norm(vectors[:6], axis=1, keepdims=True)
+    mean_distance = np.mean([1 - u[i] @ u[j] for i in range(6) for j in range(i + 1, 6)])
+    errors = [(1 - u[s] @ u[t]) / mean_distance
+              for s in range(6) for t in range(6) for _ in range(int(state["confusion"][s, t]))]
+    assert out["n"] == len(errors) > 20
+    assert out["mean"] == pytest.approx(np.mean(errors)) and out["median"] == pytest.approx(np.median(errors))
+    assert out["mean_ci"] == pytest.approx(bootstrap_interval(errors, np.mean, 0.95, seed=11))
+    assert out["median_ci"] == pytest.approx(bootstrap_interval(errors, np.median, 0.95, seed=11))
+    # a percentile bootstrap written out (other draws, many of them): the same interval up to resampling noise
+    draws = np.random.default_rng(99).choice(errors, size=(20000, len(errors)))
+    literal = np.percentile(draws.mean(axis=1), [2.5, 97.5])
+    assert out["mean_ci"] == pytest.approx(literal, abs=0.02)
+    assert out["mean_ci"][0] < out["mean"] < out["mean_ci"][1]
+    obs.confidence = 0.8
+    narrower = obs._severity(state)["mean_ci"]
+    assert out["mean_ci"][0] < narrower[0] < narrower[1] < out["mean_ci"][1]

@@ -210,6 +210,107 @@ def test_flip_layer():
     assert flip_layer([]) is None
 
 
+# --- the 1 vs 2 statistics and the flip rule ------------------------------------------------------------------
+
+# per layer: both source-like, the adversarial only, the clean version only, neither
+TABLE = np.array([[20, 4, 5, 1], [5, 2, 15, 8], [0, 0, 25, 5]])
+
+
+def test_one_vs_two_statistics_equal_scipy_binomtest_on_a_literal_table():
+    from math import comb
+
+    from audit.analyses.semantics import one_vs_two_statistics
+
+    out = one_vs_two_statistics(TABLE, 0.95)
+    n = 30
+    assert out["n"] == n
+    for i, (both, adv_only, clean_only, _) in enumerate(TABLE):
+        k_adv, k_clean = both + adv_only, both + clean_only
+        assert out["source_like"][i] == k_adv / n and out["source_like_clean"][i] == k_clean / n
+        assert out["p_below_half"][i] == pytest.approx(stats.binomtest(k_adv, n, 0.5, alternative="less").pvalue)
+        assert out["p_clean_above_half"][i] == pytest.approx(
+            stats.binomtest(k_clean, n, 0.5, alternative="greater").pvalue)
+        assert out["p_vs_clean"][i] == pytest.approx(
+            stats.binomtest(clean_only, clean_only + adv_only, 0.5, alternative="greater").pvalue)
+        ci = stats.binomtest(k_adv, n).proportion_ci(0.95, method="wilson")
+        assert out["source_like_ci"][i] == pytest.approx([ci.low, ci.high])
+        assert out["source_like_ci"][i][0] <= k_adv / n <= out["source_like_ci"][i][1]
+    # by hand, layer 1: 7 of 30 adversarials source-like, P[X <= 7], X ~ Binomial(30, 1/2); McNemar b = 15
+    # (clean only), c = 2 (adversarial only): P[X >= 15], X ~ Binomial(17, 1/2) = (136 + 17 + 1) / 2^17
+    assert out["p_below_half"][1] == pytest.approx(sum(comb(30, k) for k in range(8)) / 2 ** 30, rel=1e-12)
+    assert out["p_vs_clean"][1] == pytest.approx(154 / 2 ** 17, rel=1e-12)
+    # layer 0: the adversarials are more often source-like than their clean versions (b = 5, c = 4): no evidence
+    assert out["p_vs_clean"][0] == pytest.approx(sum(comb(9, k) for k in range(5, 10)) / 2 ** 9)
+    # Benjamini-Hochberg across the three layers, written out
+    for p_key, q_key in (("p_below_half", "q_below_half"), ("p_vs_clean", "q_vs_clean"),
+                         ("p_clean_above_half", "q_clean_above_half")):
+        p = np.array(out[p_key])
+        order = np.argsort(p)
+        q = np.empty(3)
+        for rank, at in enumerate(order, start=1):
+            q[at] = min([1.0] + [p[order[j]] * 3 / (j + 1) for j in range(rank - 1, 3)])
+        assert out[q_key] == pytest.approx(q.tolist())
+
+
+def test_one_vs_two_statistics_of_nothing_scored_and_of_inconsistent_counts():
+    from audit.analyses.semantics import one_vs_two_statistics, read_flip
+
+    empty = one_vs_two_statistics(np.zeros((2, 4), dtype=int))
+    assert empty["n"] == 0 and empty["source_like_ci"] == [None, None] and empty["q_vs_clean"] == [None, None]
+    assert read_flip(empty, ["a", "b"]).status == "not_measured"
+    with pytest.raises(ValueError):
+        one_vs_two_statistics(np.array([[1, 0, 0, 0], [1, 1, 0, 0]]))
+
+
+def test_the_flip_layer_is_the_first_where_both_tests_are_significant():
+    from audit.analyses.semantics import one_vs_two_statistics, read_flip
+
+    out = one_vs_two_statistics(TABLE)
+    # layer 1: 7/30 vs 20/30 (McNemar q < 0.05) and below one half (q < 0.05); layer 2 also, but later
+    assert out["q_vs_clean"][1] < 0.05 and out["q_below_half"][1] < 0.05
+    reading = read_flip(out, ["a", "b", "c"], 0.05)
+    assert reading.status == "flip" and reading.layer == 1 and reading.note == ""
+    # the clean versions significantly above one half: 25/30, 20/30 (p 0.049, the largest of three: q = p), 25/30
+    assert reading.informative == (0, 1, 2)
+    assert out["q_clean_above_half"][1] == pytest.approx(out["p_clean_above_half"][1], rel=1e-12)
+    # a stricter alpha: the flip moves to the layer where both tests are stronger
+    strict = read_flip(out, ["a", "b", "c"], 0.001)
+    assert strict.layer == 2 and out["q_vs_clean"][1] >= 0.001
+    # a layer below one half and below its clean versions, but not significantly so: no flip
+    weak = one_vs_two_statistics(np.array([[9, 1, 1, 1], [3, 1, 4, 4]]))
+    reading = read_flip(weak, ["a", "b"])
+    assert reading.layer is None and reading.status == "inconclusive" and reading.informative == (0,)
+    assert reading.note.startswith("inconclusive: 12 adversarials; at b, 0.33 of them are source-like, but that is "
+                                   "not significantly fewer than their clean versions (0.58; McNemar q = ")
+    assert " and their share is not significantly below one half (q = " in reading.note
+    assert "no power" not in reading.note
+    # every layer at least half source-like
+    high = read_flip(one_vs_two_statistics(np.array([[20, 5, 0, 0], [12, 2, 6, 5]])), ["a", "b"])
+    assert high.status == "inconclusive" and high.note == ("inconclusive: 25 adversarials; their source-like share "
+                                                           "is at least one half at every layer (lowest 0.56, at b)")
+    with pytest.raises(ValueError):
+        read_flip(out, ["a", "b"])
+
+
+def test_no_flip_layer_from_eleven_adversarials_whose_clean_versions_score_027():
+    """The issue's case: the demo's adversarially trained twin named features.1 from 11 adversarials whose clean
+    versions were source-like 0.27 of the time at that layer."""
+    from audit.analyses.semantics import one_vs_two_statistics, read_flip
+
+    names = ["features.0", "features.1", "features.4", "classifier.1", "classifier.3"]
+    table = np.array([[4, 2, 2, 3], [1, 1, 2, 7], [3, 2, 3, 3], [5, 1, 2, 3], [6, 2, 1, 2]])
+    out = one_vs_two_statistics(table)
+    assert out["n"] == 11 and out["source_like"][1] == pytest.approx(2 / 11)
+    assert out["source_like_clean"][1] == pytest.approx(3 / 11)
+    assert flip_layer(out["source_like"]) == 1  # the old rule named features.1
+    reading = read_flip(out, names, 0.05)
+    assert reading.layer is None and reading.status == "no_power" and reading.informative == ()
+    assert reading.note.startswith("inconclusive: 11 adversarials; at features.1, 0.18 of them are source-like, "
+                                   "but the clean versions are not source-like at this layer either (0.27)")
+    assert reading.note.endswith("the test has no power on this model and class set: the clean versions are "
+                                 "significantly source-like (above one half) at no layer (at most 0.64)")
+
+
 def test_severity_literal_and_normalised():
     rng = np.random.default_rng(10)
     w = rng.standard_normal((6, 4))

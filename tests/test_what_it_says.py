@@ -16,7 +16,6 @@ from rich.console import Console
 from audit import AuditConfig, run_audit
 from audit.demo import ARCH, ASSETS
 from audit.analyses.saliency.analysis import superization_statement
-from audit.analyses.semantics.metrics import flip_layer
 from audit.analyses.semantics.report import panel as semantics_panel
 from reports.html import render_html
 from reports.html.panels import finding, focus_entry
@@ -104,37 +103,85 @@ def test_a_targeted_audit_cites_the_budget_its_table_shows_and_says_it_is_target
 
 # --- the flip layer --------------------------------------------------------------------------------------------
 
-def test_a_flip_layer_is_named_only_where_the_clean_versions_are_clearly_source_like():
-    from audit.analyses.semantics.metrics import FlipReading, read_flip
+def flip_friendly(shares: list[float], clean: list[float], n: int) -> np.ndarray:
+    """The paired 1 vs 2 counts most favourable to a flip that the stored shares allow: every adversarial that is
+    source-like has a source-like clean version (the fewest discordant pairs, the strongest McNemar evidence)."""
+    k_adv, k_clean = (np.rint(np.asarray(v) * n).astype(int) for v in (shares, clean))
+    both = np.minimum(k_adv, k_clean)
+    return np.stack([both, k_adv - both, k_clean - both, n - k_adv - k_clean + both], axis=1)
 
-    # the demo's adversarially trained twin under apgd@0.3: 117 adversarials scored, clean versions 0.39-0.70
-    adv, clean = [0.24, 0.39, 0.48, 0.42, 0.70], [0.39, 0.39, 0.48, 0.52, 0.70]
-    assert flip_layer(adv) == 0  # the old rule: "from the first chosen layer on"
-    reading = read_flip(adv, clean, 117)
-    assert reading.status == "undetermined" and reading.layer is None and "at most 0.70" in reading.reason
-    # layer 0 is not informative (clean 0.30); the flip is the first informative layer below one half
-    assert read_flip([0.2, 0.6, 0.8, 0.4, 0.3], [0.3, 0.8, 0.9, 0.8, 0.6], 40) == FlipReading("flip", 3, (1, 2, 3), "")
-    assert read_flip([0.2, 0.6, 0.8], [0.3, 0.8, 0.9], 40) == FlipReading("none", None, (1, 2), "")
-    few = read_flip([0.2, 0.6], [0.9, 0.9], 19)
-    assert few.status == "undetermined" and "only 19 successful adversarials" in few.reason
-    assert read_flip([0.2, 0.6], [0.9, 0.9], 20).layer == 0
-    assert read_flip([None, float("nan"), 0.4], [0.9, 0.9, 0.75], 20) == FlipReading("flip", 2, (2,), "")
+
+def test_a_flip_layer_is_named_only_where_both_tests_are_significant_and_the_sentence_says_so():
+    from audit.analyses.semantics.analysis import flip_text
+    from audit.analyses.semantics.metrics import FLIP_RULE, one_vs_two_statistics, read_flip
+
+    names = ["features.0", "features.1", "features.4", "classifier.1", "classifier.3"]
+
+    def run(table):
+        stats = one_vs_two_statistics(np.array(table))
+        reading = read_flip(stats, names)
+        return {"n_scored": stats["n"], **stats, "flip_status": reading.status, "flip_note": reading.note,
+                "flip_layer": None if reading.layer is None else names[reading.layer], "flip_rule": FLIP_RULE}
+
+    # the issue's case: 11 adversarials, features.1 at 0.18 with clean versions at 0.27
+    few = run([[4, 2, 2, 3], [1, 1, 2, 7], [3, 2, 3, 3], [5, 1, 2, 3], [6, 2, 1, 2]])
+    text = flip_text(few, names)
+    assert few["flip_layer"] is None and text.startswith("the 1 vs 2 test names no flip layer: inconclusive: 11 ")
+    assert "the clean versions are not source-like at this layer either (0.27)" in text and "no power" in text
+    # 60 adversarials that lose their class at classifier.1 while their clean versions keep it
+    many = run([[40, 5, 10, 5], [38, 4, 12, 6], [30, 3, 20, 7], [6, 2, 40, 12], [3, 1, 45, 11]])
+    text = flip_text(many, names)
+    assert many["flip_layer"] == "classifier.1" and many["flip_note"] == ""
+    assert text.startswith("the 1 vs 2 test puts the flip at classifier.1: 0.13 [")
+    assert "of the 60 successful adversarials scored are source-like there, significantly fewer than their clean " \
+           "versions (0.77; McNemar q = " in text
+
+
+def test_the_semantic_tables_show_the_intervals_and_tests_the_report_holds(l2_first):
+    from io import StringIO
+
+    report = l2_first.to_dict()
+    sem = report["analyses"]["semantics"]
+    flip = next(f for f in sem["one_vs_two"] if f["attack"] == "pgd")
+    n = flip["n_scored"]
+    assert n > 0 and len(flip["source_like_ci"]) == len(sem["layers"])
+    panel = semantics_panel(report)
+    first = panel["one_vs_two_rows"][0]
+    lo, hi = flip["source_like_ci"][0]
+    assert first["adv"] == f"{flip['source_like'][0]:.2f} [{lo:.2f},{hi:.2f}]"
+    assert first["q_vs"] == f"{flip['q_vs_clean'][0]:.3g}"
+    assert panel["one_vs_two_svg"].count('class="error-bar"') == 2 * len(sem["layers"])
+    sev = next(r for r in panel["run_rows"] if r["run"] == "pgd@8/255")
+    entry = next(e for e in sem["severity"] if e["attack"] == "pgd")
+    assert sev["mean"] == f"{entry['mean']:.2f} [{entry['mean_ci'][0]:.2f},{entry['mean_ci'][1]:.2f}]"
+    html = " ".join(parse(render_html(report)).text)
+    assert first["adv"] in html and sev["mean"] in html
+    out = StringIO()
+    render_summary(l2_first, Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"1 vs 2 under pgd@8/255: share of the {n} successful adversarials" in text
+    assert first["adv"] in text
 
 
 def test_the_sentence_on_efficientnet_photos_no_longer_claims_an_early_flip():
     """The stored EfficientNet-Lite0 report (17 adversarials at 2/255; clean versions 0.44 at the first block) said
-    "look more like the predicted class ... from the first chosen layer on", citing 1/255."""
-    from audit.analyses.semantics.metrics import read_flip
+    "look more like the predicted class ... from the first chosen layer on", citing 1/255. Even the paired counts
+    most favourable to a flip that its shares allow name none."""
     from audit.analyses.semantics.analysis import interpret
+    from audit.analyses.semantics.metrics import one_vs_two_statistics, read_flip
 
     report = load("imagenet.json.gz")
     sem = copy.deepcopy(report["analyses"]["semantics"])
+    names = [layer["name"] for layer in sem["layers"]]
     for flip in sem["one_vs_two"]:
-        reading = read_flip(flip["source_like"], flip["source_like_clean"], flip["n_scored"])
-        flip.update(flip_status=reading.status, flip_reason=reading.reason, flip_layer=None)
+        stats = one_vs_two_statistics(flip_friendly(flip["source_like"], flip["source_like_clean"], flip["n_scored"]))
+        reading = read_flip(stats, names)
+        flip.update(stats, flip_status=reading.status, flip_note=reading.note, flip_layer=None)
     text = interpret(sem, reference_run(report))
     assert "under pgd@2/255 " in text and "1/255" not in text
-    assert "first chosen layer" not in text and "undetermined" in text and "only 17 successful adversarials" in text
+    assert "first chosen layer" not in text and "names no flip layer: inconclusive: 17 adversarials" in text
+    assert "the test has no power on this model and class set" in text
 
 
 # --- coverage: only the classes of this sample -----------------------------------------------------------------

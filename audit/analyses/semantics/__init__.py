@@ -1,8 +1,9 @@
 """The semantic window: class representations against word embeddings, layer by layer.
 
 Public math (pure functions on arrays): ``similarity``, ``profile``, ``two_vs_two``, ``rsa``,
-``permutation_pvalues``, ``one_vs_two`` (and ``source_like``, its comparison on given rows), ``flip_layer``, ``read_flip``
-(the conservative flip-layer rule), ``severity``. Word vectors live in
+``permutation_pvalues``, ``one_vs_two`` (and ``source_like``, its comparison on given rows), ``flip_layer`` (the
+first layer below one half, as measured), ``one_vs_two_statistics`` and ``read_flip`` (the tests and the flip-layer
+rule), ``severity``. Word vectors live in
 ``audit.analyses.semantics.embeddings`` and class names become vectors in ``audit.analyses.semantics.words`` (gensim is imported
 only when vectors are loaded).
 
@@ -11,7 +12,8 @@ report renderers do for its ``report`` module, loads no numpy.
 """
 
 __all__ = [
-    "PermutationTest", "flip_layer", "one_vs_two", "permutation_pvalues", "profile", "read_flip", "rsa",
+    "PermutationTest", "flip_layer", "one_vs_two", "one_vs_two_statistics", "permutation_pvalues", "profile",
+    "read_flip", "rsa",
     "severity", "similarity", "source_like", "two_vs_two",
 ]
 

@@ -1,8 +1,18 @@
 """The semantic analysis of the audit's single pass (Dharmaretnam, Foster & Fyshe 2021).
 
 Everything it keeps is a sum that merges by addition: per layer, per-class sums of pooled vectors and counts
-(clean, from the clean pre-pass; adversarial, one set per attack run), counts of source-like images per layer,
-and a class x class confusion count per attack run. ``finish`` turns the sums into the report section.
+(clean, from the clean pre-pass; adversarial, one set per attack run), per layer and run the paired 1 vs 2
+outcomes of the scored adversarials and their own clean versions (``metrics.PAIRED``: both source-like, the
+adversarial only, the clean version only, neither), and a class x class confusion count per attack run.
+``finish`` turns the sums into the report section:
+
+- per layer and run, the 1 vs 2 shares with Wilson intervals, exact binomial tests against one half, McNemar's
+  exact test of the adversarials against their clean versions, Benjamini-Hochberg across layers
+  (``metrics.one_vs_two_statistics``), and the flip layer by ``metrics.FLIP_RULE`` (``metrics.read_flip``), at
+  alpha = 1 - the audit's confidence level (``--confidence``);
+- per run, the semantic severity of the scored errors (rebuilt from the confusion counts): mean and median, each
+  with a percentile bootstrap interval over the errors (``audit.stats.bootstrap_interval``, seeded with the
+  audit's seed).
 
 The clean class representations come from a pre-pass (one tapped forward per image, no attack) so that the
 1 vs 2 test can score each adversarial image against them while the pass runs, with memory that does not grow
@@ -16,11 +26,11 @@ import torch
 
 from audit.analyses.base import Analysis, Batch
 from audit.analyses.semantics.metrics import (
-    FLIP_CLEAN_MIN, FLIP_MIN_SCORED, permutation_pvalues, profile, read_flip, rsa, severity, similarity,
-    source_like, two_vs_two,
+    FLIP_RULE, PAIRED, one_vs_two_statistics, paired_counts, permutation_pvalues, profile, read_flip, rsa, severity,
+    similarity, source_like, two_vs_two,
 )
 from audit.analyses.semantics.space import MIN_CLASSES, WordSpace
-from audit.stats import fdr_bh
+from audit.stats import DEFAULT_CONFIDENCE, bootstrap_interval, fdr_bh
 from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken
@@ -71,7 +81,7 @@ def build(context) -> SemanticAnalysis | None:
     if not context.layers:
         return None
     return SemanticAnalysis(context.space, context.layers, permutations=context.config.permutations,
-                            seed=context.config.seed, runs=context.runs)
+                            seed=context.config.seed, runs=context.runs, confidence=context.config.confidence)
 
 
 class SemanticAnalysis(Analysis):
@@ -81,11 +91,12 @@ class SemanticAnalysis(Analysis):
     needs_prepass = True
 
     def __init__(self, space: WordSpace, layers: list[str], *, permutations: int = 1000, seed: int = 0,
-                 runs: list | None = None):
+                 runs: list | None = None, confidence: float = DEFAULT_CONFIDENCE):
         self.space, self.layers, self.permutations, self.seed = space, layers, permutations, seed
+        self.confidence = confidence
         self.runs = {run.key: run for run in runs or []}  # to rebuild the per-run sums of a saved state
         self.reset_prepass()
-        self.adv: dict = {}  # run key -> {"run", "sums": {layer: ClassSums}, "source_like", "n_flip", "confusion"}
+        self.adv: dict = {}  # run key -> {"run", "sums": {layer: ClassSums}, "paired", "n_flip", "confusion"}
         self._clean_reps: dict[str, np.ndarray] | None = None
         self._clean_correct: np.ndarray | None = None
         self._clean_pooled: dict | None = None
@@ -128,8 +139,8 @@ class SemanticAnalysis(Analysis):
         k = len(self.space.names)
         return self.adv.setdefault(run.key, {
             "run": run, "sums": {n: ClassSums(k) for n in self.layers},
-            "source_like": np.zeros(len(self.layers), dtype=np.int64), "n_flip": 0,
-            "source_like_clean": np.zeros(len(self.layers), dtype=np.int64),
+            # per layer, the paired 1 vs 2 outcomes of the scored adversarials and their clean versions (PAIRED)
+            "paired": np.zeros((len(self.layers), len(PAIRED)), dtype=np.int64), "n_flip": 0,
             "confusion": np.zeros((k, k), dtype=np.int64),
         })
 
@@ -152,9 +163,9 @@ class SemanticAnalysis(Analysis):
         word_s, word_t = self._word_rows[s], self._word_rows[t]
         rows = torch.as_tensor(scored)
         for i, name in enumerate(self.layers):
-            for key, pooled in (("source_like", tap.pooled), ("source_like_clean", self._clean_pooled)):
-                prof = profile(pooled[name][rows].double().cpu().numpy(), self._clean_reps[name])
-                state[key][i] += int(source_like(prof, word_s, word_t, keep).sum())
+            adv, clean = (source_like(profile(pooled[name][rows].double().cpu().numpy(), self._clean_reps[name]),
+                                      word_s, word_t, keep) for pooled in (tap.pooled, self._clean_pooled))
+            state["paired"][i] += paired_counts(adv, clean)
         state["n_flip"] += int(scored.sum())
 
     # --- state: saved for --resume, and added up across the processes of a distributed run ---------------------
@@ -164,8 +175,7 @@ class SemanticAnalysis(Analysis):
         if phase == "prepass":
             return {"clean": {n: c.export() for n, c in self.clean.items()}, "pixels": self.pixels.export()}
         return {"adv": {key: {"sums": {n: c.export() for n, c in st["sums"].items()},
-                              "source_like": st["source_like"], "source_like_clean": st["source_like_clean"],
-                              "n_flip": st["n_flip"], "confusion": st["confusion"]} for key, st in self.adv.items()}}
+                              "paired": st["paired"], "n_flip": st["n_flip"], "confusion": st["confusion"]} for key, st in self.adv.items()}}
 
     def absorb(self, phase: str, state: dict) -> None:
         if phase == "prepass":
@@ -177,7 +187,7 @@ class SemanticAnalysis(Analysis):
             st = self._state(self.runs[key])
             for name, sums in part["sums"].items():
                 st["sums"][name].absorb(sums)
-            for field in ("source_like", "source_like_clean", "confusion"):
+            for field in ("paired", "confusion"):
                 st[field] = st[field] + np.asarray(part[field], dtype=np.int64)
             st["n_flip"] += int(part["n_flip"])
 
@@ -204,6 +214,7 @@ class SemanticAnalysis(Analysis):
         test = permutation_pvalues([*clean_sims.values(), pixel_sim], word, n_perm=self.permutations,
                                    seed=self.seed, workers=2)
         adjusted = fdr_bh(test.p_values[:-1])
+        flips = {key: one_vs_two_statistics(state["paired"], self.confidence) for key, state in self.adv.items()}
         layers = []
         for i, name in enumerate(self.layers):
             entry = {
@@ -212,7 +223,7 @@ class SemanticAnalysis(Analysis):
                           "p_value": float(adjusted[i]), "p_value_raw": float(test.p_values[i])},
                 "adversarial": [],
             }
-            for state in self.adv.values():
+            for key, state in self.adv.items():
                 reps = state["sums"][name]
                 adv_sim = similarity(reps.means(used))
                 run, n = state["run"], state["n_flip"]
@@ -220,19 +231,21 @@ class SemanticAnalysis(Analysis):
                 entry["adversarial"].append({
                     "attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "two_vs_two": tvt,
                     "rsa": _finite(rsa(adv_sim, word)), "drift": float(test.observed[i]) - tvt,
-                    "n_scored": n, "source_like": float(state["source_like"][i] / n) if n else None,
-                    # the same test on the clean versions of the same images: the baseline to read it against
-                    "source_like_clean": float(state["source_like_clean"][i] / n) if n else None,
+                    "n_scored": n,
+                    # the share of source-like adversarials, and the same test on the clean versions of the same
+                    # images (the baseline to read it against), with their intervals and tests (one_vs_two_statistics)
+                    **{field: flips[key][field][i] for field in LAYER_FIELDS},
                 })
             layers.append(entry)
         section.update({
             "classes_used": [self.space.names[c] for c in used],
             "images_per_class": {"min": int(self.pixels.counts[used].min()), "max": int(self.pixels.counts[used].max())},
             "permutations": self.permutations, "seed": self.seed,
+            "confidence": self.confidence, "alpha": 1.0 - self.confidence,
             "layers": layers,
             "pixels": {"two_vs_two": float(test.observed[-1]), "rsa": _finite(rsa(pixel_sim, word)),
                        "p_value_raw": float(test.p_values[-1]), "side": PIXEL_SIDE},
-            "one_vs_two": [self._flip(state, layers) for state in self.adv.values()],
+            "one_vs_two": [self._flip(state, flips[key]) for key, state in self.adv.items()],
             "severity": [self._severity(state) for state in self.adv.values()],
         })
         section["notes"] = self._notes(section)
@@ -240,16 +253,14 @@ class SemanticAnalysis(Analysis):
         result.analyses["semantics"] = section
         result.artifacts["representations"] = self._arrays(clean_sims, word)
 
-    def _flip(self, state: dict, layers: list[dict]) -> dict:
-        run = state["run"]
-        at = list(self.adv).index(run.key)
-        fractions = [entry["adversarial"][at]["source_like"] for entry in layers]
-        clean = [entry["adversarial"][at]["source_like_clean"] for entry in layers]
-        reading = read_flip(fractions, clean, state["n_flip"])
+    def _flip(self, state: dict, stats: dict) -> dict:
+        run, alpha = state["run"], 1.0 - self.confidence
+        reading = read_flip(stats, self.layers, alpha)
         return {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n_scored": state["n_flip"],
-                "source_like": fractions, "source_like_clean": clean,
-                "flip_layer": None if reading.layer is None else self.layers[reading.layer],
-                "flip_status": reading.status, "flip_reason": reading.reason,
+                "paired": {"columns": list(PAIRED), "counts": state["paired"].tolist()},
+                **{field: stats[field] for field in LAYER_FIELDS},
+                "alpha": alpha, "flip_layer": None if reading.layer is None else self.layers[reading.layer],
+                "flip_status": reading.status, "flip_note": reading.note,
                 "informative_layers": [self.layers[i] for i in reading.informative],
                 "flip_rule": FLIP_RULE}
 
@@ -259,7 +270,7 @@ class SemanticAnalysis(Analysis):
         pairs = [(s, t) for s, t in zip(*np.nonzero(confusion), strict=True)
                  if self.space.covered[s] and self.space.covered[t]]
         out = {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n": 0, "mean": None,
-               "median": None, "histogram": {"edges": [e for e in SEVERITY_BINS if np.isfinite(e)], "counts": []},
+               "mean_ci": None, "median": None, "median_ci": None, "histogram": {"edges": [e for e in SEVERITY_BINS if np.isfinite(e)], "counts": []},
                "worst": []}
         if not pairs:
             return out
@@ -275,6 +286,9 @@ class SemanticAnalysis(Analysis):
         names = self.space.names
         out.update({
             "n": int(counts.sum()), "mean": float(spread.mean()), "median": float(np.median(spread)),
+            # percentile bootstrap over the scored errors, seeded with the audit's seed
+            "mean_ci": bootstrap_interval(spread, np.mean, self.confidence, seed=self.seed),
+            "median_ci": bootstrap_interval(spread, np.median, self.confidence, seed=self.seed),
             "histogram": {"edges": out["histogram"]["edges"], "counts": hist.tolist()},
             "worst": [{"true": names[s[i]], "predicted": names[t[i]], "count": int(counts[i]),
                        "severity": float(values[i]), "word_distance": float(self.space.distance[s[i], t[i]])}
@@ -319,40 +333,45 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-FLIP_RULE = (f"flip layer: the first layer, among those where the clean versions of the same images are "
-             f"source-like at least {FLIP_CLEAN_MIN:.2f} of the time, at which fewer than half the successful "
-             f"adversarials are; undetermined with fewer than {FLIP_MIN_SCORED} adversarials scored or no such layer")
+# the per-layer figures of the 1 vs 2 test that each layer's adversarial entry and each run's one_vs_two entry carry
+LAYER_FIELDS = ("source_like", "source_like_ci", "source_like_clean", "source_like_clean_ci", "p_below_half",
+                "q_below_half", "p_clean_above_half", "q_clean_above_half", "p_vs_clean", "q_vs_clean")
+
+
+def _interval(ci) -> str:
+    return "" if ci is None else f" [{ci[0]:.2f},{ci[1]:.2f}]"
 
 
 def flip_text(flip: dict, names: list[str]) -> str:
-    """What the 1 vs 2 test says about one run (``names``: the layers, in order), claiming no more than the
-    flip rule (``read_flip``) allows."""
-    n, status = flip["n_scored"], flip.get("flip_status")
-    informative = flip.get("informative_layers") or []
-    where = (f"at the {len(informative)} of {len(names)} layers where their clean versions are clearly source-like "
-             f"(share >= {FLIP_CLEAN_MIN:.2f})")
-    if status == "flip":
-        name = flip["flip_layer"]
-        i = names.index(name)
-        shares = (f"only {flip['source_like'][i]:.2f} of them are source-like there (their clean versions: "
-                  f"{flip['source_like_clean'][i]:.2f})")
-        if name == informative[0]:
-            return f"{where}, the {n} successful adversarials scored are already not at the first of them, {name}: {shares}"
-        return f"{where}, the {n} successful adversarials scored stay source-like until {name}, where {shares}"
-    if status == "none":
-        return f"{where}, the {n} successful adversarials scored stay source-like"
-    return f"the 1 vs 2 flip layer is undetermined: {flip.get('flip_reason') or 'no reading'}"
+    """What the 1 vs 2 test says about one run (``names``: the layers, in order): a flip layer only where the flip
+    rule (``read_flip``) finds one, with the shares, intervals and adjusted p-values it rests on; otherwise that
+    it names none, and the note (what was measured, and which test is inconclusive at this n)."""
+    if flip.get("flip_status") != "flip":
+        return f"the 1 vs 2 test names no flip layer: {flip.get('flip_note') or 'no reading'}"
+    name = flip["flip_layer"]
+    i = names.index(name)
+    return (f"the 1 vs 2 test puts the flip at {name}: {flip['source_like'][i]:.2f}"
+            f"{_interval(flip['source_like_ci'][i])} of the {flip['n_scored']} successful adversarials scored are "
+            f"source-like there, significantly fewer than their clean versions ({flip['source_like_clean'][i]:.2f}; "
+            f"McNemar q = {flip['q_vs_clean'][i]:.2g}) and than one half (q = {flip['q_below_half'][i]:.2g})")
 
 
 def interpret(section: dict, reference: dict | None = None) -> str:
-    """One sentence on what the numbers say, about the reference run (the run the tables show)."""
+    """One sentence on what the numbers say, about the reference run (the run the tables show): the clean 2v2
+    agreement is called significant only when its FDR-adjusted p is below the section's alpha."""
     layers = section["layers"]
     best = max(layers, key=lambda e: e["clean"]["two_vs_two"])
     last = layers[-1]
     pixel = section["pixels"]["two_vs_two"]
-    sig = "significant" if best["clean"]["p_value"] < 0.05 else "not significant"
-    text = (f"Clean: layer {best['name']} agrees best with word similarity (2v2 {best['clean']['two_vs_two']:.2f}, "
-            f"{sig} after FDR; pixels {pixel:.2f})")
+    alpha = section.get("alpha", 0.05)
+    if best["clean"]["p_value"] < alpha:
+        text = (f"Clean: layer {best['name']} agrees best with word similarity (2v2 "
+                f"{best['clean']['two_vs_two']:.2f}, significant after FDR, p = {best['clean']['p_value']:.2g}; "
+                f"pixels {pixel:.2f})")
+    else:
+        text = (f"Clean: the highest 2v2 is layer {best['name']}'s ({best['clean']['two_vs_two']:.2f}; pixels "
+                f"{pixel:.2f}), not significantly above chance after FDR (p = {best['clean']['p_value']:.2g}): "
+                "inconclusive at this number of classes and images")
     adv = next((a for a in last["adversarial"] if is_reference(a, reference)), None)
     flip = next((f for f in section["one_vs_two"] if is_reference(f, reference)), None)
     if adv is None or flip is None:

@@ -4,6 +4,13 @@ Method from Dharmaretnam, Foster & Fyshe, "Words as a window: Using word embeddi
 representations of Convolutional Neural Networks", Neural Networks 137 (2021). For a layer, one representation
 per class gives a class x class similarity matrix; the word vectors of the class names give another; the
 2 vs 2 test asks whether the two matrices tell any two classes apart the same way.
+
+The 1 vs 2 test asks, per successful adversarial, whether a layer still puts it with its true class; the same
+test on its clean version is the baseline. ``one_vs_two_statistics`` reads the paired counts of a run (Wilson
+intervals, exact binomial tests against one half, McNemar's exact test against the clean versions, all from
+``audit.stats``, Benjamini-Hochberg across layers) and ``read_flip`` names a flip layer only where both tests
+are significant (``FLIP_RULE``). This replaces the earlier thresholds (clean share >= 0.75, at least 20
+adversarials), which the tests make redundant: with few adversarials neither test can reach significance.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from scipy import stats
 from audit.analyses.semantics.leave_two_out import (
     SMALL, NetSide, WordSide, count_successes, margin_matrix, successes_relabelled,
 )
+from audit.stats import DEFAULT_CONFIDENCE, binomial_p, fdr_bh, mcnemar, proportion_interval
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -202,52 +210,123 @@ def flip_layer(fractions: Sequence[float]) -> int | None:
     return None
 
 
-FLIP_CLEAN_MIN = 0.75  # a layer can show a flip only where the clean versions are at least this source-like
-FLIP_MIN_SCORED = 20  # and only with at least this many successful adversarials scored by the 1 vs 2 test
+PAIRED = ("both", "adversarial_only", "clean_only", "neither")  # the columns of the paired 1 vs 2 counts
+
+
+def paired_counts(adversarial: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The paired outcome of the 1 vs 2 test on each scored adversarial and its own clean version, counted: [both
+    source-like, the adversarial only, the clean version only, neither] (``PAIRED``), int64."""
+    a, c = np.asarray(adversarial, dtype=bool), np.asarray(clean, dtype=bool)
+    return np.array([(a & c).sum(), (a & ~c).sum(), (~a & c).sum(), (~a & ~c).sum()], dtype=np.int64)
+
+
+def one_vs_two_statistics(paired: np.ndarray, confidence: float = DEFAULT_CONFIDENCE) -> dict[str, list]:
+    """What the paired 1 vs 2 counts of one run say, per layer (``paired``: layers x 4, columns ``PAIRED``).
+
+    With n scored adversarials, k_adv = both + adversarial_only source-like adversarials and k_clean = both +
+    clean_only source-like clean versions:
+
+    - ``source_like`` = k_adv / n and ``source_like_clean`` = k_clean / n, with their Wilson intervals
+      (``source_like_ci``, ``source_like_clean_ci``, at ``confidence``);
+    - ``p_below_half``: exact one-sided binomial test that the adversarial share is below one half
+      (P[X <= k_adv], X ~ Binomial(n, 1/2));
+    - ``p_clean_above_half``: the same for the clean versions' share above one half (P[X >= k_clean]);
+    - ``p_vs_clean``: McNemar's exact one-sided test that the adversarials are less often source-like than their
+      own clean versions: b = clean_only, c = adversarial_only, P[X >= b], X ~ Binomial(b + c, 1/2);
+    - ``q_below_half``, ``q_clean_above_half``, ``q_vs_clean``: each family Benjamini-Hochberg adjusted across
+      the layers.
+
+    Every value is None (every list of Nones) when nothing was scored.
+    """
+    counts = np.asarray(paired, dtype=np.int64).reshape(-1, 4)
+    both, adv_only, clean_only, _ = counts.T
+    n = int(counts[0].sum()) if len(counts) else 0
+    if np.any(counts.sum(axis=1) != n):
+        raise ValueError("every layer scores the same adversarials: the paired counts must add up to one n")
+    layers = len(counts)
+    if n == 0:
+        return {"n": 0, **{key: [None] * layers for key in (
+            "source_like", "source_like_clean", "source_like_ci", "source_like_clean_ci", "p_below_half",
+            "q_below_half", "p_clean_above_half", "q_clean_above_half", "p_vs_clean", "q_vs_clean")}}
+    k_adv, k_clean = both + adv_only, both + clean_only
+    out = {
+        "n": n,
+        "source_like": [int(k) / n for k in k_adv], "source_like_clean": [int(k) / n for k in k_clean],
+        "source_like_ci": [proportion_interval(k, n, confidence) for k in k_adv],
+        "source_like_clean_ci": [proportion_interval(k, n, confidence) for k in k_clean],
+        "p_below_half": [binomial_p(k, n, 0.5, "less") for k in k_adv],
+        "p_clean_above_half": [binomial_p(k, n, 0.5, "greater") for k in k_clean],
+        "p_vs_clean": [mcnemar(b, c, "greater") for b, c in zip(clean_only, adv_only, strict=True)],
+    }
+    for p, q in (("p_below_half", "q_below_half"), ("p_clean_above_half", "q_clean_above_half"),
+                 ("p_vs_clean", "q_vs_clean")):
+        out[q] = [float(v) for v in fdr_bh(out[p])]
+    return out
 
 
 class FlipReading(NamedTuple):
-    """Where successful adversarials stop looking like their true class, read conservatively.
+    """Where successful adversarials stop looking like their true class, read by a significance rule.
 
-    ``status``: ``flip`` (``layer`` is the flip layer's index), ``none`` (source-like at every informative layer)
-    or ``undetermined`` (too few adversarials, or no informative layer; ``reason`` says which). ``informative``:
-    the indices of the layers where the clean versions are clearly source-like.
+    ``status``: ``flip`` (``layer`` is the flip layer's index), ``inconclusive`` (no layer passes both tests,
+    while the clean versions are significantly source-like at one layer at least), ``no_power`` (no flip, and the
+    clean versions are significantly source-like at no layer: the test cannot tell the true class from the
+    predicted one on this model and class set), ``not_measured`` (no adversarial scored). ``informative``: the
+    indices of the layers where the clean versions' share is significantly above one half. ``note``: why no
+    flip layer is named (empty for a flip).
     """
 
     status: str
     layer: int | None
     informative: tuple[int, ...]
-    reason: str
+    note: str
 
 
-def read_flip(adversarial: Sequence[float | None], clean: Sequence[float | None], n_scored: int,
-              clean_min: float = FLIP_CLEAN_MIN, min_scored: int = FLIP_MIN_SCORED) -> FlipReading:
-    """The flip layer of one attack run, by a documented, conservative rule.
+def read_flip(stats: dict, names: Sequence[str], alpha: float = 0.05) -> FlipReading:
+    """The flip layer of one run from its ``one_vs_two_statistics``, by the rule ``FLIP_RULE``.
 
-    A share of source-like adversarials below one half means something only where the test puts the clean
-    versions of the same images with their true class: a layer is *informative* when the clean versions' share
-    is at least ``clean_min``. The flip layer is the first informative layer whose adversarial share is below one
-    half; none when every informative layer stays at or above it. With fewer than ``min_scored`` adversarials
-    scored, or no informative layer, the flip layer is undetermined.
+    The flip layer is the first layer where the adversarial share is significantly below that of its own clean
+    versions (``q_vs_clean < alpha``) and significantly below one half (``q_below_half < alpha``). Otherwise
+    none is named, and ``note`` says what was measured at the first layer whose share is below one half (or that
+    there is none), which test did not reach significance, and, when the clean versions are significantly above
+    one half at no layer, that the test has no power here.
     """
-    def finite(v):
-        return v is not None and not np.isnan(v)
-
-    if n_scored < min_scored:
-        return FlipReading("undetermined", None, (), f"only {n_scored} successful adversarials scored by the 1 vs 2 "
-                                                     f"test (a flip layer needs at least {min_scored})")
-    informative = tuple(i for i, (a, c) in enumerate(zip(adversarial, clean, strict=True))
-                        if finite(a) and finite(c) and c >= clean_min)
+    n = stats["n"]
+    if len(names) != len(stats["source_like"]):
+        raise ValueError("one layer name per layer of the statistics")
+    if not n:
+        return FlipReading("not_measured", None, (), "no successful adversarial was scored by the 1 vs 2 test")
+    adv, clean = stats["source_like"], stats["source_like_clean"]
+    q_below, q_vs, q_clean = stats["q_below_half"], stats["q_vs_clean"], stats["q_clean_above_half"]
+    informative = tuple(i for i, q in enumerate(q_clean) if q < alpha)
+    for i in range(len(names)):
+        if q_vs[i] < alpha and q_below[i] < alpha:
+            return FlipReading("flip", i, informative, "")
+    first = flip_layer(adv)
+    if first is None:
+        low = int(np.argmin(adv))
+        note = (f"inconclusive: {n} adversarials; their source-like share is at least one half at every layer "
+                f"(lowest {adv[low]:.2f}, at {names[low]})")
+    else:
+        why = []
+        if q_vs[first] >= alpha and clean[first] <= 0.5:
+            why.append(f"the clean versions are not source-like at this layer either ({clean[first]:.2f})")
+        elif q_vs[first] >= alpha:
+            why.append(f"that is not significantly fewer than their clean versions ({clean[first]:.2f}; McNemar "
+                       f"q = {q_vs[first]:.2g})")
+        if q_below[first] >= alpha:
+            why.append(f"their share is not significantly below one half (q = {q_below[first]:.2g})")
+        note = (f"inconclusive: {n} adversarials; at {names[first]}, {adv[first]:.2f} of them are source-like, but "
+                + " and ".join(why))
     if not informative:
-        shares = [c for c in clean if finite(c)]
-        top = f"at most {max(shares):.2f}" if shares else "not measured"
-        return FlipReading("undetermined", None, (), f"the clean versions of the broken images are clearly "
-                                                     f"source-like (share >= {clean_min:.2f}) at no layer ({top}), so the "
-                                                     "test cannot tell where the adversarials flip")
-    k = flip_layer([adversarial[i] for i in informative])
-    if k is None:
-        return FlipReading("none", None, informative, "")
-    return FlipReading("flip", informative[k], informative, "")
+        note += ("; the test has no power on this model and class set: the clean versions are significantly "
+                 f"source-like (above one half) at no layer (at most {max(clean):.2f})")
+    return FlipReading("inconclusive" if informative else "no_power", None, informative, note)
+
+
+FLIP_RULE = ("flip layer: the first layer where the successful adversarials are significantly less often "
+             "source-like than their own clean versions (McNemar exact, one-sided) and significantly less often "
+             "than one half (exact binomial, one-sided), each Benjamini-Hochberg adjusted across layers, at alpha = "
+             "1 - the confidence level; none otherwise, and the note says why")
 
 
 def severity(word_vectors: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -2,20 +2,30 @@
 
 Reads only report.json's ``analyses.semantics`` section (plain data); imports neither torch nor numpy.
 
-Score components (each in [0, 1], higher = more robust; read at the reference run, see reports.score)
+Score components (each in [0, 1], higher = more robust; read at the reference run, see reports.score). Each
+carries ``n``, the images it rests on, and ``too_few``: whether that is below MIN_SCORED_FOR_SCORE (20), the
+rule that keeps a handful of images from swinging the score.
     severity (weight 0.15)
         At the reference run: 1 − s · min(m, 2) / 2, where s = n_success / n_attacked of its attack entry (the
         share of clean-correct samples the attack broke) and m = the mean semantic severity of those errors
         (analyses.semantics.severity: word-vector distance of true and predicted class over the mean distance
         between classes, 1 = an average confusion; only errors whose two classes have word vectors are scored,
-        and their mean stands for all). 1 when nothing broke; missing when the semantic section is absent or
-        skipped, or no broken sample was scored.
+        and their mean stands for all). ``n``: the errors scored. 1 when nothing broke; missing when the
+        semantic section is absent or skipped, no broken sample was scored, or fewer than MIN_SCORED_FOR_SCORE
+        errors were (too_few).
     representation (weight 0.15)
         At the last semantic layer and the reference run, the mean of the parts that exist:
         (a) 2 vs 2 retention clip((adv_2v2 − 0.5) / (clean_2v2 − 0.5), 0, 1), only when clean_2v2 > 0.5;
-        (b) 1 vs 2 retention clip(source_like / source_like_clean, 0, 1), only when source_like_clean > 0.
+        (b) 1 vs 2 retention clip(source_like / source_like_clean, 0, 1), only when source_like_clean > 0 and
+            at least MIN_SCORED_FOR_SCORE adversarials were scored by the 1 vs 2 test (``n``); with fewer the
+            component keeps its 2v2 part alone (too_few only when no part is left).
         Missing when there is no semantic layer, the reference run attacked no sample (the adversarial
         representations would be the clean ones, a retention of 1 measured on nothing), or neither part exists.
+
+Terminal and panel show each share and mean with its interval as ``value [lo,hi]`` (Wilson for the 1 vs 2
+shares, percentile bootstrap for the severity), and the adjusted p-values of the 1 vs 2 tests; every sentence
+comes from the analysis (``interpretation``, the flip note), which states a direction only when it is
+significant.
 
 Gate metrics: ``semantics.two_vs_two[LAYER]``, the clean 2 vs 2 accuracy per semantic layer.
 """
@@ -36,8 +46,16 @@ from reports.schema import is_reference, reference_run
 from reports.score import attacked_nothing, clip, find_run, no_layers, run_name
 
 KEY = "semantics"
-ALPHA = 0.05  # the FDR-adjusted p value under which a layer's 2 vs 2 counts as significant
+ALPHA = 0.05  # the FDR-adjusted p value under which a layer's 2 vs 2 counts as significant (older reports)
 MAX_SEVERITY = 2.0
+MIN_SCORED_FOR_SCORE = 20  # fewer scored images: the 1 vs 2 part of representation, and severity, are left out
+
+
+def with_interval(value: float | None, ci) -> str:
+    """``0.27 [0.10,0.52]``: a value with its interval (two decimals); the value alone without one."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}" + ("" if not ci else f" [{ci[0]:.2f},{ci[1]:.2f}]")
 
 
 # --- the terminal summary -----------------------------------------------------------------------------------
@@ -55,24 +73,50 @@ def terminal(result, console) -> None:
         shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:]
     run_text = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
     console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
-                  f"{sem['pixels']['two_vs_two']:.2f}); source-like: share of successful adversarials the 1 vs 2 "
-                  "test still puts with their true class (their clean versions: after the slash)")
+                  f"{sem['pixels']['two_vs_two']:.2f})")
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(run_text)}" if shown else "adv\n2v2",
-                "source-like\nadv / clean"):
+    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(run_text)}" if shown else "adv\n2v2"):
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
     for layer in sem["layers"]:
         c = layer["clean"]
         adv = layer["adversarial"][shown[0]] if shown else None
-        table.add_row(
-            escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
-            two(adv["two_vs_two"]) if adv else "—",
-            f"{two(adv['source_like'])} / {two(adv['source_like_clean'])}" if adv else "—",
-        )
+        table.add_row(escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
+                      two(adv["two_vs_two"]) if adv else "—")
     console.print(table)
+    if shown:
+        _one_vs_two_table(sem, shown[0], run_text, console)
     console.print(escape(sem["interpretation"]))
+    sev = next((r for r in sem.get("severity") or [] if is_reference(r, ref)), None)
+    if sev and sev.get("mean") is not None:
+        console.print(f"Severity of the {sev['n']} errors scored under {escape(label(sev))}: mean "
+                      f"{with_interval(sev['mean'], sev.get('mean_ci'))}, median "
+                      f"{with_interval(sev['median'], sev.get('median_ci'))} (1 = an average confusion)")
     for note in sem.get("notes", []):
         console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _one_vs_two_table(sem: dict, at: int, run_text: str, console) -> None:
+    """The 1 vs 2 shares of the shown run per layer, with their intervals and the adjusted p-values of its tests."""
+    n = sem["layers"][0]["adversarial"][at].get("n_scored")
+    if not n:
+        console.print(f"1 vs 2 under {escape(run_text)}: no successful adversarial scored")
+        return
+    console.print(f"1 vs 2 under {escape(run_text)}: share of the {n} successful adversarials scored that a layer "
+                  f"still puts with their true class, and of their clean versions ({_level(sem)} intervals); q: "
+                  "one-sided exact tests, Benjamini-Hochberg adjusted across layers")
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("layer", "source-like\nadversarial", "source-like\nclean", "q adv\n< clean", "q adv\n< 0.5"):
+        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for layer in sem["layers"]:
+        adv = layer["adversarial"][at]
+        table.add_row(escape(layer["name"]), with_interval(adv.get("source_like"), adv.get("source_like_ci")),
+                      with_interval(adv.get("source_like_clean"), adv.get("source_like_clean_ci")),
+                      num(adv.get("q_vs_clean"), 2), num(adv.get("q_below_half"), 2))
+    console.print(table)
+
+
+def _level(sem: dict) -> str:
+    return f"{100 * sem.get('confidence', 0.95):g}%"
 
 
 # --- the HTML panel -----------------------------------------------------------------------------------------
@@ -94,6 +138,8 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     names = [layer["name"] for layer in layers]
     adv_runs = largest_per_attack(layers[0]["adversarial"])
     pixels = (sem.get("pixels") or {}).get("two_vs_two")
+    alpha = sem.get("alpha", ALPHA)
+    out["alpha"], out["level"] = num(alpha, 2), _level(sem)
 
     series = [Series("clean", [(i, layer["clean"]["two_vs_two"]) for i, layer in enumerate(layers)])]
     series += [Series(f"adversarial {label(r)}", [(i, run_of(layer, r).get("two_vs_two"))
@@ -109,7 +155,7 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     out["layer_rows"] = [{
         "name": layer["name"], "two_vs_two": two(layer["clean"]["two_vs_two"]), "rsa": two(layer["clean"].get("rsa")),
         "p_raw": num(layer["clean"].get("p_value_raw")), "p": num(layer["clean"].get("p_value")),
-        "significant": layer["clean"].get("p_value") is not None and layer["clean"]["p_value"] < ALPHA,
+        "significant": layer["clean"].get("p_value") is not None and layer["clean"]["p_value"] < alpha,
         "adv": [f"{two(run_of(layer, r).get('two_vs_two'))} ({signed(run_of(layer, r).get('drift'))})"
                 for r in adv_runs],
     } for layer in layers]
@@ -120,16 +166,21 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     return out
 
 
+FLIP_STATUS = {"inconclusive": "none (inconclusive)", "no_power": "none (the test has no power here)",
+               "not_measured": "not measured"}
+
+
 def _run_rows(flips: list[dict], severities: list[dict]) -> list[dict]:
-    """One row per attack and budget: the 1 vs 2 flip layer and the severity of the induced errors."""
+    """One row per attack and budget: the 1 vs 2 flip layer (or why none) and the severity of the induced errors
+    with its intervals."""
     rows: dict[str, dict] = {}
     for r in flips:
-        flip = r.get("flip_layer") or ("undetermined" if r.get("flip_status") == "undetermined" else "none")
-        rows.setdefault(label(r), {}).update(scored=r.get("n_scored", "—"), flip=flip)
+        flip = r.get("flip_layer") or FLIP_STATUS.get(r.get("flip_status"), r.get("flip_status") or "none")
+        rows.setdefault(label(r), {}).update(scored=r.get("n_scored", "—"), flip=flip, note=r.get("flip_note"))
     for r in severities:
-        rows.setdefault(label(r), {}).update(errors=r.get("n", "—"), mean=num(r.get("mean")),
-                                             median=num(r.get("median")))
-    keys = ("scored", "flip", "errors", "mean", "median")
+        rows.setdefault(label(r), {}).update(errors=r.get("n", "—"), mean=with_interval(r.get("mean"), r.get("mean_ci")),
+                                             median=with_interval(r.get("median"), r.get("median_ci")))
+    keys = ("scored", "flip", "note", "errors", "mean", "median")
     return [{"run": name, **{k: row.get(k, "—") for k in keys}} for name, row in rows.items()]
 
 
@@ -142,11 +193,26 @@ def _one_vs_two(runs: list[dict], names: list[str], report: dict) -> dict:
     if flip in names:
         refs.append(Reference(names.index(flip), f"flip: {flip}", axis="x"))
     svg = line_chart(
-        [Series(f"adversarial images ({label(focus)})", list(enumerate(focus.get("source_like") or []))),
-         Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed")],
+        [Series(f"adversarial images ({label(focus)})", list(enumerate(focus.get("source_like") or [])),
+                intervals=focus.get("source_like_ci") or ()),
+         Series("their clean versions", list(enumerate(focus.get("source_like_clean") or [])), dash="dashed",
+                intervals=focus.get("source_like_clean_ci") or ())],
         title=f"1 vs 2: share of successful adversarials still source-like per layer ({label(focus)})",
         x_label="layer", y_label="source-like share", categories=names, references=refs, y_format=two)
-    return {"one_vs_two_svg": svg, "one_vs_two_run": label(focus), "flip_rule": focus.get("flip_rule")}
+    rows = [{"name": name, "adv": with_interval(_at(focus, "source_like", i), _at(focus, "source_like_ci", i)),
+             "clean": with_interval(_at(focus, "source_like_clean", i), _at(focus, "source_like_clean_ci", i)),
+             "p_below": num(_at(focus, "p_below_half", i)), "q_below": num(_at(focus, "q_below_half", i)),
+             "p_vs": num(_at(focus, "p_vs_clean", i)), "q_vs": num(_at(focus, "q_vs_clean", i)),
+             "q_clean": num(_at(focus, "q_clean_above_half", i)), "flip": name == flip}
+            for i, name in enumerate(names)]
+    return {"one_vs_two_svg": svg, "one_vs_two_run": label(focus), "flip_rule": focus.get("flip_rule"),
+            "one_vs_two_rows": rows if "source_like_ci" in focus else [], "one_vs_two_n": focus.get("n_scored"),
+            "flip_note": focus.get("flip_note")}
+
+
+def _at(run: dict, key: str, i: int):
+    values = run.get(key) or []
+    return values[i] if i < len(values) else None
 
 
 def _severity(runs: list[dict], report: dict) -> dict:
@@ -195,10 +261,16 @@ def severity(report: dict, ref: dict | None) -> tuple[float | None, str]:
     entry = find_run(sem.get("severity", []), ref)
     if entry is None or entry.get("mean") is None:
         return None, f"no broken sample of {run_name(ref)} has word vectors for both its classes"
-    mean = entry["mean"]
+    mean, n = entry["mean"], entry.get("n", 0)
+    size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE}
+    if size["too_few"]:
+        return None, (f"left out: only {n} errors of {run_name(ref)} scored (mean severity "
+                      f"{with_interval(mean, entry.get('mean_ci'))}); the component needs at least "
+                      f"{MIN_SCORED_FOR_SCORE}"), size
     value = clip(1.0 - share * min(mean, MAX_SEVERITY) / MAX_SEVERITY)
     return value, (f"{run_name(ref)} broke {100 * share:.1f}% of the clean-correct samples with mean severity "
-                   f"{mean:.2f} (1 = an average confusion between two classes; {entry['n']} errors scored)")
+                   f"{with_interval(mean, entry.get('mean_ci'))} (1 = an average confusion between two classes; "
+                   f"{n} errors scored)"), size
 
 
 def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
@@ -220,14 +292,22 @@ def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
         notes.append(f"2v2 left out (clean 2v2 {clean_tvt if clean_tvt is None else round(clean_tvt, 2)} "
                      "is not above chance)")
     src, src_clean = adv.get("source_like"), adv.get("source_like_clean")
-    if src is not None and src_clean:
+    n = adv.get("n_scored") or 0
+    size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE}
+    if src is not None and src_clean and not size["too_few"]:
         parts.append(clip(src / src_clean))
-        notes.append(f"source-like {src:.2f} vs {src_clean:.2f} for the clean versions (retention {parts[-1]:.2f})")
+        notes.append(f"source-like {src:.2f} vs {src_clean:.2f} for the clean versions (retention {parts[-1]:.2f}; "
+                     f"{n} adversarials scored)")
+    elif src is not None and src_clean:
+        notes.append(f"1 vs 2 left out: only {n} adversarials scored (source-like {src:.2f} vs {src_clean:.2f} "
+                     f"for the clean versions); it needs at least {MIN_SCORED_FOR_SCORE}")
     else:
         notes.append("1 vs 2 left out (no scored adversarial, or no clean baseline)")
-    if not parts:
-        return None, f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
-    return sum(parts) / len(parts), f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
+    detail = f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
+    # with its 2v2 part the component rests on the class representations, not on the few scored adversarials:
+    # it stays in the score (the score leaves out a component marked too_few)
+    size["too_few"] = size["too_few"] and not parts
+    return (sum(parts) / len(parts) if parts else None), detail, size
 
 
 # --- the gate metrics ---------------------------------------------------------------------------------------
@@ -243,10 +323,11 @@ SECTION = Section(
     score=(
         ScoreComponent(name="severity", weight=0.15, compute=severity,
                        formula="1 - (n_success / n_attacked) * min(mean severity, 2) / 2 at the strongest attack's "
-                               "largest budget"),
+                               f"largest budget; left out with fewer than {MIN_SCORED_FOR_SCORE} errors scored"),
         ScoreComponent(name="representation", weight=0.15, compute=representation,
                        formula="mean of clip((adv_2v2 - 0.5) / (clean_2v2 - 0.5), 0, 1) and clip(source_like / "
-                               "source_like_clean, 0, 1) at the last layer, strongest attack, largest budget"),
+                               "source_like_clean, 0, 1) at the last layer, strongest attack, largest budget; the "
+                               f"1 vs 2 part only with at least {MIN_SCORED_FOR_SCORE} adversarials scored"),
     ),
     gate_metrics=gate_metrics,
     gate_families=(GateFamily(name="semantics.two_vs_two[LAYER]", better="higher", tolerance="absolute"),),
