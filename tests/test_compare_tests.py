@@ -28,12 +28,12 @@ def audited(clean, robust, *, fingerprint="f00d", confidence=0.95):
     """A report over len(clean) samples with its sample's identity and per-sample outcomes: ``clean`` the bits of
     clean correctness, ``robust`` {(attack, eps): bits of samples still robust}."""
     n = len(clean)
-    attacks = []
+    entries = []
     for (name, eps), bits in robust.items():
         e = entry(name, eps, sum(bits) / n, n_attacked=sum(clean), n_success=sum(clean) - sum(bits))
         e["per_sample"] = {"robust": pack_bits(bits)}
-        attacks.append(e)
-    r = report(attacks, clean=sum(clean) / n)
+        entries.append(e)
+    r = report(entries, clean=sum(clean) / n)
     r["clean"].update(n=n, n_correct=sum(clean), per_sample={"correct": pack_bits(clean)})
     r["data"] = {"sample": {"n": n, "indices": f"0-{n - 1}", "fingerprint": fingerprint}}
     r["statistics"] = {"confidence": confidence}

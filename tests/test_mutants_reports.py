@@ -150,7 +150,8 @@ def saliency_report(**section) -> dict:
 def test_the_saliency_component_is_one_minus_the_mean_shift_over_the_largest_entropy_the_definition_reaches():
     from audit.analyses.saliency.report import saliency
 
-    value, detail = saliency(saliency_report(), REF)  # H_max = 2 log2 8 = 6 bits; mean |dH| over a, b = 0.9
+    value, detail, size = saliency(saliency_report(), REF)  # H_max = 2 log2 8 = 6 bits; mean |dH| over a, b = 0.9
+    assert size == {"n": None, "too_few": False}  # a report that does not say how many images: not left out
     assert value == pytest.approx(1 - 0.9 / 6)
     assert detail == ("mean |ΔH| 0.900 bits over 2 layers under pgd@0.1, against the largest possible 6.00 "
                       "(glcm, L=8)")
