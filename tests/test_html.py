@@ -62,7 +62,7 @@ def hostile_report() -> dict:
     for layer in sem["layers"] + sal["layers"] + sal["skipped_layers"]:
         layer["name"] = layer_names[layer["name"]]
     for run in sem["one_vs_two"]:
-        run["flip_layer"] = layer_names[run["flip_layer"]]
+        run["flip_layer"] = layer_names.get(run["flip_layer"])
     for det in sal["detection"]:
         det["best_layer"] = layer_names[det["best_layer"]]
     r["analyses"]["tap"]["layers"] = [layer_names[n] for n in r["analyses"]["tap"]["layers"]]
@@ -116,7 +116,8 @@ def test_demo_page_embeds_its_figures_and_states_its_numbers():
     on_disk = (DEMO_DIR / report["analyses"]["saliency"]["figures"][0]).read_bytes()
     assert base64.b64decode(images[0].split(",", 1)[1]) == on_disk
     text = " ".join(page.text)
-    assert "robust accuracy is 3.0% against 92.0% clean: 89 of 92" in text  # pgd@0.1 beats fgsm (17%)
+    # pgd@0.1 beats fgsm (17%); each share with its Wilson interval (3 of 100: [1.0, 8.5]%, 92 of 100)
+    assert "robust accuracy is 3.0% (interval 1.0–8.5%) against 92.0% (interval 85.0–95.9%) clean: 89 of 92" in text
     assert report["analyses"]["semantics"]["interpretation"] in text
     assert report["analyses"]["saliency"]["superization"]["statement"] in text
     assert "1.54" in text and "0.836" in text  # the worst confusion's severity and word distance
@@ -160,6 +161,7 @@ def test_untrusted_strings_are_escaped_everywhere():
 
 def test_compare_page_shows_deltas_and_escapes_metric_names():
     base, new = load("demo-full.json.gz"), scored(load("demo"))
+    base.pop("score")  # a report without a score
     comparison = {"rows": [{"metric": "clean.accuracy", "base": 0.9, "new": 0.92, "delta": 0.02, "regressed": False},
                            {"metric": f"robust_accuracy[{HOSTILE[0]}]", "base": 0.03, "new": 0.01, "delta": -0.02,
                             "regressed": True}],
@@ -229,7 +231,8 @@ def test_the_strongest_attack_at_the_largest_budget_breaks_ties_by_its_whole_cur
     report = load("demo-full.json.gz")  # fgsm, pgd and apgd all reach 0% at eps 0.3
     e = focus_entry(report["attacks"])
     assert (e["name"], e["eps_text"]) == ("apgd", "0.3")  # lowest mean robust accuracy over 0.05..0.3
-    assert "Under apgd at L∞ eps 0.3" in finding(report) and "0.0% against 90.0% clean" in finding(report)
+    assert "Under apgd at L∞ eps 0.3" in finding(report)
+    assert "0.0% (interval 0.0–1.3%) against 90.0% (interval 86.1–92.9%) clean" in finding(report)
     minimal_only = [a for a in load("minimal-l2.json.gz")["attacks"] if a["budget_mode"] == "minimal"]
     assert focus_entry(minimal_only) is None
     assert "median is not reached" in finding({"attacks": minimal_only, "clean": {"accuracy": 0.95}})

@@ -106,8 +106,8 @@ def error_bar(x: float, y_lo: float, y_hi: float, colour: str, title: str) -> st
     """A vertical error bar with caps from screen y ``y_lo`` to ``y_hi`` (an interval of the point at x)."""
     cap = 3.0
     return (f'<path class="error-bar" d="M{x:.1f},{y_lo:.1f}V{y_hi:.1f}M{x - cap:.1f},{y_lo:.1f}H{x + cap:.1f}'
-            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1.2" fill="none" '
-            f'opacity="0.8"><title>{t(title)}</title></path>')
+            f'M{x - cap:.1f},{y_hi:.1f}H{x + cap:.1f}" stroke="{colour}" stroke-width="1.2" fill="none">'
+            f'<title>{t(title)}</title></path>')
 
 
 def _legend(entries: list[tuple[str, str, str, str]], width: float, y0: float) -> tuple[list[str], float]:
