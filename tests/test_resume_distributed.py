@@ -16,7 +16,7 @@ from audit.demo import ARCH, ASSETS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ARGS = [str(ASSETS / "fashion_cnn.safetensors"), "--arch", ARCH, "--classes", "fashion-mnist", "--samples", "60",
-        "--batch-size", "10", "--attack", "pgd", "--eps", "0.05,0.1", "--steps", "5", "--permutations", "50",
+        "--batch-size", "10", "--attack", "pgd", "--attack", "deepfool", "--eps", "0.05,0.1", "--steps", "5", "--permutations", "50",
         "--threads", "1", "--no-html"]
 VOLATILE = {"created", "timing", "environment"}
 
@@ -48,6 +48,24 @@ def close(a, b, path="report"):
         assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
     else:
         assert a == b, path
+
+
+def same_outcomes(report: dict, whole: dict) -> None:
+    """The per-sample outcomes and the sample's identity, exactly; and they say what the counts say."""
+    from reports.schema import unpack_bits, unpack_norms
+
+    assert report["data"]["sample"] == whole["data"]["sample"]
+    assert report["clean"]["per_sample"] == whole["clean"]["per_sample"]
+    n = whole["clean"]["n"]
+    assert sum(unpack_bits(whole["clean"]["per_sample"]["correct"], n)) == whole["clean"]["n_correct"]
+    for entry, reference in zip(report["attacks"], whole["attacks"], strict=True):
+        assert entry["per_sample"] == reference["per_sample"], entry["name"]
+        robust = sum(unpack_bits(reference["per_sample"]["robust"], n))
+        assert robust == round(n * (reference["robust_accuracy"] if reference["robust_accuracy"] is not None
+                                    else reference["failure_rate"]))
+        if reference["minimal_perturbation"]:
+            norms = unpack_norms(reference["per_sample"]["norm"], n)
+            assert sum(0 < v < float("inf") for v in norms) == reference["n_success"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +104,9 @@ def test_an_audit_killed_mid_run_and_resumed_gives_the_uninterrupted_report(unin
     assert not (out / "report.json").exists() and 2 <= len(json.loads(state.read_text())["state"]["completed"]) < 6
     resumed = audit(*ARGS, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    close(numbers(json.loads((out / "report.json").read_text())), numbers(uninterrupted))
+    report = json.loads((out / "report.json").read_text())
+    close(numbers(report), numbers(uninterrupted))
+    same_outcomes(report, uninterrupted)
 
 
 def test_resume_refuses_a_corrupted_state_and_another_audits_state(tmp_path, capsys):
@@ -118,4 +138,5 @@ def test_torchrun_with_two_processes_gives_the_single_process_report(uninterrupt
     report = json.loads((out / "report.json").read_text())
     assert report["environment"]["world_size"] == 2 and report["environment"]["backend"] == "gloo"
     close(numbers(report), numbers(uninterrupted))
+    same_outcomes(report, uninterrupted)
     assert proc.stdout.count("Clean accuracy") == 1  # only rank 0 reports
