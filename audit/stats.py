@@ -84,8 +84,9 @@ def t_interval_of(mean: float, sd: float, n: int, confidence: float = DEFAULT_CO
 def bootstrap_interval(values: Sequence[float] | np.ndarray, statistic: Callable = np.mean,
                        confidence: float = DEFAULT_CONFIDENCE, seed: int = 0,
                        resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
-    """Percentile bootstrap interval of ``statistic`` over the values (resampled with replacement, seeded); None
-    with fewer than two values or when every value is the same (the interval is then that value)."""
+    """Percentile bootstrap interval of ``statistic`` over the values (resampled with replacement, seeded);
+    ``statistic`` takes an ``axis`` (np.mean, np.median). None with fewer than two values; every value the same:
+    that value at both ends."""
     check_level(confidence)
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
@@ -93,8 +94,9 @@ def bootstrap_interval(values: Sequence[float] | np.ndarray, statistic: Callable
     if np.all(data == data[0]):
         value = float(statistic(data))
         return [value, value]
-    result = stats.bootstrap((data,), statistic, confidence_level=confidence, n_resamples=resamples,
-                             method="percentile", vectorized=False, rng=np.random.default_rng(seed))
+    result = stats.bootstrap((data,), lambda x, axis: statistic(x, axis=axis), confidence_level=confidence,
+                             n_resamples=resamples, method="percentile", vectorized=True,
+                             rng=np.random.default_rng(seed))
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
