@@ -269,3 +269,18 @@ def test_severity_intervals_come_from_the_errors_rebuilt_from_the_confusion_coun
     obs.confidence = 0.8
     narrower = obs._severity(state)["mean_ci"]
     assert out["mean_ci"][0] < narrower[0] < narrower[1] < out["mean_ci"][1]
+
+
+def test_the_chance_band_of_the_2v2_agrees_with_the_permutation_p(demo_result):
+    sem = demo_result.analyses["semantics"]
+    n_perm, confidence = sem["permutations"], sem["confidence"]
+    for layer in sem["layers"]:
+        c = layer["clean"]
+        upper, observed = c["chance_upper"], c["two_vs_two"]
+        assert 0.0 <= upper <= 1.0
+        at_least = round(c["p_value_raw"] * (n_perm + 1)) - 1  # permutations that reach the observed 2v2
+        # above the band: at most the band's share of permutations reaches it; below it: at least that share does
+        if observed > upper:
+            assert at_least <= (1 - confidence) * n_perm + 1
+        if observed < upper:
+            assert at_least >= (1 - confidence) * n_perm - 1

@@ -220,7 +220,9 @@ class SemanticAnalysis(Analysis):
             entry = {
                 "name": name, "dimension": int(self._clean_reps[name].shape[1]),
                 "clean": {"two_vs_two": float(test.observed[i]), "rsa": _finite(rsa(clean_sims[name], word)),
-                          "p_value": float(adjusted[i]), "p_value_raw": float(test.p_values[i])},
+                          "p_value": float(adjusted[i]), "p_value_raw": float(test.p_values[i]),
+                          # the 2v2 that label permutations reach in a share `confidence` of draws: chance's band
+                          "chance_upper": float(np.quantile(test.null[:, i], self.confidence, method="higher"))},
                 "adversarial": [],
             }
             for key, state in self.adv.items():

@@ -145,6 +145,10 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     series += [Series(f"adversarial {label(r)}", [(i, run_of(layer, r).get("two_vs_two"))
                                                   for i, layer in enumerate(layers)], dash="dashed")
                for r in adv_runs]
+    band = [(i, layer["clean"].get("chance_upper")) for i, layer in enumerate(layers)]
+    if any(y is not None for _, y in band):  # the upper end of chance: 2v2 values label permutations reach
+        series.append(Series(f"chance: {out['level']} of label permutations stay below", band, dash="dotted",
+                             marker="bar", colour="#666666"))
     refs = [Reference(0.5, "chance 0.50")]
     if pixels is not None:
         refs.append(Reference(pixels, f"raw pixels {pixels:.2f}"))
