@@ -49,6 +49,12 @@ def check_level(value, what: str = "--confidence") -> float:
     return float(value)
 
 
+def alpha_of(confidence: float) -> float:
+    """The significance level that goes with a confidence level: 1 − confidence, rounded to 12 decimals (0.05,
+    not 0.050000000000000044)."""
+    return round(1.0 - check_level(confidence), 12)
+
+
 def z_value(confidence: float) -> float:
     """The two-sided standard normal quantile of ``confidence`` (1.96 for 0.95)."""
     return float(stats.norm.ppf(0.5 + check_level(confidence) / 2.0))

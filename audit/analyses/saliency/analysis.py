@@ -40,7 +40,7 @@ from audit.analyses.saliency.stats import (
     auroc, auroc_interval, auroc_p, detector_auroc, min_testable_layers, paired_shift, superization_index,
     superization_p,
 )
-from audit.stats import DEFAULT_CONFIDENCE, fdr_bh, t_interval_of
+from audit.stats import alpha_of, DEFAULT_CONFIDENCE, fdr_bh, t_interval_of
 
 EXAMPLES = 2  # pictures per attack, the first successful adversarials in data order
 MIN_SIDE = 7  # smaller maps have too few neighbour pairs (a 7x7 map has 84) for a spatial entropy
@@ -190,7 +190,7 @@ class SaliencyAnalysis(Analysis):
             detectors.append(self._detector(run, clean, adv, entries))
         sup = superization_index(mean)
         p_value, p_method = superization_p(mean, seed=self.seed)
-        alpha = round(1.0 - self.confidence, 12)  # 0.05, not 0.050000000000000044
+        alpha = alpha_of(self.confidence)
         needed = min_testable_layers(alpha)
         testable = len(self.layers) >= needed
         section.update({
@@ -274,7 +274,7 @@ class SaliencyAnalysis(Analysis):
         best = int(np.argmax(separation))
         det = detector_auroc(clean, adv, seed=self.seed, confidence=self.confidence)
         q = entries[best]["auroc_q"]
-        significant = q is not None and q <= round(1.0 - self.confidence, 12)
+        significant = q is not None and q <= alpha_of(self.confidence)
         out.update({
             "best_layer": self.layers[best], "best_auroc": values[best], "best_auroc_ci": entries[best]["auroc_ci"],
             "best_auroc_p": entries[best]["auroc_p"], "best_auroc_q": q,

@@ -30,7 +30,7 @@ from audit.analyses.semantics.metrics import (
     similarity, source_like, two_vs_two,
 )
 from audit.analyses.semantics.space import MIN_CLASSES, WordSpace
-from audit.stats import DEFAULT_CONFIDENCE, bootstrap_interval, fdr_bh
+from audit.stats import alpha_of, DEFAULT_CONFIDENCE, bootstrap_interval, fdr_bh
 from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken
@@ -243,7 +243,7 @@ class SemanticAnalysis(Analysis):
             "classes_used": [self.space.names[c] for c in used],
             "images_per_class": {"min": int(self.pixels.counts[used].min()), "max": int(self.pixels.counts[used].max())},
             "permutations": self.permutations, "seed": self.seed,
-            "confidence": self.confidence, "alpha": 1.0 - self.confidence,
+            "confidence": self.confidence, "alpha": alpha_of(self.confidence),
             "layers": layers,
             "pixels": {"two_vs_two": float(test.observed[-1]), "rsa": _finite(rsa(pixel_sim, word)),
                        "p_value_raw": float(test.p_values[-1]), "side": PIXEL_SIDE},
@@ -256,7 +256,7 @@ class SemanticAnalysis(Analysis):
         result.artifacts["representations"] = self._arrays(clean_sims, word)
 
     def _flip(self, state: dict, stats: dict) -> dict:
-        run, alpha = state["run"], 1.0 - self.confidence
+        run, alpha = state["run"], alpha_of(self.confidence)
         reading = read_flip(stats, self.layers, alpha)
         return {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n_scored": state["n_flip"],
                 "paired": {"columns": list(PAIRED), "counts": state["paired"].tolist()},
