@@ -272,3 +272,17 @@ def test_a_confidence_outside_zero_one_is_one_line_and_exit_2(value, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and f"--confidence {float(value)!r}" in proc.stderr
     assert "strictly between 0 and 1" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_readme_half_width_table_is_what_the_wilson_interval_gives():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("How many images a question needs"):]
+    rows = [line for line in section.splitlines()[:12] if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 6
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        n = int(cells[0].replace(",", ""))
+        for cell, rate in zip(cells[1:], (0.5, 0.2, 0.05), strict=True):
+            k = round(rate * n)
+            lo, hi = proportion_interval(k, n)
+            assert float(cell.lstrip("±")) == round(100 * max(k / n - lo, hi - k / n), 1), (n, rate)
