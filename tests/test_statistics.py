@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from audit.engine.tallies import AttackTally, ClassCounts
+from audit.engine.tallies import AttackTally, ClassCounts, Samples
 from audit.stats import (
-    bootstrap_interval, check_level, fdr_bh, fisher_worse, holm, images_to_resolve, mcnemar,
-    paired_difference_interval, proportion_interval, t_interval, unpaired_difference_interval,
+    alpha_of, bootstrap_interval, check_level, fdr_bh, fisher_worse, holm, images_to_resolve, mcnemar,
+    paired_difference_interval, proportion_interval, t_interval, unpaired_difference_interval, z_value,
 )
 from reports import score as score_module
 from reports.schema import index_ranges, pack_bits, pack_norms, parse_ranges, unpack_bits, unpack_norms
@@ -113,20 +113,41 @@ def literal_newcombe_paired(n11, n10, n01, n00, z=1.959963984540054):
             d + math.sqrt((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2))
 
 
+def test_paired_interval_without_pairs_is_none():
+    assert paired_difference_interval(0, 0, 0, 0) is None
+
+
 @pytest.mark.parametrize("table", [(30, 10, 5, 55), (120, 2, 40, 138), (0, 0, 0, 7), (50, 0, 0, 50), (3, 9, 1, 0)])
 def test_paired_difference_interval_against_a_literal_newcombe(table):
     lo, hi = paired_difference_interval(*table)
     expected = literal_newcombe_paired(*table)
+    narrower = paired_difference_interval(*table, confidence=0.8)
+    z80 = stats.norm.ppf(0.9)
+    assert narrower == pytest.approx([max(-1.0, v) if i == 0 else min(1.0, v) for i, v in
+                                      enumerate(literal_newcombe_paired(*table, z=z80))], abs=1e-9)
     assert lo == pytest.approx(max(-1.0, expected[0]), abs=1e-9) and hi == pytest.approx(min(1.0, expected[1]), abs=1e-9)
     n11, n10, n01, n00 = table
     assert lo <= (n01 - n10) / sum(table) <= hi
 
 
-def test_unpaired_interval_and_fisher_against_scipy():
-    lo, hi = unpaired_difference_interval(40, 100, 25, 100)
-    assert lo < -0.15 < hi  # the observed difference lies inside
-    assert lo == pytest.approx(-0.15 - math.hypot(0.25 - proportion_interval(25, 100)[0],
-                                                  proportion_interval(40, 100)[1] - 0.40), abs=1e-12)
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_unpaired_interval_against_newcombes_square_and_add(confidence):
+    for k1, n1, k2, n2 in [(40, 100, 25, 100), (3, 30, 12, 40), (0, 50, 50, 50)]:
+        (l1, u1), (l2, u2) = proportion_interval(k1, n1, confidence), proportion_interval(k2, n2, confidence)
+        p1, p2 = k1 / n1, k2 / n2
+        expected = [max(-1.0, p2 - p1 - math.hypot(p2 - l2, u1 - p1)), min(1.0, p2 - p1 + math.hypot(u2 - p2, p1 - l1))]
+        assert unpaired_difference_interval(k1, n1, k2, n2, confidence) == pytest.approx(expected, abs=1e-12)
+        assert expected[0] <= p2 - p1 <= expected[1]
+    assert unpaired_difference_interval(1, 0, 3, 10) is None and unpaired_difference_interval(1, 10, 0, 0) is None
+
+
+def test_the_level_and_its_quantile():
+    assert z_value(0.95) == pytest.approx(1.959963984540054, rel=1e-12)
+    assert z_value(0.8) == pytest.approx(stats.norm.ppf(0.9), rel=1e-12)
+    assert alpha_of(0.95) == 0.05 and alpha_of(0.9) == 0.1
+
+
+def test_fisher_against_scipy():
     expected = stats.fisher_exact([[40, 60], [25, 75]], alternative="greater").pvalue
     assert fisher_worse(40, 100, 25, 100) == pytest.approx(expected, rel=1e-12)
 
@@ -160,6 +181,15 @@ def test_images_to_resolve_follows_the_normal_approximation():
 
 
 # --- per-sample outcomes --------------------------------------------------------------------------------------
+
+def test_samples_restore_with_their_type_and_refuse_two_parts_at_one_offset():
+    restored = Samples.restore(json.loads(json.dumps([[3, [1, 0]], [0, [0, 0, 1]]])), bool)
+    assert [values.dtype for _, values in restored.parts] == [np.bool_, np.bool_]
+    assert restored.ordered().tolist() == [False, False, True, True, False]
+    restored.add(3, np.array([True]))
+    with pytest.raises(ValueError, match="same sample"):
+        restored.ordered()
+
 
 def test_bitsets_norms_and_ranges_round_trip():
     rng = np.random.default_rng(0)
