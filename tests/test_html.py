@@ -299,3 +299,13 @@ def test_hbar_and_histogram_lengths_follow_the_values():
 def test_report_json_round_trip_renders_identically():
     report = load("demo")
     assert render_html(json.loads(json.dumps(report)), DEMO_DIR) == render_html(report, DEMO_DIR)
+
+
+def test_per_class_bars_carry_their_intervals():
+    report = load("demo")
+    clean = report["clean"]["per_class"][0]
+    html = render_html(report, DEMO_DIR)
+    lo, hi = clean["accuracy_ci"]
+    # the first class's clean bar: its value and the Wilson interval of its count, in the tooltip of the whisker
+    assert f"{clean['class']}, clean: [{100 * lo:.1f}%, {100 * hi:.1f}%]" in html
+    assert html.count('class="error-bar"') >= 2 * len(report["clean"]["per_class"])

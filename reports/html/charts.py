@@ -268,10 +268,11 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
 
 def hbar_chart(categories: Sequence[str], groups: Sequence[tuple[str, Sequence[float | None]]], *, title: str,
                x_label: str, x_max: float = 1.0, value_format: Callable[[float], str] = pct,
-               width: float = 900) -> Markup:
+               width: float = 900, intervals: Sequence[Sequence[Sequence[float] | None]] | None = None) -> Markup:
     """Horizontal grouped bars, one row per category; the first group hollow, the others solid (no colour needed).
 
-    Values are written at the end of each bar; a missing value is drawn as "—".
+    Values are written at the end of each bar; a missing value is drawn as "—". ``intervals`` (per group, per
+    category: [lo, hi] or None) draw a whisker with caps across the bar, its ends in the bar's tooltip.
     """
     bar_h, gap = 9.0, 8.0
     names = [clip(c, 28) for c in categories]
@@ -304,11 +305,23 @@ def hbar_chart(categories: Sequence[str], groups: Sequence[tuple[str, Sequence[f
             v = values[r]
             y = y0 + g * bar_h
             fill = "#ffffff" if g == 0 else colour
+            bounds = intervals[g][r] if intervals and g < len(intervals) and r < len(intervals[g]) else None
+            bounds = bounds if v is not None and bounds and None not in bounds[:2] else None
             if v is not None:
+                shown = f"{value_format(v)}" + (f" [{value_format(bounds[0])}, {value_format(bounds[1])}]"
+                                                if bounds else "")
                 parts.append(f'<rect x="{left:.1f}" y="{y:.1f}" width="{max(sx(v) - left, 0.5):.1f}" '
                              f'height="{bar_h - 1:.1f}" fill="{fill}" stroke="{colour}">'
-                             f"<title>{t(name)}, {t(label)}: {t(value_format(v))}</title></rect>")
+                             f"<title>{t(name)}, {t(label)}: {t(shown)}</title></rect>")
             end = sx(v) if v is not None else left
+            if bounds:
+                mid, a, b = y + (bar_h - 1) / 2, sx(bounds[0]), sx(bounds[1])
+                whisker = "#000000" if g == 0 else GREY
+                parts.append(f'<path class="error-bar" d="M{a:.1f},{mid:.1f}H{b:.1f}M{a:.1f},{mid - 3:.1f}V{mid + 3:.1f}'
+                             f'M{b:.1f},{mid - 3:.1f}V{mid + 3:.1f}" stroke="{whisker}" stroke-width="1" fill="none">'
+                             f"<title>{t(name)}, {t(label)}: [{t(value_format(bounds[0]))}, "
+                             f"{t(value_format(bounds[1]))}]</title></path>")
+                end = max(end, b)
             parts.append(f'<text x="{end + 4:.1f}" y="{y + bar_h - 1.5:.1f}" font-size="{FONT - 1}">'
                          f"{t(value_format(v) if v is not None else '—')}</text>")
     parts.append(f'<line x1="{left:.1f}" y1="{top:.1f}" x2="{left:.1f}" y2="{top + plot_h:.1f}" stroke="{GREY}"/>')

@@ -295,7 +295,8 @@ def per_class(report: dict) -> dict:
             continue
         r = robust[i] if i < len(robust) and robust[i].get("class") == c["class"] else by_name.get(c["class"])
         ra = r["accuracy"] if r else None
-        rows.append({"class": c["class"], "n": c["n"], "clean": c.get("accuracy"), "robust": ra})
+        rows.append({"class": c["class"], "n": c["n"], "clean": c.get("accuracy"), "robust": ra,
+                     "clean_ci": c.get("accuracy_ci"), "robust_ci": r.get("accuracy_ci") if r else None})
     note = ""
     if len(rows) > MAX_CLASS_ROWS:
         note = (f"showing the {MAX_CLASS_ROWS} classes with the largest drop of {len(rows)} classes with images "
@@ -304,11 +305,13 @@ def per_class(report: dict) -> dict:
     if not rows:
         return {"svg": None, "note": "no per-class accuracy in this report", "run": None}
     groups = [("clean", [r["clean"] for r in rows])]
+    intervals = [[r["clean_ci"] for r in rows]]
     run = run_label(e["name"], e.get("eps_text")) if e else None
     if e:
         groups.append((f"robust under {run}", [r["robust"] for r in rows]))
+        intervals.append([r["robust_ci"] for r in rows])
     svg = hbar_chart([r["class"] for r in rows], groups, title="Clean vs robust accuracy per class",
-                     x_label="accuracy")
+                     x_label="accuracy", intervals=intervals)
     return {"svg": svg, "note": note or ("" if e else "no bounded attack: clean accuracy only"), "run": run}
 
 
