@@ -397,3 +397,143 @@ def test_compare_rejects_a_bad_alpha_in_one_line(demo_pair, alpha, capsys):
         main(["compare", str(demo_pair["base"]), str(demo_pair["new"]), "--alpha", alpha])
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and err[0].startswith("error: --alpha ")
+
+
+# --- the terminal table, cell by cell (a hand-made comparison dict) ------------------------------------------------
+
+def table_row(metric, base, new, delta, **fields):
+    row = {"metric": metric, "base": base, "new": new, "delta": delta, "note": None, "b": None, "c": None,
+           "p_adjusted": None, "p_better_adjusted": None, "difference_ci": None, "verdict": "not tested"}
+    row.update(fields)
+    return row
+
+
+def rendered(comparison, styles=False, width=80):
+    console = Console(width=width, record=True, color_system=None)
+    console.print(comparison_table(comparison))
+    return console.export_text(styles=styles).splitlines()
+
+
+def test_the_table_shows_each_cell_as_written_by_hand():
+    # Every cell by hand: shares in % (.1f) and their deltas and intervals in percentage points; the shown p is the
+    # Holm-adjusted p of the direction moved (p_better_adjusted for a rise, p_adjusted for a drop or no move),
+    # 3 decimals from 0.001 up (0.001 itself included), else one significant digit without the exponent's 0;
+    # score.value .1f (71.25 and -2.75 are exact binary halves: rounded to even), components .2f, median norms
+    # .3g, checks.failed .0f; a null value is ∞ when the note names that side ∞, else —.
+    comparison = {"tolerance": 0.02, "alpha": 0.01, "confidence": 0.9, "rows": [
+        table_row("clean.accuracy", 0.9, 0.85, -0.05, b=7, c=2, p_adjusted=0.0898, p_better_adjusted=0.99,
+                  difference_ci=[-0.0912, -0.0043], verdict="inconclusive"),
+        table_row("robust_accuracy[pgd@0.1]", 0.4, 0.52, 0.12, b=1, c=13, p_adjusted=0.9999,
+                  p_better_adjusted=0.00000234, difference_ci=[0.0567, 0.1834], verdict="improved"),
+        table_row("robust_accuracy[fgsm@0.3]", 0.5, 0.31, -0.19, p_adjusted=0.001, p_better_adjusted=1.0,
+                  difference_ci=[-0.25, -0.125], verdict="regressed"),
+        table_row("robust_accuracy[apgd@0.3]", 0.25, 0.25, 0.0, b=3, c=3, p_adjusted=0.656, p_better_adjusted=0.75,
+                  difference_ci=[-0.04, 0.04], verdict="inconclusive"),
+        table_row("success_rate[pgd@0.1]", 0.5, 0.4, -0.1),
+        table_row("median_norm[cw]", 1.2345, None, None, note="∞ means most samples resisted: new ∞"),
+        table_row("median_norm[ddn]", None, None, None, note="∞ means most samples resisted: base ∞, new ∞"),
+        table_row("median_norm[fab]", None, 0.5, None, note="null in base", verdict="null"),
+        table_row("score.value", 71.25, 68.5, -2.75, difference_ci=[-6.04, 0.55], verdict="inconclusive"),
+        table_row("score.components.robustness", 0.634, 0.6, -0.034),
+        table_row("checks.failed", 0.0, 2.0, 2.0),
+    ]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.02, one-sided alpha 0.01, p Holm-adjusted across the tested",
+        "rows, Δ over its 90% interval                                                   ",
+        "                                                                                ",
+        "                                                               p                ",
+        " metric                     base     new               Δ     b/c   verdict      ",
+        " ────────────────────────────────────────────────────────────────────────────── ",
+        " clean.accuracy            90.0%   85.0%            -5.0   0.090   inconclusive ",
+        "                                             [-9.1,-0.4]     7/2                ",
+        " robust_accuracy[pgd@0.1   40.0%   52.0%           +12.0    2e-6   improved     ",
+        " ]                                            [5.7,18.3]    1/13                ",
+        " robust_accuracy[fgsm@0.   50.0%   31.0%           -19.0   0.001   regressed    ",
+        " 3]                                        [-25.0,-12.5]                        ",
+        " robust_accuracy[apgd@0.   25.0%   25.0%            +0.0   0.656   inconclusive ",
+        " 3]                                           [-4.0,4.0]     3/3                ",
+        " success_rate[pgd@0.1]     50.0%   40.0%           -10.0           not tested   ",
+        " median_norm[cw]            1.23       ∞               —           not tested   ",
+        " median_norm[ddn]              ∞       ∞               —           not tested   ",
+        " median_norm[fab]              —     0.5               —           null         ",
+        " score.value                71.2    68.5            -2.8           inconclusive ",
+        "                                              [-6.0,0.6]                        ",
+        " score.components.robust    0.63    0.60           -0.03           not tested   ",
+        " ness                                                                           ",
+        " checks.failed                 0       2              +2           not tested   ",
+        "                                                                                ",
+    ]
+
+
+def test_the_table_of_a_comparison_without_its_levels_or_verdict_words():
+    # a comparison dict without confidence, alpha or verdict words (as written before them): the title says the
+    # defaults (0.95, 0.05), a regressed row reads "regressed", another row nothing; 4.2e-12 shows as 4e-12
+    comparison = {"tolerance": 0.005, "rows": [
+        {"metric": "robust_accuracy[pgd@8/255]", "base": 0.625, "new": 0.3125, "delta": -0.3125, "note": None,
+         "b": 40, "c": 0, "p_adjusted": 4.2e-12, "p_better_adjusted": 1.0, "difference_ci": [-0.4, -0.2],
+         "regressed": True},
+        {"metric": "clean.accuracy", "base": 0.5, "new": 0.5, "delta": 0.0, "note": None, "b": 0, "c": 0},
+    ]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.005, one-sided alpha 0.05, p Holm-adjusted across the      ",
+        "tested rows, Δ over its 95% interval                                            ",
+        "                                                                                ",
+        "                                                                  p             ",
+        " metric                        base     new               Δ     b/c   verdict   ",
+        " ────────────────────────────────────────────────────────────────────────────── ",
+        " robust_accuracy[pgd@8/255]   62.5%   31.2%           -31.2   4e-12   regressed ",
+        "                                              [-40.0,-20.0]    40/0             ",
+        " clean.accuracy               50.0%   50.0%            +0.0     0/0             ",
+        "                                                                                ",
+    ]
+
+
+def test_the_table_styles_the_header_and_the_two_decisive_verdicts_only():
+    bold, red, green, plain = "\x1b[1m", "\x1b[1;31m", "\x1b[1;32m", "\x1b[0m"
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.95, "rows": [
+        table_row("robust_accuracy[pgd@0.1]", 0.5, 0.3, -0.2, p_adjusted=0.001, p_better_adjusted=1.0,
+                  verdict="regressed"),
+        table_row("robust_accuracy[fgsm@0.1]", 0.3, 0.5, 0.2, p_adjusted=1.0, p_better_adjusted=0.001,
+                  verdict="improved"),
+        table_row("clean.accuracy", 0.8, 0.8, 0.0, p_adjusted=1.0, p_better_adjusted=1.0, verdict="inconclusive"),
+    ]}
+    text = "\n".join(rendered(comparison, styles=True))
+    assert f"{bold}metric " in text and f"{bold}verdict " in text  # bold, with the cell's padding
+    assert f"{red}regressed{plain}" in text and f"{green}improved{plain}" in text
+    assert " inconclusive" in text and "m inconclusive" not in text and "inconclusive\x1b" not in text
+
+
+def test_a_short_table_keeps_the_metric_column_12_wide_and_names_a_level_with_a_decimal():
+    # score.value is 11 characters: the metric column is still 12 wide. 97.5% is written as it is (not 98%);
+    # -9.25 and 0.25 are exact binary halves, rounded to even
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.975, "rows": [
+        table_row("score.value", 80.0, 75.5, -4.5, difference_ci=[-9.25, 0.25], verdict="inconclusive")]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.01, one-sided alpha 0.05, p Holm-adjusted",
+        "across the tested rows, Δ over its 97.5% interval             ",
+        "                                                              ",
+        "                                             p                ",
+        " metric         base    new            Δ   b/c   verdict      ",
+        " ──────────────────────────────────────────────────────────── ",
+        " score.value    80.0   75.5         -4.5         inconclusive ",
+        "                              [-9.2,0.2]                      ",
+        "                                                              ",
+    ]
+
+
+def test_on_a_narrow_terminal_only_the_metric_name_folds():
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.95, "rows": [
+        table_row("robust_accuracy[autoattack-fast@8/255]", 0.5, 0.31, -0.19, p_adjusted=0.001,
+                  p_better_adjusted=1.0, b=19, c=0, difference_ci=[-0.25, -0.125], verdict="not tested")]}
+    assert rendered(comparison, width=68) == [
+        "compare: tolerance 0.01, one-sided alpha 0.05, p Holm-adjusted      ",
+        "across the tested rows, Δ over its 95% interval                     ",
+        "                                                                    ",
+        "                                                     p              ",
+        " metric           base     new               Δ     b/c   verdict    ",
+        " ────────────────────────────────────────────────────────────────── ",
+        " robust_accura   50.0%   31.0%           -19.0   0.001   not tested ",
+        " cy[autoattack                   [-25.0,-12.5]    19/0              ",
+        " -fast@8/255]                                                       ",
+        "                                                                    ",
+    ]
