@@ -537,3 +537,49 @@ def test_on_a_narrow_terminal_only_the_metric_name_folds():
         " -fast@8/255]                                                       ",
         "                                                                    ",
     ]
+
+
+# --- the counts behind the unpaired test --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, n_correct, tested", [
+    (1, 1, True), (100, 0, True), (100, 100, True),  # the ends of 0 <= k <= n, and a single image
+    (0, 0, False), (None, 80, False), (100.0, 80, False),  # no n, or not a positive integer
+    (100, None, False), (100, 150, False), (100, 80.0, False),  # no k, or not an integer in 0..n
+])
+def test_the_clean_row_is_tested_only_with_counts_that_make_a_proportion(n, n_correct, tested):
+    base = report([entry("pgd", 0.1, 0.4)])
+    base["clean"].update(n=n, n_correct=n_correct)
+    if tested:
+        base["clean"]["accuracy"] = n_correct / n
+    new = report([entry("pgd", 0.1, 0.4)])  # 80 of 100
+    got = rows(compare(base, new))
+    row = got["clean.accuracy"]
+    if tested:
+        assert row["test"] == "fisher"
+        assert row["p"] == pytest.approx(literal_fisher_worse(n_correct, n, 80, 100), rel=1e-9)
+        assert row["p_better"] == pytest.approx(literal_fisher_worse(80, 100, n_correct, n), rel=1e-9)
+    else:
+        assert row["test"] == "none" and row["p"] is None and row["verdict"] == "not tested"
+        assert row["note"] == "not tested: the report does not give the counts behind the proportion"
+        assert got["robust_accuracy[pgd@0.1]"]["test"] == ("fisher" if n == 100 and isinstance(n, int) else "none")
+
+
+def literal_wilson(k, n, z):
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_the_unpaired_interval_is_newcombes_at_the_reports_level():
+    # 40 of 100 robust in the base, 28 of 100 in the new audit, other samples, confidence 0.9 (z = 1.6449):
+    # square-and-add of the two Wilson intervals, written out here
+    base, new = report([entry("pgd", 0.1, 0.4)]), report([entry("pgd", 0.1, 0.28)])
+    for r in (base, new):
+        r["statistics"] = {"confidence": 0.9}
+    row = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    z = 1.6448536269514722
+    (l1, u1), (l2, u2) = literal_wilson(40, 100, z), literal_wilson(28, 100, z)
+    d = 0.28 - 0.4
+    expected = [d - math.sqrt((0.28 - l2) ** 2 + (u1 - 0.4) ** 2), d + math.sqrt((u2 - 0.28) ** 2 + (0.4 - l1) ** 2)]
+    assert row["test"] == "fisher" and row["difference_ci"] == pytest.approx(expected, rel=1e-9)
+    assert row["difference_ci"][0] > stats.unpaired_difference_interval(40, 100, 28, 100, 0.95)[0] + 0.01
