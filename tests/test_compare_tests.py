@@ -16,7 +16,7 @@ from test_score import entry, report
 from audit import stats
 from audit.cli import main
 from audit.errors import AuditError
-from reports.compare import compare, comparison_table
+from reports.compare import beyond_tolerance, compare, comparison_table, same_samples
 from reports.gates import evaluate
 from reports.schema import unpack_bits, SCHEMA_VERSION, pack_bits
 from reports.score import score_report
@@ -583,3 +583,113 @@ def test_the_unpaired_interval_is_newcombes_at_the_reports_level():
     expected = [d - math.sqrt((0.28 - l2) ** 2 + (u1 - 0.4) ** 2), d + math.sqrt((u2 - 0.28) ** 2 + (0.4 - l1) ** 2)]
     assert row["test"] == "fisher" and row["difference_ci"] == pytest.approx(expected, rel=1e-9)
     assert row["difference_ci"][0] > stats.unpaired_difference_interval(40, 100, 28, 100, 0.95)[0] + 0.01
+
+
+# --- the rows' fields, the levels, the notes ------------------------------------------------------------------------
+
+ROW_FIELDS = {"metric", "base", "new", "delta", "better", "note", "test", "b", "c", "p", "p_better", "p_adjusted",
+              "p_better_adjusted", "difference_ci", "beyond_tolerance", "significant", "regressed", "improved",
+              "verdict"}
+
+
+def test_untested_and_null_rows_carry_every_documented_field_empty():
+    base = report([entry("pgd", 0.1, 0.4), entry("fgsm", 0.1, None)])
+    new = report([entry("pgd", 0.1, 0.3), entry("fgsm", 0.1, 0.2)])
+    got = rows(compare(base, new))
+    empty = {"b": None, "c": None, "p": None, "p_better": None, "p_adjusted": None, "p_better_adjusted": None,
+             "difference_ci": None, "significant": False, "regressed": False, "improved": False}
+    untested, null = got["success_rate[pgd@0.1]"], got["robust_accuracy[fgsm@0.1]"]
+    for row in (untested, null, *got.values()):
+        assert set(row) == ROW_FIELDS
+    assert {k: untested[k] for k in empty} == empty and untested["test"] == "none"
+    assert untested["verdict"] == "not tested" and untested["better"] == "lower" and untested["note"] is None
+    assert {k: null[k] for k in empty} == empty and null["delta"] is None and not null["beyond_tolerance"]
+    assert (null["test"], null["verdict"], null["note"], null["better"]) == ("none", "null", "null in base", "higher")
+
+
+def test_the_confidence_is_the_new_reports_then_the_bases_then_095():
+    def level(b, n):
+        base, new = report([entry("pgd", 0.1, 0.4)]), report([entry("pgd", 0.1, 0.3)])
+        for r, c in ((base, b), (new, n)):
+            if c is not None:
+                r["statistics"] = {"confidence": c}
+        return compare(base, new)
+    assert level(0.8, 0.9)["confidence"] == 0.9 and level(0.8, None)["confidence"] == 0.8
+    assert level(None, None)["confidence"] == 0.95
+    row = rows(level(0.8, None))["robust_accuracy[pgd@0.1]"]
+    assert row["difference_ci"] == pytest.approx(stats.unpaired_difference_interval(40, 100, 30, 100, 0.8))
+    with pytest.raises(AuditError, match=r"^the report's statistics\.confidence 1\.5 is not a number strictly "
+                                         r"between 0 and 1$"):
+        level(None, 1.5)
+
+
+def test_the_paired_interval_is_at_the_reports_level():
+    base_bits = [i < 60 for i in range(100)]
+    new_bits = [i < 50 or 90 <= i < 95 for i in range(100)]  # n11 = 50, b = 10, c = 5, n00 = 35
+    base = audited([True] * 100, {("pgd", 0.1): base_bits}, confidence=0.8)
+    new = audited([True] * 100, {("pgd", 0.1): new_bits}, confidence=0.8)
+    row = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    assert (row["b"], row["c"]) == (10, 5)
+    assert row["difference_ci"] == pytest.approx(stats.paired_difference_interval(50, 10, 5, 35, 0.8))
+    assert row["difference_ci"] != pytest.approx(stats.paired_difference_interval(50, 10, 5, 35, 0.95))
+
+
+def test_a_significant_rise_within_the_tolerance_is_better_but_not_improved():
+    base_bits = [i < 470 for i in range(1000)]
+    new_bits = [i < 500 for i in range(1000)]
+    row = rows(compare(audited([True] * 1000, {("pgd", 0.1): base_bits}),
+                       audited([True] * 1000, {("pgd", 0.1): new_bits}), tolerance=0.05))["robust_accuracy[pgd@0.1]"]
+    assert row["significant"] and not row["improved"] and row["verdict"] == "better ≤tol"
+
+
+@pytest.mark.parametrize("base, new, tolerance, regressed, improved", [
+    ((80, None), (68, [60, 69.95]), 0.1, True, False),  # upper bound -10.05 < -10 (100 x 0.1 points)
+    ((70, None), (80, [65, 90]), 0.01, False, False),  # lower bound -5: not above +1, though the upper is
+    ((70, None), (80, [71, 90]), 0.01, False, False),  # lower bound exactly +1: not above it
+    ((70, None), (80, [71.5, 90]), 0.01, False, True),
+    ((80, [None, 85]), (70, [66, 74]), 0.01, True, False),  # a base end missing counts as half-width 0
+    ((80, [75, None]), (90, [86, 94]), 0.01, False, True),
+    ((80, [75, 85]), (70, [None, 74]), 0.01, False, False),  # a new end missing: not tested
+])
+def test_the_score_interval_at_its_edges(base, new, tolerance, regressed, improved):
+    row = rows(compare(scored(*base), scored(*new), tolerance=tolerance))["score.value"]
+    assert (row["regressed"], row["improved"]) == (regressed, improved)
+    assert row["test"] == ("none" if None in new[1] else "score interval")
+
+
+def test_the_note_names_up_to_three_rows_without_per_sample_outcomes():
+    keys = [("pgd", 0.1), ("pgd", 0.2), ("fgsm", 0.1), ("fgsm", 0.2)]
+    r = audited([True] * 10, {k: [True] * 5 + [False] * 5 for k in keys})
+    old = copy.deepcopy(r)
+    for e in old["attacks"]:
+        del e["per_sample"]
+    assert compare(old, r)["note"] == (
+        "unpaired: no per-sample outcomes for robust_accuracy[pgd@0.1], robust_accuracy[pgd@0.2], "
+        "robust_accuracy[fgsm@0.1] … (a report written before schema 2.0?); Fisher's exact test on the counts, "
+        "p Holm-adjusted across the tested rows. Pairing the same samples would be far more sensitive")
+    old["attacks"] = old["attacks"][:3]
+    assert "robust_accuracy[fgsm@0.1] (a report written" in compare(old, r)["note"]
+    base = report([entry("pgd", 0.1, 0.089)])  # 8.9 of 100 images, and no clean count: nothing to test
+    base["clean"]["n_correct"] = None
+    nothing = compare(base, report([entry("pgd", 0.1, 0.4)]))
+    assert nothing["note"] == "no accuracy row to test: the reports share no clean or robust accuracy with counts"
+    assert not nothing["paired"]
+
+
+def test_same_samples_says_what_differs():
+    def sample(n=300, indices="0-299", fingerprint="ab"):
+        return {"data": {"sample": {"n": n, "indices": indices, "fingerprint": fingerprint}}}
+    assert same_samples(sample(), sample()) == (True, None)
+    assert same_samples(sample(), sample(n=200)) == (False, "the reports audited different samples (300 vs 200 "
+                                                             "images)")
+    assert same_samples(sample(), sample(indices="1-300", fingerprint="cd")) == (
+        False, "the reports audited different samples (other indices and fingerprint)")
+    assert same_samples(sample(fingerprint=None), sample(fingerprint=None)) == (
+        False, "the reports do not identify their samples (no n or fingerprint)")
+    assert same_samples({"data": {"sample": "0-299"}}, sample()) == (
+        False, "the base report does not record which samples were audited")
+
+
+def test_any_newly_failed_check_is_beyond_the_tolerance_whatever_it_is():
+    assert beyond_tolerance("checks.failed", 0.0, 1.0, 1.0) and beyond_tolerance("checks.failed", 0.0, 1.0, 0.0)
+    assert not beyond_tolerance("checks.failed", 1.0, 1.0, 0.0) and not beyond_tolerance("checks.failed", 2.0, 1.0, 0)
