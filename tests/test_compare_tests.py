@@ -654,6 +654,7 @@ def test_a_significant_rise_within_the_tolerance_is_better_but_not_improved():
 def test_the_score_interval_at_its_edges(base, new, tolerance, regressed, improved):
     row = rows(compare(scored(*base), scored(*new), tolerance=tolerance))["score.value"]
     assert (row["regressed"], row["improved"]) == (regressed, improved)
+    assert row["significant"] is (regressed or improved)  # each significant case here is beyond the tolerance
     assert row["test"] == ("none" if None in new[1] else "score interval")
 
 
@@ -693,3 +694,61 @@ def test_same_samples_says_what_differs():
 def test_any_newly_failed_check_is_beyond_the_tolerance_whatever_it_is():
     assert beyond_tolerance("checks.failed", 0.0, 1.0, 1.0) and beyond_tolerance("checks.failed", 0.0, 1.0, 0.0)
     assert not beyond_tolerance("checks.failed", 1.0, 1.0, 0.0) and not beyond_tolerance("checks.failed", 2.0, 1.0, 0)
+
+
+@pytest.mark.parametrize("tolerance", [-0.1, math.nan, math.inf, "0.1", True, None])
+def test_a_bad_tolerance_is_one_line(tolerance):
+    r = audited([True] * 10, {})
+    with pytest.raises(AuditError, match=r"^tolerance .* is not a non-negative number$"):
+        compare(r, r, tolerance=tolerance)
+
+
+def test_a_zero_tolerance_and_the_alpha_are_kept_and_a_bad_alpha_is_named():
+    r = audited([True] * 10, {})
+    c = compare(r, r, tolerance=0, alpha=0.2)
+    assert (c["tolerance"], c["alpha"], c["only_base"], c["only_new"]) == (0.0, 0.2, [], [])
+    with pytest.raises(AuditError, match=r"^--alpha 1\.5 is not a number strictly between 0 and 1$"):
+        compare(r, r, alpha=1.5)
+
+
+def test_a_p_equal_to_alpha_is_not_significant():
+    # b = 8, c = 2 of 20 (the hand-checked row above): p = 56/1024, Holm over two rows: 0.109375 exactly
+    worse_bits = [True] * 5 + [False] * 8 + [True] * 2 + [False] * 5
+    base_bits = [True] * 13 + [False] * 7
+    base, new = audited([True] * 20, {("pgd", 0.1): base_bits}), audited([True] * 20, {("pgd", 0.1): worse_bits})
+    for a, b in ((base, new), (new, base)):
+        row = rows(compare(a, b, alpha=0.109375))["robust_accuracy[pgd@0.1]"]
+        assert 0.109375 in (row["p_adjusted"], row["p_better_adjusted"])
+        assert not row["significant"] and not row["regressed"] and not row["improved"]
+        assert row["verdict"] == "inconclusive"
+        row = rows(compare(a, b, alpha=0.109376))["robust_accuracy[pgd@0.1]"]
+        assert row["significant"] and row["verdict"] in ("regressed", "improved")
+
+
+def test_infinite_and_null_values_are_named_in_the_note():
+    base = report([entry("pgd", 0.1, None), entry("cw", None, None, curve=[(0.5, 0.3)], median=None),
+                   entry("ddn", None, None, curve=[(0.5, 0.3)], median=None),
+                   entry("fab", None, None, curve=[(0.5, 0.3)], median=0.4)])
+    new = report([entry("pgd", 0.1, None), entry("cw", None, None, curve=[(0.5, 0.3)], median=None),
+                  entry("ddn", None, None, curve=[(0.5, 0.3)], median=0.3),
+                  entry("fab", None, None, curve=[(0.5, 0.3)], median=None), entry("square", 0.1, 0.2)])
+    for r in (base, new):
+        for e in r["attacks"]:
+            e["eps_text"] = e["eps_text"] if e["eps"] is not None else None
+    c = compare(base, new)
+    got = rows(c)
+    assert got["robust_accuracy[pgd@0.1]"]["note"] == "null in base and new"
+    both, one, other = got["median_norm[cw]"], got["median_norm[ddn]"], got["median_norm[fab]"]
+    assert (both["note"], both["delta"]) == ("∞ means most samples resisted: base ∞, new ∞", 0.0)
+    assert (one["note"], one["delta"]) == ("∞ means most samples resisted: base ∞", None)
+    assert (other["note"], other["delta"]) == ("∞ means most samples resisted: new ∞", None)
+    assert c["only_base"] == [] and c["only_new"] == ["robust_accuracy[square@0.1]", "success_rate[square@0.1]"]
+    assert compare(new, base)["only_base"] == c["only_new"]
+
+
+def test_an_unreadable_base_bitset_names_the_base():
+    r = audited([True] * 10, {("pgd", 0.1): [True] * 10})
+    bad = copy.deepcopy(r)
+    bad["attacks"][0]["per_sample"]["robust"] = pack_bits([True] * 30)
+    with pytest.raises(AuditError, match="^the base report's per-sample outcomes of robust_accuracy"):
+        compare(bad, r)
