@@ -193,3 +193,46 @@ def test_images_needed_of_a_median_norm_counts_that_attacks_images():
     assert images_needed(r, "median_norm[deepfool]", 0.5, 0.625, ci) == 200  # 50 x 4
     assert images_needed(r, "median_norm[fab]", 0.5, 0.625, ci) is None  # no such entry: no n
     assert images_needed({"clean": {}}, "score.value", 72.0, 74.0, [66.0, 77.0]) is None  # no n
+
+
+# --- the error lines, word for word ----------------------------------------------------------------------------------
+
+def test_bound_errors_word_for_word():
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy.middle>=0.4")
+    assert str(err.value) == ("unknown bound .middle in gate 'clean.accuracy.middle>=0.4': a bound is .lower or "
+                              ".upper (e.g. \"robust_accuracy[pgd@8/255].lower>=0.40\")")
+    with pytest.raises(AuditError) as err:
+        parse_gate("checks.failed.upper<=0")
+    assert str(err.value) == ("checks.failed has no interval, so no .upper bound (gate 'checks.failed.upper<=0'); "
+                              "bounds exist for clean.accuracy, robust_accuracy[ATTACK@EPS], "
+                              "success_rate[ATTACK@EPS], median_norm[ATTACK], score.value (or score)")
+    with pytest.raises(AuditError) as err:
+        evaluate(gated_report(), ["clean.accuracy.lower>=0.3"])
+    assert str(err.value) == ("clean.accuracy has no interval in this report, so no .lower bound (gate "
+                              "'clean.accuracy.lower>=0.3'); bounds exist for clean.accuracy, "
+                              "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], "
+                              "score.value (or score) in reports of schema 2.0 or later")
+
+
+def test_a_null_score_bound_names_the_missing_interval():
+    r = with_intervals()
+    r["score"]["interval"] = None
+    row = evaluate(r, ["score.lower>=50"])["gates"][0]
+    assert row["detail"] == "score.lower is null: the report has no interval for score.value (too few images for one)"
+
+
+KNOWN = ["x", "abcdxxxx", "abcdexxx", "abcdefxx", "abcdefgx", "y"]
+
+
+def test_an_unknown_metric_lists_the_closest_names_first():
+    # similarity to "abcdefgh" (2 x matching characters / 16): abcdefgx 0.875, abcdefxx 0.75, abcdexxx 0.625,
+    # abcdxxxx 0.5 (the cutoff, included); x and y share nothing and follow in the report's order
+    with pytest.raises(AuditError) as err:
+        parse_gate("abcdefgh>=1", KNOWN)
+    assert str(err.value) == ("unknown metric 'abcdefgh' in gate 'abcdefgh>=1'; this report has: abcdefgx, "
+                              "abcdefxx, abcdexxx, abcdxxxx, x, y")
+    with pytest.raises(AuditError) as err:  # 10 names: 8 shown
+        parse_gate("abcdefgh>=1", [*KNOWN, "z1", "z2", "z3", "z4"])
+    assert str(err.value).endswith("this report has: abcdefgx, abcdefxx, abcdexxx, abcdxxxx, x, y, z1, z2, … and 2 "
+                                   "more")
