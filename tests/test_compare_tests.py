@@ -752,3 +752,47 @@ def test_an_unreadable_base_bitset_names_the_base():
     bad["attacks"][0]["per_sample"]["robust"] = pack_bits([True] * 30)
     with pytest.raises(AuditError, match="^the base report's per-sample outcomes of robust_accuracy"):
         compare(bad, r)
+
+
+# --- Newcombe's intervals at their small-count edges ---------------------------------------------------------------
+
+Z95 = 1.959963984540054
+
+
+def literal_paired(n11, n10, n01, n00, z=Z95):
+    """Newcombe 1998 (Stat. Med. 17:2635), method 10, written out: phi from the 2x2 table with its numerator
+    reduced by n/2 when above n/2, set to 0 when between 0 and n/2, kept when negative."""
+    n = n11 + n10 + n01 + n00
+    p1, p2 = (n11 + n10) / n, (n11 + n01) / n
+    (l1, u1), (l2, u2) = literal_wilson(n11 + n10, n, z), literal_wilson(n11 + n01, n, z)
+    numerator = n11 * n00 - n10 * n01
+    if numerator > n / 2:
+        numerator -= n / 2
+    elif numerator >= 0:
+        numerator = 0
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = numerator / math.sqrt(margins) if margins else 0.0
+    d = p2 - p1
+    return [d - math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2),
+            d + math.sqrt((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2)]
+
+
+@pytest.mark.parametrize("counts", [
+    (5, 1, 1, 5),  # numerator 24 > n/2 = 6: reduced to 18 (24 is not above 2n: a "> 2n" rule would zero it)
+    (4, 2, 2, 2),  # numerator 4, between n/3 and n/2 = 5: phi = 0 (no reduction below 0, no floor at 1)
+    (5, 5, 0, 0),  # every base sample robust: a margin is empty, phi = 0
+    (1, 0, 0, 0),  # a single pair
+])
+def test_the_paired_interval_equals_newcombes_formula_written_out(counts):
+    assert stats.paired_difference_interval(*counts) == pytest.approx(literal_paired(*counts), rel=1e-12)
+
+
+def test_one_pair_and_one_sample_each_by_hand():
+    # one pair robust in both: Wilson's lower end of 1 of 1 is 1 / (1 + z^2), so the interval is +-z^2 / (1 + z^2)
+    half = Z95 ** 2 / (1 + Z95 ** 2)  # 0.7935
+    assert stats.paired_difference_interval(1, 0, 0, 0) == pytest.approx([-half, half], rel=1e-12)
+    # one sample each, robust in the base only: d = -1, the lower end -1, the upper -1 + sqrt(2) z^2 / (1 + z^2)
+    assert stats.unpaired_difference_interval(1, 1, 0, 1) == pytest.approx([-1.0, -1 + math.sqrt(2) * half],
+                                                                             rel=1e-12)
+    assert stats.unpaired_difference_interval(0, 1, 1, 1) == pytest.approx([1 - math.sqrt(2) * half, 1.0],
+                                                                             rel=1e-12)
