@@ -796,3 +796,31 @@ def test_one_pair_and_one_sample_each_by_hand():
                                                                              rel=1e-12)
     assert stats.unpaired_difference_interval(0, 1, 1, 1) == pytest.approx([1 - math.sqrt(2) * half, 1.0],
                                                                              rel=1e-12)
+
+
+# --- the rest of audit.stats at its edges (the final mutation check of issue 18) ------------------------------------
+
+def test_binomial_p_defaults_and_edges_by_hand():
+    assert stats.binomial_p(0, 2) == 0.5  # two-sided at 1/2: P(X = 0) + P(X = 2) = 1/4 + 1/4
+    assert stats.binomial_p(1, 1, alternative="greater") == 0.5 and stats.binomial_p(1, 1) == 1.0  # one trial
+    # P(X >= 3 | Bin(4, 1/4)) = 4 x (1/4)^3 x 3/4 + (1/4)^4 = 13/256
+    assert stats.binomial_p(3, 4, 0.25, "greater") == pytest.approx(13 / 256, rel=1e-12)
+    assert stats.binomial_p(0, 0) is None
+
+
+def test_bootstrap_interval_of_two_values_and_its_defaults():
+    from scipy.stats import bootstrap
+    import numpy as np
+
+    two = stats.bootstrap_interval([1.0, 2.0])
+    assert two is not None and 1.0 <= two[0] <= two[1] <= 2.0
+    values = [0.1, 0.5, 0.2, 0.9, 0.4, 0.3, 0.8]
+    direct = bootstrap((np.asarray(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    assert stats.bootstrap_interval(values) == pytest.approx([direct.low, direct.high], rel=1e-12)
+
+
+def test_mcnemar_refuses_a_negative_count_in_one_line():
+    for b, c in ((-1, 3), (3, -1)):
+        with pytest.raises(ValueError, match=rf"^discordant counts must be non-negative, got b={b}, c={c}$"):
+            stats.mcnemar(b, c)
