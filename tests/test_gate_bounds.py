@@ -236,3 +236,9 @@ def test_an_unknown_metric_lists_the_closest_names_first():
         parse_gate("abcdefgh>=1", [*KNOWN, "z1", "z2", "z3", "z4"])
     assert str(err.value).endswith("this report has: abcdefgx, abcdefxx, abcdexxx, abcdxxxx, x, y, z1, z2, … and 2 "
                                    "more")
+
+
+def test_an_infinite_median_reads_as_infinity_in_the_detail():
+    row = evaluate(with_intervals(), ["median_norm[cw]>=0.1"])["gates"][0]
+    assert row["passed"] and row["value"] is None and not row["undecided"]
+    assert row["detail"] == "median_norm[cw] = ∞ >= 0.1: passed"
