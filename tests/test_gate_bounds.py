@@ -242,3 +242,11 @@ def test_an_infinite_median_reads_as_infinity_in_the_detail():
     row = evaluate(with_intervals(), ["median_norm[cw]>=0.1"])["gates"][0]
     assert row["passed"] and row["value"] is None and not row["undecided"]
     assert row["detail"] == "median_norm[cw] = ∞ >= 0.1: passed"
+
+
+def test_an_unknown_name_with_a_bound_suffix_is_an_unknown_metric():
+    with pytest.raises(AuditError, match=r"^unknown metric 'robustness\.lower' in gate 'robustness\.lower>=1'; "):
+        evaluate(with_intervals(), ["robustness.lower>=1"])
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy>=abc")
+    assert str(err.value) == "malformed gate 'clean.accuracy>=abc': 'abc' is not a finite number"
