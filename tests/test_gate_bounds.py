@@ -250,3 +250,13 @@ def test_an_unknown_name_with_a_bound_suffix_is_an_unknown_metric():
     with pytest.raises(AuditError) as err:
         parse_gate("clean.accuracy>=abc")
     assert str(err.value) == "malformed gate 'clean.accuracy>=abc': 'abc' is not a finite number"
+
+
+def test_an_unknown_metric_before_the_audit_lists_the_families():
+    with pytest.raises(AuditError) as err:
+        parse_gate("nonsense>=1")
+    message = str(err.value)
+    assert message.startswith("unknown metric 'nonsense' in gate 'nonsense>=1'; metrics are clean.accuracy, "
+                              "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], "
+                              "score.value, score.components.NAME, ")
+    assert message.endswith(", checks.failed") and "semantics.two_vs_two[" in message
