@@ -260,3 +260,7 @@ def test_an_unknown_metric_before_the_audit_lists_the_families():
                               "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], "
                               "score.value, score.components.NAME, ")
     assert message.endswith(", checks.failed") and "semantics.two_vs_two[" in message
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy")
+    assert str(err.value) == ("malformed gate 'clean.accuracy': expected METRIC OP NUMBER with OP one of >=, <=, >, "
+                              "<, == (e.g. \"robust_accuracy[pgd@8/255]>=0.40\")")
