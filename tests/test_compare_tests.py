@@ -16,7 +16,7 @@ from test_score import entry, report
 from audit import stats
 from audit.cli import main
 from audit.errors import AuditError
-from reports.compare import compare, comparison_table
+from reports.compare import beyond_tolerance, compare, comparison_table, same_samples
 from reports.gates import evaluate
 from reports.schema import unpack_bits, SCHEMA_VERSION, pack_bits
 from reports.score import score_report
@@ -397,3 +397,431 @@ def test_compare_rejects_a_bad_alpha_in_one_line(demo_pair, alpha, capsys):
         main(["compare", str(demo_pair["base"]), str(demo_pair["new"]), "--alpha", alpha])
     err = capsys.readouterr().err.strip().splitlines()
     assert code.value.code == 2 and len(err) == 1 and err[0].startswith("error: --alpha ")
+
+
+# --- the terminal table, cell by cell (a hand-made comparison dict) ------------------------------------------------
+
+def table_row(metric, base, new, delta, **fields):
+    row = {"metric": metric, "base": base, "new": new, "delta": delta, "note": None, "b": None, "c": None,
+           "p_adjusted": None, "p_better_adjusted": None, "difference_ci": None, "verdict": "not tested"}
+    row.update(fields)
+    return row
+
+
+def rendered(comparison, styles=False, width=80):
+    console = Console(width=width, record=True, color_system=None)
+    console.print(comparison_table(comparison))
+    return console.export_text(styles=styles).splitlines()
+
+
+def test_the_table_shows_each_cell_as_written_by_hand():
+    # Every cell by hand: shares in % (.1f) and their deltas and intervals in percentage points; the shown p is the
+    # Holm-adjusted p of the direction moved (p_better_adjusted for a rise, p_adjusted for a drop or no move),
+    # 3 decimals from 0.001 up (0.001 itself included), else one significant digit without the exponent's 0;
+    # score.value .1f (71.25 and -2.75 are exact binary halves: rounded to even), components .2f, median norms
+    # .3g, checks.failed .0f; a null value is ∞ when the note names that side ∞, else —.
+    comparison = {"tolerance": 0.02, "alpha": 0.01, "confidence": 0.9, "rows": [
+        table_row("clean.accuracy", 0.9, 0.85, -0.05, b=7, c=2, p_adjusted=0.0898, p_better_adjusted=0.99,
+                  difference_ci=[-0.0912, -0.0043], verdict="inconclusive"),
+        table_row("robust_accuracy[pgd@0.1]", 0.4, 0.52, 0.12, b=1, c=13, p_adjusted=0.9999,
+                  p_better_adjusted=0.00000234, difference_ci=[0.0567, 0.1834], verdict="improved"),
+        table_row("robust_accuracy[fgsm@0.3]", 0.5, 0.31, -0.19, p_adjusted=0.001, p_better_adjusted=1.0,
+                  difference_ci=[-0.25, -0.125], verdict="regressed"),
+        table_row("robust_accuracy[apgd@0.3]", 0.25, 0.25, 0.0, b=3, c=3, p_adjusted=0.656, p_better_adjusted=0.75,
+                  difference_ci=[-0.04, 0.04], verdict="inconclusive"),
+        table_row("success_rate[pgd@0.1]", 0.5, 0.4, -0.1),
+        table_row("median_norm[cw]", 1.2345, None, None, note="∞ means most samples resisted: new ∞"),
+        table_row("median_norm[ddn]", None, None, None, note="∞ means most samples resisted: base ∞, new ∞"),
+        table_row("median_norm[fab]", None, 0.5, None, note="null in base", verdict="null"),
+        table_row("score.value", 71.25, 68.5, -2.75, difference_ci=[-6.04, 0.55], verdict="inconclusive"),
+        table_row("score.components.robustness", 0.634, 0.6, -0.034),
+        table_row("checks.failed", 0.0, 2.0, 2.0),
+    ]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.02, one-sided alpha 0.01, p Holm-adjusted across the tested",
+        "rows, Δ over its 90% interval                                                   ",
+        "                                                                                ",
+        "                                                               p                ",
+        " metric                     base     new               Δ     b/c   verdict      ",
+        " ────────────────────────────────────────────────────────────────────────────── ",
+        " clean.accuracy            90.0%   85.0%            -5.0   0.090   inconclusive ",
+        "                                             [-9.1,-0.4]     7/2                ",
+        " robust_accuracy[pgd@0.1   40.0%   52.0%           +12.0    2e-6   improved     ",
+        " ]                                            [5.7,18.3]    1/13                ",
+        " robust_accuracy[fgsm@0.   50.0%   31.0%           -19.0   0.001   regressed    ",
+        " 3]                                        [-25.0,-12.5]                        ",
+        " robust_accuracy[apgd@0.   25.0%   25.0%            +0.0   0.656   inconclusive ",
+        " 3]                                           [-4.0,4.0]     3/3                ",
+        " success_rate[pgd@0.1]     50.0%   40.0%           -10.0           not tested   ",
+        " median_norm[cw]            1.23       ∞               —           not tested   ",
+        " median_norm[ddn]              ∞       ∞               —           not tested   ",
+        " median_norm[fab]              —     0.5               —           null         ",
+        " score.value                71.2    68.5            -2.8           inconclusive ",
+        "                                              [-6.0,0.6]                        ",
+        " score.components.robust    0.63    0.60           -0.03           not tested   ",
+        " ness                                                                           ",
+        " checks.failed                 0       2              +2           not tested   ",
+        "                                                                                ",
+    ]
+
+
+def test_the_table_of_a_comparison_without_its_levels_or_verdict_words():
+    # a comparison dict without confidence, alpha or verdict words (as written before them): the title says the
+    # defaults (0.95, 0.05), a regressed row reads "regressed", another row nothing; 4.2e-12 shows as 4e-12
+    comparison = {"tolerance": 0.005, "rows": [
+        {"metric": "robust_accuracy[pgd@8/255]", "base": 0.625, "new": 0.3125, "delta": -0.3125, "note": None,
+         "b": 40, "c": 0, "p_adjusted": 4.2e-12, "p_better_adjusted": 1.0, "difference_ci": [-0.4, -0.2],
+         "regressed": True},
+        {"metric": "clean.accuracy", "base": 0.5, "new": 0.5, "delta": 0.0, "note": None, "b": 0, "c": 0},
+    ]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.005, one-sided alpha 0.05, p Holm-adjusted across the      ",
+        "tested rows, Δ over its 95% interval                                            ",
+        "                                                                                ",
+        "                                                                  p             ",
+        " metric                        base     new               Δ     b/c   verdict   ",
+        " ────────────────────────────────────────────────────────────────────────────── ",
+        " robust_accuracy[pgd@8/255]   62.5%   31.2%           -31.2   4e-12   regressed ",
+        "                                              [-40.0,-20.0]    40/0             ",
+        " clean.accuracy               50.0%   50.0%            +0.0     0/0             ",
+        "                                                                                ",
+    ]
+
+
+def test_the_table_styles_the_header_and_the_two_decisive_verdicts_only():
+    bold, red, green, plain = "\x1b[1m", "\x1b[1;31m", "\x1b[1;32m", "\x1b[0m"
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.95, "rows": [
+        table_row("robust_accuracy[pgd@0.1]", 0.5, 0.3, -0.2, p_adjusted=0.001, p_better_adjusted=1.0,
+                  verdict="regressed"),
+        table_row("robust_accuracy[fgsm@0.1]", 0.3, 0.5, 0.2, p_adjusted=1.0, p_better_adjusted=0.001,
+                  verdict="improved"),
+        table_row("clean.accuracy", 0.8, 0.8, 0.0, p_adjusted=1.0, p_better_adjusted=1.0, verdict="inconclusive"),
+    ]}
+    text = "\n".join(rendered(comparison, styles=True))
+    assert f"{bold}metric " in text and f"{bold}verdict " in text  # bold, with the cell's padding
+    assert f"{red}regressed{plain}" in text and f"{green}improved{plain}" in text
+    assert " inconclusive" in text and "m inconclusive" not in text and "inconclusive\x1b" not in text
+
+
+def test_a_short_table_keeps_the_metric_column_12_wide_and_names_a_level_with_a_decimal():
+    # score.value is 11 characters: the metric column is still 12 wide. 97.5% is written as it is (not 98%);
+    # -9.25 and 0.25 are exact binary halves, rounded to even
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.975, "rows": [
+        table_row("score.value", 80.0, 75.5, -4.5, difference_ci=[-9.25, 0.25], verdict="inconclusive")]}
+    assert rendered(comparison) == [
+        "compare: tolerance 0.01, one-sided alpha 0.05, p Holm-adjusted",
+        "across the tested rows, Δ over its 97.5% interval             ",
+        "                                                              ",
+        "                                             p                ",
+        " metric         base    new            Δ   b/c   verdict      ",
+        " ──────────────────────────────────────────────────────────── ",
+        " score.value    80.0   75.5         -4.5         inconclusive ",
+        "                              [-9.2,0.2]                      ",
+        "                                                              ",
+    ]
+
+
+def test_on_a_narrow_terminal_only_the_metric_name_folds():
+    comparison = {"tolerance": 0.01, "alpha": 0.05, "confidence": 0.95, "rows": [
+        table_row("robust_accuracy[autoattack-fast@8/255]", 0.5, 0.31, -0.19, p_adjusted=0.001,
+                  p_better_adjusted=1.0, b=19, c=0, difference_ci=[-0.25, -0.125], verdict="not tested")]}
+    assert rendered(comparison, width=68) == [
+        "compare: tolerance 0.01, one-sided alpha 0.05, p Holm-adjusted      ",
+        "across the tested rows, Δ over its 95% interval                     ",
+        "                                                                    ",
+        "                                                     p              ",
+        " metric           base     new               Δ     b/c   verdict    ",
+        " ────────────────────────────────────────────────────────────────── ",
+        " robust_accura   50.0%   31.0%           -19.0   0.001   not tested ",
+        " cy[autoattack                   [-25.0,-12.5]    19/0              ",
+        " -fast@8/255]                                                       ",
+        "                                                                    ",
+    ]
+
+
+# --- the counts behind the unpaired test --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, n_correct, tested", [
+    (1, 1, True), (100, 0, True), (100, 100, True),  # the ends of 0 <= k <= n, and a single image
+    (0, 0, False), (None, 80, False), (100.0, 80, False),  # no n, or not a positive integer
+    (100, None, False), (100, 150, False), (100, 80.0, False),  # no k, or not an integer in 0..n
+])
+def test_the_clean_row_is_tested_only_with_counts_that_make_a_proportion(n, n_correct, tested):
+    base = report([entry("pgd", 0.1, 0.4)])
+    base["clean"].update(n=n, n_correct=n_correct)
+    if tested:
+        base["clean"]["accuracy"] = n_correct / n
+    new = report([entry("pgd", 0.1, 0.4)])  # 80 of 100
+    got = rows(compare(base, new))
+    row = got["clean.accuracy"]
+    if tested:
+        assert row["test"] == "fisher"
+        assert row["p"] == pytest.approx(literal_fisher_worse(n_correct, n, 80, 100), rel=1e-9)
+        assert row["p_better"] == pytest.approx(literal_fisher_worse(80, 100, n_correct, n), rel=1e-9)
+    else:
+        assert row["test"] == "none" and row["p"] is None and row["verdict"] == "not tested"
+        assert row["note"] == "not tested: the report does not give the counts behind the proportion"
+        assert got["robust_accuracy[pgd@0.1]"]["test"] == ("fisher" if n == 100 and isinstance(n, int) else "none")
+
+
+def literal_wilson(k, n, z):
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def test_the_unpaired_interval_is_newcombes_at_the_reports_level():
+    # 40 of 100 robust in the base, 28 of 100 in the new audit, other samples, confidence 0.9 (z = 1.6449):
+    # square-and-add of the two Wilson intervals, written out here
+    base, new = report([entry("pgd", 0.1, 0.4)]), report([entry("pgd", 0.1, 0.28)])
+    for r in (base, new):
+        r["statistics"] = {"confidence": 0.9}
+    row = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    z = 1.6448536269514722
+    (l1, u1), (l2, u2) = literal_wilson(40, 100, z), literal_wilson(28, 100, z)
+    d = 0.28 - 0.4
+    expected = [d - math.sqrt((0.28 - l2) ** 2 + (u1 - 0.4) ** 2), d + math.sqrt((u2 - 0.28) ** 2 + (0.4 - l1) ** 2)]
+    assert row["test"] == "fisher" and row["difference_ci"] == pytest.approx(expected, rel=1e-9)
+    assert row["difference_ci"][0] > stats.unpaired_difference_interval(40, 100, 28, 100, 0.95)[0] + 0.01
+
+
+# --- the rows' fields, the levels, the notes ------------------------------------------------------------------------
+
+ROW_FIELDS = {"metric", "base", "new", "delta", "better", "note", "test", "b", "c", "p", "p_better", "p_adjusted",
+              "p_better_adjusted", "difference_ci", "beyond_tolerance", "significant", "regressed", "improved",
+              "verdict"}
+
+
+def test_untested_and_null_rows_carry_every_documented_field_empty():
+    base = report([entry("pgd", 0.1, 0.4), entry("fgsm", 0.1, None)])
+    new = report([entry("pgd", 0.1, 0.3), entry("fgsm", 0.1, 0.2)])
+    got = rows(compare(base, new))
+    empty = {"b": None, "c": None, "p": None, "p_better": None, "p_adjusted": None, "p_better_adjusted": None,
+             "difference_ci": None, "significant": False, "regressed": False, "improved": False}
+    untested, null = got["success_rate[pgd@0.1]"], got["robust_accuracy[fgsm@0.1]"]
+    for row in (untested, null, *got.values()):
+        assert set(row) == ROW_FIELDS
+    assert {k: untested[k] for k in empty} == empty and untested["test"] == "none"
+    assert untested["verdict"] == "not tested" and untested["better"] == "lower" and untested["note"] is None
+    assert {k: null[k] for k in empty} == empty and null["delta"] is None and not null["beyond_tolerance"]
+    assert (null["test"], null["verdict"], null["note"], null["better"]) == ("none", "null", "null in base", "higher")
+
+
+def test_the_confidence_is_the_new_reports_then_the_bases_then_095():
+    def level(b, n):
+        base, new = report([entry("pgd", 0.1, 0.4)]), report([entry("pgd", 0.1, 0.3)])
+        for r, c in ((base, b), (new, n)):
+            if c is not None:
+                r["statistics"] = {"confidence": c}
+        return compare(base, new)
+    assert level(0.8, 0.9)["confidence"] == 0.9 and level(0.8, None)["confidence"] == 0.8
+    assert level(None, None)["confidence"] == 0.95
+    row = rows(level(0.8, None))["robust_accuracy[pgd@0.1]"]
+    assert row["difference_ci"] == pytest.approx(stats.unpaired_difference_interval(40, 100, 30, 100, 0.8))
+    with pytest.raises(AuditError, match=r"^the report's statistics\.confidence 1\.5 is not a number strictly "
+                                         r"between 0 and 1$"):
+        level(None, 1.5)
+
+
+def test_the_paired_interval_is_at_the_reports_level():
+    base_bits = [i < 60 for i in range(100)]
+    new_bits = [i < 50 or 90 <= i < 95 for i in range(100)]  # n11 = 50, b = 10, c = 5, n00 = 35
+    base = audited([True] * 100, {("pgd", 0.1): base_bits}, confidence=0.8)
+    new = audited([True] * 100, {("pgd", 0.1): new_bits}, confidence=0.8)
+    row = rows(compare(base, new))["robust_accuracy[pgd@0.1]"]
+    assert (row["b"], row["c"]) == (10, 5)
+    assert row["difference_ci"] == pytest.approx(stats.paired_difference_interval(50, 10, 5, 35, 0.8))
+    assert row["difference_ci"] != pytest.approx(stats.paired_difference_interval(50, 10, 5, 35, 0.95))
+
+
+def test_a_significant_rise_within_the_tolerance_is_better_but_not_improved():
+    base_bits = [i < 470 for i in range(1000)]
+    new_bits = [i < 500 for i in range(1000)]
+    row = rows(compare(audited([True] * 1000, {("pgd", 0.1): base_bits}),
+                       audited([True] * 1000, {("pgd", 0.1): new_bits}), tolerance=0.05))["robust_accuracy[pgd@0.1]"]
+    assert row["significant"] and not row["improved"] and row["verdict"] == "better ≤tol"
+
+
+@pytest.mark.parametrize("base, new, tolerance, regressed, improved", [
+    ((80, None), (68, [60, 69.95]), 0.1, True, False),  # upper bound -10.05 < -10 (100 x 0.1 points)
+    ((70, None), (80, [65, 90]), 0.01, False, False),  # lower bound -5: not above +1, though the upper is
+    ((70, None), (80, [71, 90]), 0.01, False, False),  # lower bound exactly +1: not above it
+    ((70, None), (80, [71.5, 90]), 0.01, False, True),
+    ((80, [None, 85]), (70, [66, 74]), 0.01, True, False),  # a base end missing counts as half-width 0
+    ((80, [75, None]), (90, [86, 94]), 0.01, False, True),
+    ((80, [75, 85]), (70, [None, 74]), 0.01, False, False),  # a new end missing: not tested
+])
+def test_the_score_interval_at_its_edges(base, new, tolerance, regressed, improved):
+    row = rows(compare(scored(*base), scored(*new), tolerance=tolerance))["score.value"]
+    assert (row["regressed"], row["improved"]) == (regressed, improved)
+    assert row["significant"] is (regressed or improved)  # each significant case here is beyond the tolerance
+    assert row["test"] == ("none" if None in new[1] else "score interval")
+
+
+def test_the_note_names_up_to_three_rows_without_per_sample_outcomes():
+    keys = [("pgd", 0.1), ("pgd", 0.2), ("fgsm", 0.1), ("fgsm", 0.2)]
+    r = audited([True] * 10, {k: [True] * 5 + [False] * 5 for k in keys})
+    old = copy.deepcopy(r)
+    for e in old["attacks"]:
+        del e["per_sample"]
+    assert compare(old, r)["note"] == (
+        "unpaired: no per-sample outcomes for robust_accuracy[pgd@0.1], robust_accuracy[pgd@0.2], "
+        "robust_accuracy[fgsm@0.1] … (a report written before schema 2.0?); Fisher's exact test on the counts, "
+        "p Holm-adjusted across the tested rows. Pairing the same samples would be far more sensitive")
+    old["attacks"] = old["attacks"][:3]
+    assert "robust_accuracy[fgsm@0.1] (a report written" in compare(old, r)["note"]
+    base = report([entry("pgd", 0.1, 0.089)])  # 8.9 of 100 images, and no clean count: nothing to test
+    base["clean"]["n_correct"] = None
+    nothing = compare(base, report([entry("pgd", 0.1, 0.4)]))
+    assert nothing["note"] == "no accuracy row to test: the reports share no clean or robust accuracy with counts"
+    assert not nothing["paired"]
+
+
+def test_same_samples_says_what_differs():
+    def sample(n=300, indices="0-299", fingerprint="ab"):
+        return {"data": {"sample": {"n": n, "indices": indices, "fingerprint": fingerprint}}}
+    assert same_samples(sample(), sample()) == (True, None)
+    assert same_samples(sample(), sample(n=200)) == (False, "the reports audited different samples (300 vs 200 "
+                                                             "images)")
+    assert same_samples(sample(), sample(indices="1-300", fingerprint="cd")) == (
+        False, "the reports audited different samples (other indices and fingerprint)")
+    assert same_samples(sample(fingerprint=None), sample(fingerprint=None)) == (
+        False, "the reports do not identify their samples (no n or fingerprint)")
+    assert same_samples({"data": {"sample": "0-299"}}, sample()) == (
+        False, "the base report does not record which samples were audited")
+
+
+def test_any_newly_failed_check_is_beyond_the_tolerance_whatever_it_is():
+    assert beyond_tolerance("checks.failed", 0.0, 1.0, 1.0) and beyond_tolerance("checks.failed", 0.0, 1.0, 0.0)
+    assert not beyond_tolerance("checks.failed", 1.0, 1.0, 0.0) and not beyond_tolerance("checks.failed", 2.0, 1.0, 0)
+
+
+@pytest.mark.parametrize("tolerance", [-0.1, math.nan, math.inf, "0.1", True, None])
+def test_a_bad_tolerance_is_one_line(tolerance):
+    r = audited([True] * 10, {})
+    with pytest.raises(AuditError, match=r"^tolerance .* is not a non-negative number$"):
+        compare(r, r, tolerance=tolerance)
+
+
+def test_a_zero_tolerance_and_the_alpha_are_kept_and_a_bad_alpha_is_named():
+    r = audited([True] * 10, {})
+    c = compare(r, r, tolerance=0, alpha=0.2)
+    assert (c["tolerance"], c["alpha"], c["only_base"], c["only_new"]) == (0.0, 0.2, [], [])
+    with pytest.raises(AuditError, match=r"^--alpha 1\.5 is not a number strictly between 0 and 1$"):
+        compare(r, r, alpha=1.5)
+
+
+def test_a_p_equal_to_alpha_is_not_significant():
+    # b = 8, c = 2 of 20 (the hand-checked row above): p = 56/1024, Holm over two rows: 0.109375 exactly
+    worse_bits = [True] * 5 + [False] * 8 + [True] * 2 + [False] * 5
+    base_bits = [True] * 13 + [False] * 7
+    base, new = audited([True] * 20, {("pgd", 0.1): base_bits}), audited([True] * 20, {("pgd", 0.1): worse_bits})
+    for a, b in ((base, new), (new, base)):
+        row = rows(compare(a, b, alpha=0.109375))["robust_accuracy[pgd@0.1]"]
+        assert 0.109375 in (row["p_adjusted"], row["p_better_adjusted"])
+        assert not row["significant"] and not row["regressed"] and not row["improved"]
+        assert row["verdict"] == "inconclusive"
+        row = rows(compare(a, b, alpha=0.109376))["robust_accuracy[pgd@0.1]"]
+        assert row["significant"] and row["verdict"] in ("regressed", "improved")
+
+
+def test_infinite_and_null_values_are_named_in_the_note():
+    base = report([entry("pgd", 0.1, None), entry("cw", None, None, curve=[(0.5, 0.3)], median=None),
+                   entry("ddn", None, None, curve=[(0.5, 0.3)], median=None),
+                   entry("fab", None, None, curve=[(0.5, 0.3)], median=0.4)])
+    new = report([entry("pgd", 0.1, None), entry("cw", None, None, curve=[(0.5, 0.3)], median=None),
+                  entry("ddn", None, None, curve=[(0.5, 0.3)], median=0.3),
+                  entry("fab", None, None, curve=[(0.5, 0.3)], median=None), entry("square", 0.1, 0.2)])
+    for r in (base, new):
+        for e in r["attacks"]:
+            e["eps_text"] = e["eps_text"] if e["eps"] is not None else None
+    c = compare(base, new)
+    got = rows(c)
+    assert got["robust_accuracy[pgd@0.1]"]["note"] == "null in base and new"
+    both, one, other = got["median_norm[cw]"], got["median_norm[ddn]"], got["median_norm[fab]"]
+    assert (both["note"], both["delta"]) == ("∞ means most samples resisted: base ∞, new ∞", 0.0)
+    assert (one["note"], one["delta"]) == ("∞ means most samples resisted: base ∞", None)
+    assert (other["note"], other["delta"]) == ("∞ means most samples resisted: new ∞", None)
+    assert c["only_base"] == [] and c["only_new"] == ["robust_accuracy[square@0.1]", "success_rate[square@0.1]"]
+    assert compare(new, base)["only_base"] == c["only_new"]
+
+
+def test_an_unreadable_base_bitset_names_the_base():
+    r = audited([True] * 10, {("pgd", 0.1): [True] * 10})
+    bad = copy.deepcopy(r)
+    bad["attacks"][0]["per_sample"]["robust"] = pack_bits([True] * 30)
+    with pytest.raises(AuditError, match="^the base report's per-sample outcomes of robust_accuracy"):
+        compare(bad, r)
+
+
+# --- Newcombe's intervals at their small-count edges ---------------------------------------------------------------
+
+Z95 = 1.959963984540054
+
+
+def literal_paired(n11, n10, n01, n00, z=Z95):
+    """Newcombe 1998 (Stat. Med. 17:2635), method 10, written out: phi from the 2x2 table with its numerator
+    reduced by n/2 when above n/2, set to 0 when between 0 and n/2, kept when negative."""
+    n = n11 + n10 + n01 + n00
+    p1, p2 = (n11 + n10) / n, (n11 + n01) / n
+    (l1, u1), (l2, u2) = literal_wilson(n11 + n10, n, z), literal_wilson(n11 + n01, n, z)
+    numerator = n11 * n00 - n10 * n01
+    if numerator > n / 2:
+        numerator -= n / 2
+    elif numerator >= 0:
+        numerator = 0
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = numerator / math.sqrt(margins) if margins else 0.0
+    d = p2 - p1
+    return [d - math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2),
+            d + math.sqrt((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2)]
+
+
+@pytest.mark.parametrize("counts", [
+    (5, 1, 1, 5),  # numerator 24 > n/2 = 6: reduced to 18 (24 is not above 2n: a "> 2n" rule would zero it)
+    (4, 2, 2, 2),  # numerator 4, between n/3 and n/2 = 5: phi = 0 (no reduction below 0, no floor at 1)
+    (5, 5, 0, 0),  # every base sample robust: a margin is empty, phi = 0
+    (1, 0, 0, 0),  # a single pair
+])
+def test_the_paired_interval_equals_newcombes_formula_written_out(counts):
+    assert stats.paired_difference_interval(*counts) == pytest.approx(literal_paired(*counts), rel=1e-12)
+
+
+def test_one_pair_and_one_sample_each_by_hand():
+    # one pair robust in both: Wilson's lower end of 1 of 1 is 1 / (1 + z^2), so the interval is +-z^2 / (1 + z^2)
+    half = Z95 ** 2 / (1 + Z95 ** 2)  # 0.7935
+    assert stats.paired_difference_interval(1, 0, 0, 0) == pytest.approx([-half, half], rel=1e-12)
+    # one sample each, robust in the base only: d = -1, the lower end -1, the upper -1 + sqrt(2) z^2 / (1 + z^2)
+    assert stats.unpaired_difference_interval(1, 1, 0, 1) == pytest.approx([-1.0, -1 + math.sqrt(2) * half],
+                                                                             rel=1e-12)
+    assert stats.unpaired_difference_interval(0, 1, 1, 1) == pytest.approx([1 - math.sqrt(2) * half, 1.0],
+                                                                             rel=1e-12)
+
+
+# --- the rest of audit.stats at its edges (the final mutation check of issue 18) ------------------------------------
+
+def test_binomial_p_defaults_and_edges_by_hand():
+    assert stats.binomial_p(0, 2) == 0.5  # two-sided at 1/2: P(X = 0) + P(X = 2) = 1/4 + 1/4
+    assert stats.binomial_p(1, 1, alternative="greater") == 0.5 and stats.binomial_p(1, 1) == 1.0  # one trial
+    # P(X >= 3 | Bin(4, 1/4)) = 4 x (1/4)^3 x 3/4 + (1/4)^4 = 13/256
+    assert stats.binomial_p(3, 4, 0.25, "greater") == pytest.approx(13 / 256, rel=1e-12)
+    assert stats.binomial_p(0, 0) is None
+
+
+def test_bootstrap_interval_of_two_values_and_its_defaults():
+    from scipy.stats import bootstrap
+    import numpy as np
+
+    two = stats.bootstrap_interval([1.0, 2.0])
+    assert two is not None and 1.0 <= two[0] <= two[1] <= 2.0
+    rng = random.Random(4)
+    values = [rng.random() for _ in range(40)]  # 40 values: the resampled means nearly all differ
+    direct = bootstrap((np.asarray(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    assert stats.bootstrap_interval(values) == pytest.approx([direct.low, direct.high], rel=1e-12)
+
+
+def test_mcnemar_refuses_a_negative_count_in_one_line():
+    for b, c in ((-1, 3), (3, -1)):
+        with pytest.raises(ValueError, match=rf"^discordant counts must be non-negative, got b={b}, c={c}$"):
+            stats.mcnemar(b, c)

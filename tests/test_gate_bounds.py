@@ -10,7 +10,7 @@ from test_score import gated_report
 
 from audit.cli import main
 from audit.errors import AuditError
-from reports.gates import bounds, evaluate, parse_gate
+from reports.gates import bounds, evaluate, images_needed, parse_gate
 from reports.junit import junit_xml
 
 Z95 = 1.959963984540054  # the two-sided 95% normal quantile
@@ -148,3 +148,119 @@ def test_the_score_and_success_rates_resolve_by_their_own_denominators():
     old = copy.deepcopy(r)
     del old["score"]["interval"]  # a report without the interval: the gate is decided by the point, as before
     assert not evaluate(old, ["score.value>=70"])["gates"][0]["undecided"]
+
+
+# --- images_needed against its formula, with hand numbers ----------------------------------------------------------
+
+Z90 = 1.6448536269514722  # the two-sided 90% normal quantile
+
+
+@pytest.mark.parametrize("metric", ["clean.accuracy", "robust_accuracy[pgd@0.1]", "success_rate[pgd@0.1]"])
+def test_images_needed_of_a_proportion_is_the_normal_formula_at_the_reports_level(metric):
+    # z^2 p (1 - p) / (p - t)^2 at the report's confidence (0.9): 2.7055 x 0.41 x 0.59 / 0.01^2 = 6544.7 -> 6545;
+    # at the default 0.95 (no statistics block): 3.8415 x 0.2419 / 1e-4 = 9292.5 -> 9293
+    r = {"statistics": {"confidence": 0.9}, "clean": {"n": 100}}
+    got = images_needed(r, metric, 0.41, 0.40, [0.0, 1.0])
+    assert got == math.ceil(Z90 ** 2 * 0.41 * 0.59 / 0.01 ** 2) == 6545
+    assert images_needed({}, metric, 0.41, 0.40, [0.0, 1.0]) == 9293
+    assert images_needed(r, metric, 0.41, 0.41, [0.0, 1.0]) is None
+
+
+@pytest.mark.parametrize("threshold, n, expected", [
+    (74.0, 100, 625),  # above the value: the upper half-width 77 - 72 = 5, 2 points away: 100 x (5 / 2)^2
+    (70.0, 100, 900),  # below: the lower half-width 72 - 66 = 6, 2 points away: 100 x (6 / 2)^2
+    (69.0, 100, 400),  # 100 x (6 / 3)^2
+    (75.0, 10, 28),  # 10 x (5 / 3)^2 = 27.8, rounded up
+    (72.0, 100, None),  # the value itself: no sample size separates them
+])
+def test_images_needed_of_the_score_scales_its_half_width_facing_the_threshold(threshold, n, expected):
+    r = {"clean": {"n": n}, "attacks": [], "statistics": {"confidence": 0.9}}
+    got = images_needed(r, "score.value", 72.0, threshold, [66.0, 77.0])
+    assert got == expected and (got is None or type(got) is int)
+
+
+def test_images_needed_of_a_median_norm_counts_that_attacks_images():
+    # n of the minimal-perturbation block of the entry with that name (not the first minimal entry, not a
+    # bounded entry of the same name, not the clean n); value 0.5 in [0.375, 0.75] (exact binary fractions)
+    r = {"clean": {"n": 300}, "attacks": [
+        {"name": "cw", "minimal_perturbation": None},
+        {"name": "deepfool", "minimal_perturbation": {"n": 50}},
+        {"name": "cw", "minimal_perturbation": {"n": 200}},
+    ]}
+    ci = [0.375, 0.75]
+    assert images_needed(r, "median_norm[cw]", 0.5, 0.625, ci) == 800  # 200 x (0.25 / 0.125)^2
+    assert images_needed(r, "median_norm[cw]", 0.5, 0.25, ci) == 50  # 200 x (0.125 / 0.25)^2
+    assert images_needed(r, "median_norm[deepfool]", 0.5, 0.625, ci) == 200  # 50 x 4
+    assert images_needed(r, "median_norm[fab]", 0.5, 0.625, ci) is None  # no such entry: no n
+    assert images_needed({"clean": {}}, "score.value", 72.0, 74.0, [66.0, 77.0]) is None  # no n
+
+
+# --- the error lines, word for word ----------------------------------------------------------------------------------
+
+def test_bound_errors_word_for_word():
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy.middle>=0.4")
+    assert str(err.value) == ("unknown bound .middle in gate 'clean.accuracy.middle>=0.4': a bound is .lower or "
+                              ".upper (e.g. \"robust_accuracy[pgd@8/255].lower>=0.40\")")
+    with pytest.raises(AuditError) as err:
+        parse_gate("checks.failed.upper<=0")
+    assert str(err.value) == ("checks.failed has no interval, so no .upper bound (gate 'checks.failed.upper<=0'); "
+                              "bounds exist for clean.accuracy, robust_accuracy[ATTACK@EPS], "
+                              "success_rate[ATTACK@EPS], median_norm[ATTACK], score.value (or score)")
+    with pytest.raises(AuditError) as err:
+        evaluate(gated_report(), ["clean.accuracy.lower>=0.3"])
+    assert str(err.value) == ("clean.accuracy has no interval in this report, so no .lower bound (gate "
+                              "'clean.accuracy.lower>=0.3'); bounds exist for clean.accuracy, "
+                              "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], "
+                              "score.value (or score) in reports of schema 2.0 or later")
+
+
+def test_a_null_score_bound_names_the_missing_interval():
+    r = with_intervals()
+    r["score"]["interval"] = None
+    row = evaluate(r, ["score.lower>=50"])["gates"][0]
+    assert row["detail"] == "score.lower is null: the report has no interval for score.value (too few images for one)"
+
+
+KNOWN = ["x", "abcdxxxx", "abcdexxx", "abcdefxx", "abcdefgx", "y"]
+
+
+def test_an_unknown_metric_lists_the_closest_names_first():
+    # similarity to "abcdefgh" (2 x matching characters / 16): abcdefgx 0.875, abcdefxx 0.75, abcdexxx 0.625,
+    # abcdxxxx 0.5 (the cutoff, included); x and y share nothing and follow in the report's order
+    with pytest.raises(AuditError) as err:
+        parse_gate("abcdefgh>=1", KNOWN)
+    assert str(err.value) == ("unknown metric 'abcdefgh' in gate 'abcdefgh>=1'; this report has: abcdefgx, "
+                              "abcdefxx, abcdexxx, abcdxxxx, x, y")
+    with pytest.raises(AuditError) as err:  # 10 names: 8 shown
+        parse_gate("abcdefgh>=1", [*KNOWN, "z1", "z2", "z3", "z4"])
+    assert str(err.value).endswith("this report has: abcdefgx, abcdefxx, abcdexxx, abcdxxxx, x, y, z1, z2, … and 2 "
+                                   "more")
+
+
+def test_an_infinite_median_reads_as_infinity_in_the_detail():
+    row = evaluate(with_intervals(), ["median_norm[cw]>=0.1"])["gates"][0]
+    assert row["passed"] and row["value"] is None and not row["undecided"]
+    assert row["detail"] == "median_norm[cw] = ∞ >= 0.1: passed"
+
+
+def test_an_unknown_name_with_a_bound_suffix_is_an_unknown_metric():
+    with pytest.raises(AuditError, match=r"^unknown metric 'robustness\.lower' in gate 'robustness\.lower>=1'; "):
+        evaluate(with_intervals(), ["robustness.lower>=1"])
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy>=abc")
+    assert str(err.value) == "malformed gate 'clean.accuracy>=abc': 'abc' is not a finite number"
+
+
+def test_an_unknown_metric_before_the_audit_lists_the_families():
+    with pytest.raises(AuditError) as err:
+        parse_gate("nonsense>=1")
+    message = str(err.value)
+    assert message.startswith("unknown metric 'nonsense' in gate 'nonsense>=1'; metrics are clean.accuracy, "
+                              "robust_accuracy[ATTACK@EPS], success_rate[ATTACK@EPS], median_norm[ATTACK], "
+                              "score.value, score.components.NAME, ")
+    assert message.endswith(", checks.failed") and "semantics.two_vs_two[" in message
+    with pytest.raises(AuditError) as err:
+        parse_gate("clean.accuracy")
+    assert str(err.value) == ("malformed gate 'clean.accuracy': expected METRIC OP NUMBER with OP one of >=, <=, >, "
+                              "<, == (e.g. \"robust_accuracy[pgd@8/255]>=0.40\")")
