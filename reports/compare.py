@@ -302,14 +302,14 @@ def compare(base: dict, new: dict, tolerance: float = 0.01, alpha: float = stats
             r["regressed"] = worse and r["beyond_tolerance"]
             r["improved"] = better and better_beyond
         if r["verdict"] != "null":
-            r["verdict"] = _verdict(r, better_beyond)
+            r["verdict"] = _verdict(r)
     return {"rows": rows, "tolerance": float(tolerance), "alpha": alpha, "confidence": confidence,
             "regressed": any(r["regressed"] for r in rows), "improved": any(r["improved"] for r in rows),
-            "paired": bool(tested) and not unpaired, "note": _note(same, why, n, unpaired, tested),
+            "paired": bool(tested) and not unpaired, "note": _note(why, n, unpaired, tested),
             "only_base": [m for m in a if m not in b], "only_new": [m for m in b if m not in a]}
 
 
-def _verdict(row: dict, better_beyond: bool) -> str:
+def _verdict(row: dict) -> str:
     """The row's word: a direction only where the test (or the score's interval) says it is significant."""
     if row["test"] == UNTESTED:
         return "not tested"
@@ -324,7 +324,7 @@ def _verdict(row: dict, better_beyond: bool) -> str:
     return "inconclusive"
 
 
-def _note(same: bool, why: str | None, n: int, unpaired: list[str], tested: list[dict]) -> str:
+def _note(why: str | None, n: int, unpaired: list[str], tested: list[dict]) -> str:
     if not tested:
         return "no accuracy row to test: the reports share no clean or robust accuracy with counts"
     if not unpaired:
@@ -389,7 +389,7 @@ def comparison_table(comparison: dict) -> Table:
     title = (f"compare: tolerance {comparison['tolerance']:g}, one-sided alpha {comparison.get('alpha', 0.05):g}, "
              f"{HOLM}, Δ over its {level:g}% interval")
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("metric", overflow="fold", ratio=1, min_width=12)
+    table.add_column("metric", overflow="fold", min_width=12)
     for col in ("base", "new", "Δ", "p\nb/c"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
