@@ -13,7 +13,7 @@ from scipy import stats
 
 from audit.engine.tallies import AttackTally, ClassCounts, Samples
 from audit.stats import (
-    alpha_of, bootstrap_interval, check_level, fdr_bh, fisher_worse, holm, images_to_resolve, mcnemar,
+    alpha_of, binomial_p, bootstrap_interval, check_level, fdr_bh, fisher_worse, holm, images_to_resolve, mcnemar,
     paired_difference_interval, proportion_interval, t_interval, unpaired_difference_interval, z_value,
 )
 from reports import score as score_module
@@ -117,7 +117,13 @@ def test_paired_interval_without_pairs_is_none():
     assert paired_difference_interval(0, 0, 0, 0) is None
 
 
-@pytest.mark.parametrize("table", [(30, 10, 5, 55), (120, 2, 40, 138), (0, 0, 0, 7), (50, 0, 0, 50), (3, 9, 1, 0)])
+@pytest.mark.parametrize("table", [
+    (30, 10, 5, 55), (120, 2, 40, 138), (0, 0, 0, 7), (50, 0, 0, 50), (3, 9, 1, 0),
+    (5, 1, 1, 5),  # numerator 24 > n/2 = 6: reduced to 18 (24 is not above 2n: a "> 2n" rule would zero it)
+    (4, 2, 2, 2),  # numerator 4, between n/3 and n/2 = 5: phi = 0 (no reduction below 0, no floor at 1)
+    (5, 5, 0, 0),  # every base sample robust: a margin is empty, phi = 0
+    (1, 0, 0, 0),  # a single pair
+])
 def test_paired_difference_interval_against_a_literal_newcombe(table):
     lo, hi = paired_difference_interval(*table)
     expected = literal_newcombe_paired(*table)
@@ -128,6 +134,43 @@ def test_paired_difference_interval_against_a_literal_newcombe(table):
     assert lo == pytest.approx(max(-1.0, expected[0]), abs=1e-9) and hi == pytest.approx(min(1.0, expected[1]), abs=1e-9)
     n11, n10, n01, n00 = table
     assert lo <= (n01 - n10) / sum(table) <= hi
+
+
+Z95 = 1.959963984540054
+
+
+def test_one_pair_and_one_sample_each_by_hand():
+    # one pair robust in both: Wilson's lower end of 1 of 1 is 1 / (1 + z^2), so the interval is +-z^2 / (1 + z^2)
+    half = Z95 ** 2 / (1 + Z95 ** 2)  # 0.7935
+    assert paired_difference_interval(1, 0, 0, 0) == pytest.approx([-half, half], rel=1e-12)
+    # one sample each, robust in the base only: d = -1, the lower end -1, the upper -1 + sqrt(2) z^2 / (1 + z^2)
+    assert unpaired_difference_interval(1, 1, 0, 1) == pytest.approx([-1.0, -1 + math.sqrt(2) * half],
+                                                                             rel=1e-12)
+    assert unpaired_difference_interval(0, 1, 1, 1) == pytest.approx([1 - math.sqrt(2) * half, 1.0],
+                                                                             rel=1e-12)
+
+
+def test_binomial_p_defaults_and_edges_by_hand():
+    assert binomial_p(0, 2) == 0.5  # two-sided at 1/2: P(X = 0) + P(X = 2) = 1/4 + 1/4
+    assert binomial_p(1, 1, alternative="greater") == 0.5 and binomial_p(1, 1) == 1.0  # one trial
+    # P(X >= 3 | Bin(4, 1/4)) = 4 x (1/4)^3 x 3/4 + (1/4)^4 = 13/256
+    assert binomial_p(3, 4, 0.25, "greater") == pytest.approx(13 / 256, rel=1e-12)
+    assert binomial_p(0, 0) is None
+
+
+def test_bootstrap_interval_of_two_values_and_its_defaults():
+    two = bootstrap_interval([1.0, 2.0])
+    assert two is not None and 1.0 <= two[0] <= two[1] <= 2.0
+    values = list(np.random.default_rng(4).random(40))  # 40 values: the resampled means nearly all differ
+    direct = stats.bootstrap((np.asarray(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    assert bootstrap_interval(values) == pytest.approx([direct.low, direct.high], rel=1e-12)
+
+
+def test_mcnemar_refuses_a_negative_count_in_one_line():
+    for b, c in ((-1, 3), (3, -1)):
+        with pytest.raises(ValueError, match=rf"^discordant counts must be non-negative, got b={b}, c={c}$"):
+            mcnemar(b, c)
 
 
 @pytest.mark.parametrize("confidence", [0.95, 0.8])
