@@ -261,6 +261,13 @@ INTERVAL_METHOD = (
     "by its section's rule); the cap of a failed validity check applies to each resample")
 
 
+DEGENERATE_METHOD = (
+    "every bootstrap resample gave the same score (each robust accuracy rests on images that all had one outcome, "
+    "e.g. none stayed robust), so resampling the images cannot show its uncertainty: the interval is the score with "
+    "every robust accuracy at the ends of its Wilson interval (confidence {confidence:g}) and the clean accuracy "
+    "at its value; the analyses' components are held at their point values")
+
+
 def score_interval(report: dict, values: dict[str, float], used: dict[str, float], cap: float | None,
                    unscored: bool) -> tuple[list[float] | None, str]:
     """The score's interval and how it was computed (``INTERVAL_METHOD``); None with the reason when the report
@@ -297,15 +304,23 @@ def score_interval(report: dict, values: dict[str, float], used: dict[str, float
     rng = np.random.default_rng(seed)
     means = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) @ outcomes / n
                       for _ in range(INTERVAL_RESAMPLES)])  # resamples x (1 + K)
-    worst = np.stack([means[:, [1 + k for k in group]].min(axis=1) for group in groups], axis=1)
-    clean = means[:, 0]
-    retained = np.where(clean > 0, worst.mean(axis=1) / np.where(clean > 0, clean, 1.0), 0.0)
-    robust = np.clip(retained, 0.0, 1.0)
     total = sum(used.values())
     fixed = sum(w * values[name] for name, w in used.items() if name != "robustness")
-    score = 100 * (used["robustness"] * robust + fixed) / total
-    if cap is not None:
-        score = np.minimum(score, cap)
+
+    def scores(robust_means: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        """The score for rows of robust accuracies (one column per source) and clean accuracies."""
+        worst = np.stack([robust_means[:, group].min(axis=1) for group in groups], axis=1)
+        retained = np.where(clean > 0, worst.mean(axis=1) / np.where(clean > 0, clean, 1.0), 0.0)
+        value = 100 * (used["robustness"] * np.clip(retained, 0.0, 1.0) + fixed) / total
+        return value if cap is None else np.minimum(value, cap)
+
+    score = scores(means[:, 1:], means[:, 0])
     low, high = np.quantile(score, [(1 - confidence) / 2, (1 + confidence) / 2])
     method = INTERVAL_METHOD.format(resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence)
+    if np.ptp(score) == 0:  # every resample alike: resampling the images shows no uncertainty
+        from audit.stats import proportion_interval
+
+        ends = np.array([proportion_interval(int(c.sum()), n, confidence) for c in columns]).T  # 2 x K
+        low, high = scores(ends, np.full(2, outcomes[:, 0].mean()))
+        method = DEGENERATE_METHOD.format(confidence=confidence)
     return [round(float(low), 6), round(float(high), 6)], method

@@ -327,6 +327,18 @@ def test_score_interval_against_a_literal_resampling_loop(monkeypatch):
     assert s["interval"] == pytest.approx(list(np.quantile(values, [0.05, 0.95])), abs=1e-5)
 
 
+def test_a_score_no_resample_can_move_takes_the_wilson_ends_of_its_robust_accuracies():
+    report, (clean, _, _, _) = small_report()
+    n = len(clean)
+    report["attacks"] = report["attacks"][:1]  # fgsm at 0.1 alone, and no image stayed robust
+    report["attacks"][0].update(robust_accuracy=0.0, per_sample={"robust": pack_bits([False] * n)})
+    s = score_report(report, interval=True)
+    assert s["value"] == 0.0
+    upper = proportion_interval(0, n, 0.9)[1]  # the report's level is 0.9
+    assert s["interval"] == pytest.approx([0.0, 100 * upper / clean.mean()], abs=1e-5)
+    assert s["interval_method"].startswith("every bootstrap resample gave the same score")
+
+
 def test_the_score_has_no_interval_without_per_sample_outcomes():
     report, _ = small_report()
     del report["clean"]["per_sample"]

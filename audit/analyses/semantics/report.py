@@ -268,7 +268,7 @@ def severity(report: dict, ref: dict | None) -> tuple[float | None, str]:
     mean, n = entry["mean"], entry.get("n", 0)
     size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE}
     if size["too_few"]:
-        return None, (f"left out: only {n} errors of {run_name(ref)} scored (mean severity "
+        return None, (f"only {n} errors of {run_name(ref)} scored (mean severity "
                       f"{with_interval(mean, entry.get('mean_ci'))}); the component needs at least "
                       f"{MIN_SCORED_FOR_SCORE}"), size
     value = clip(1.0 - share * min(mean, MAX_SEVERITY) / MAX_SEVERITY)
