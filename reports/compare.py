@@ -89,6 +89,7 @@ from rich.table import Table
 from audit import stats
 from audit.analyses.registry import sections
 from audit.errors import AuditError
+from reports.formatting import PERCENT_FAMILIES
 from reports.gates import family, metrics
 from reports.schema import unpack_bits
 
@@ -336,20 +337,19 @@ def _note(why: str | None, n: int, unpaired: list[str], tested: list[dict]) -> s
             "far more sensitive")
 
 
-PERCENT = {"clean.accuracy", "robust_accuracy", "success_rate"}  # shown in %, deltas in percentage points
 FORMATS = {"points": ".1f", "count": ".0f", "relative": ".3g", "absolute": ".2f"}
 
 
 def _cell(metric: str, value: float | None, note: str | None, side: str) -> str:
     if value is None:
         return "∞" if note and f"{side} ∞" in note else "—"
-    if family(metric) in PERCENT:
+    if family(metric) in PERCENT_FAMILIES:
         return f"{100 * value:.1f}%"
     return format(value, FORMATS[rules()[family(metric)][1]])
 
 
 def _scale(metric: str) -> tuple[float, str]:
-    if family(metric) in PERCENT:
+    if family(metric) in PERCENT_FAMILIES:
         return 100.0, ".1f"
     return 1.0, FORMATS[rules()[family(metric)][1]]
 

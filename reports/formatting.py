@@ -6,6 +6,7 @@ Plain strings from plain numbers; ``—`` stands for a value the report does not
 from __future__ import annotations
 
 NORM_SIGN = {"Linf": "L∞", "L2": "L2"}
+PERCENT_FAMILIES = frozenset({"clean.accuracy", "robust_accuracy", "success_rate"})  # shares: shown in %
 
 
 def pct(value: float | None) -> str:

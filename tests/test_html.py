@@ -170,7 +170,8 @@ def test_compare_page_shows_deltas_and_escapes_metric_names():
     assert_inert(html)
     text = " ".join(parse(html).text)
     assert "REGRESSED" in text and f"robust_accuracy[{HOSTILE[0]}]" in text
-    assert "+0.02" in text and "-0.02" in text and "0.01" in text
+    # shares in %, their differences in percentage points, as the terminal table shows them
+    assert "+2.0 pt" in text and "-2.0 pt" in text and "90.0%" in text and "1.0%" in text
     assert "grade C" in text and "no score in this report" in text  # new is scored, base is not
 
 

@@ -17,7 +17,8 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, St
 from markupsafe import Markup
 
 from audit.analyses.registry import Section, sections
-from reports.formatting import num, pct, signed
+from reports.formatting import PERCENT_FAMILIES, num, pct, signed
+from reports.gates import family
 import reports.html.panels as panels
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -35,7 +36,8 @@ def _environment(found: tuple[Section, ...]) -> Environment:
     analyses = PrefixLoader({s.key: FileSystemLoader(s.template.parent) for s in found if s.template is not None})
     env = Environment(loader=ChoiceLoader([FileSystemLoader(TEMPLATES), analyses]), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=pct, num=num, signed=signed, delta=lambda v: "—" if v is None else f"{v:+.4g}")
+    env.filters.update(pct=pct, num=num, signed=signed, delta=lambda v: "—" if v is None else f"{v:+.4g}",
+                       metric_value=metric_value, metric_delta=metric_delta)
     return env
 
 
@@ -87,6 +89,18 @@ def section_panels(report: dict, base_dir: Path | None = None) -> list[dict]:
         out.append({"key": section.key, "template": f"{section.key}/{section.template.name}",
                     "panel": section.panel(report, figures)})
     return out
+
+
+def metric_value(value: float | None, metric: str) -> str:
+    """A compared metric's value as the terminal table shows it: shares in %, other numbers to 4 digits."""
+    return pct(value) if family(metric) in PERCENT_FAMILIES else num(value, 4)
+
+
+def metric_delta(value: float | None, metric: str) -> str:
+    """A difference of a compared metric: percentage points for shares, else signed to 4 digits."""
+    if value is None:
+        return "—"
+    return f"{100 * value:+.1f} pt" if family(metric) in PERCENT_FAMILIES else f"{value:+.4g}"
 
 
 def report_context(report: dict, base_dir: Path | None = None) -> dict:
