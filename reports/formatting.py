@@ -43,6 +43,11 @@ def pct_pm(value: float | None, interval) -> str:
     return pct(value) if half is None else f"{pct(value)} ±{100 * half:.1f}"
 
 
+def fixed_interval(interval, digits: int = 2, sep: str = ", ") -> str:
+    """An interval with ``digits`` decimals as ``[0.10, 0.52]`` (``sep`` between the ends); "" without one."""
+    return "" if not interval else f"[{interval[0]:.{digits}f}{sep}{interval[1]:.{digits}f}]"
+
+
 def pct_interval(interval) -> str:
     """An interval of shares as ``[31.1, 41.9]%``; ``—`` without one."""
     if not interval or interval[0] is None or interval[1] is None:

@@ -224,8 +224,9 @@ class AttackTally:
         share_ci = proportion_interval(kept, n, confidence)
         per_sample = {"robust": self.robust.per_sample()}
         sizes = self.sizes.ordered(np.float64).reshape(-1, 2)  # data order: the same numbers however it ran
+        norms = self.norms.ordered(np.float64) if minimal else None
         if minimal:
-            per_sample["norm"] = pack_norms(self.norms.ordered(np.float64).tolist())
+            per_sample["norm"] = pack_norms(norms.tolist())
         return {
             "budget_mode": budget_mode,
             # a minimal-perturbation attack measures norms, not robustness: its failure rate is no robust accuracy
@@ -238,8 +239,7 @@ class AttackTally:
             "n_attacked": self.attacked,
             "n_attacked_at_this_eps": self.attacked_now,
             "n_success": self.success,
-            "minimal_perturbation": (minimal_summary(self.norms.ordered(np.float64), curve_eps, confidence)
-                                     if minimal else None),
+            "minimal_perturbation": minimal_summary(norms, curve_eps, confidence) if minimal else None,
             "perturbation": {
                 "covers": PERTURBATION_COVERS[budget_mode],
                 "n": self.perturbed,

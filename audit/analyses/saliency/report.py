@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from audit.analyses.registry import ScoreComponent, Section
-from reports.formatting import num, pct, signed, two
+from reports.formatting import fixed_interval, num, pct, signed, two
 from reports.html.analysis_panels import label, largest_per_attack, run_of
 from reports.html.charts import Series, line_chart, nice_max
 from reports.score import attacked_nothing, clip, find_run, no_layers, run_name
@@ -43,11 +43,6 @@ DEFAULT_ALPHA = 0.05
 def p_text(p: float | None) -> str:
     """A p-value in two significant digits: 0.33, 0.021, 3.1e-12; "—" when there is none."""
     return "—" if p is None else f"{p:.2g}"
-
-
-def ci_text(ci: list | None, digits: int = 2) -> str:
-    """An interval as [lo, hi]; "" when there is none."""
-    return "" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def alpha_of(sal: dict) -> float:
@@ -110,11 +105,11 @@ def terminal(result, console) -> None:
         if det.get("best_layer"):
             finding = auroc_finding(det["best_auroc"], det.get("best_auroc_q"), det.get("best_auroc_p"),
                                     det["n"], alpha)
-            ci = ci_text(det.get("best_auroc_ci"))
+            ci = fixed_interval(det.get("best_auroc_ci"))
             say(_wrap(f"best layer {det['best_layer']}: AUROC {det['best_auroc']:.2f}{' ' + ci if ci else ''}, "
                       f"{finding}", indent="    ", more="      "))
             if det["detector_auroc"] is not None:
-                ci, acc = ci_text(det.get("detector_auroc_ci")), det.get("detector_accuracy")
+                ci, acc = fixed_interval(det.get("detector_auroc_ci")), det.get("detector_accuracy")
                 acc_ci = det.get("detector_accuracy_ci")
                 accuracy = "" if acc is None else (f", accuracy {100 * acc:.0f}%" + (
                     f" [{100 * acc_ci[0]:.0f}, {100 * acc_ci[1]:.0f}]" if acc_ci else ""))
@@ -159,7 +154,7 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     out["layer_rows"] = [{
         "name": layer["name"], "size": "×".join(str(s) for s in layer.get("map_size") or []),
         "clean": f"{two(layer['clean']['mean'])} ± {two(layer['clean'].get('sd'))}",
-        "clean_ci": ci_text(layer["clean"].get("mean_ci")),
+        "clean_ci": fixed_interval(layer["clean"].get("mean_ci")),
         "adv": [_cells(run_of(layer, r), alpha) for r in adv_runs],
     } for layer in layers]
     sup = sal.get("superization") or {}
@@ -169,11 +164,11 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
                            "differences": ", ".join(signed(d) for d in sup.get("differences") or [])}
     out["detection"] = [{
         "run": label(d), "n": d.get("n", "—"), "best_layer": d.get("best_layer") or "—",
-        "best_auroc": f"{two(d.get('best_auroc'))} {ci_text(d.get('best_auroc_ci'))}".strip(),
+        "best_auroc": f"{two(d.get('best_auroc'))} {fixed_interval(d.get('best_auroc_ci'))}".strip(),
         "direction": (auroc_finding(d.get("best_auroc"), d.get("best_auroc_q"), d.get("best_auroc_p"), d.get("n", 0),
                                     alpha) if d.get("best_layer") else "—"),
-        "detector": (f"AUROC {two(d['detector_auroc'])} {ci_text(d.get('detector_auroc_ci'))}, accuracy "
-                     f"{pct(d.get('detector_accuracy'))} {ci_text(_percent(d.get('detector_accuracy_ci')), 1)} "
+        "detector": (f"AUROC {two(d['detector_auroc'])} {fixed_interval(d.get('detector_auroc_ci'))}, accuracy "
+                     f"{pct(d.get('detector_accuracy'))} {fixed_interval(_percent(d.get('detector_accuracy_ci')), 1)} "
                      f"(held out, n = {d.get('n_test')})"
                      if d.get("detector_auroc") is not None else f"not fitted: {d.get('reason') or 'no reason given'}"),
     } for d in sal.get("detection") or []]
@@ -193,10 +188,10 @@ def _cells(entry: dict, alpha: float) -> tuple[str, str]:
     """(ΔH cell, AUROC cell) of one layer and run: value, interval, p (and the AUROC's BH q and finding)."""
     if entry.get("delta") is None:
         return "—", "—"
-    delta = f"{signed(entry['delta'])} {ci_text(entry.get('delta_ci'))} p {p_text(entry.get('delta_p'))}"
+    delta = f"{signed(entry['delta'])} {fixed_interval(entry.get('delta_ci'))} p {p_text(entry.get('delta_p'))}"
     value = entry.get("auroc")
     finding = auroc_finding(value, entry.get("auroc_q"), entry.get("auroc_p"), entry.get("n", 0), alpha)
-    return delta, f"{two(value)} {ci_text(entry.get('auroc_ci'))}: {finding}"
+    return delta, f"{two(value)} {fixed_interval(entry.get('auroc_ci'))}: {finding}"
 
 
 # --- the score component ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from audit.analyses.semantics.metrics import (
 )
 from audit.analyses.semantics.space import MIN_CLASSES, WordSpace
 from audit.stats import alpha_of, DEFAULT_CONFIDENCE, bootstrap_interval, fdr_bh
+from reports.formatting import fixed_interval
 from reports.schema import is_reference, reference_entry
 
 PIXEL_SIDE = 32  # the pixel control averages images down to at most 32 x 32 before class means are taken
@@ -340,10 +341,6 @@ LAYER_FIELDS = ("source_like", "source_like_ci", "source_like_clean", "source_li
                 "q_below_half", "p_clean_above_half", "q_clean_above_half", "p_vs_clean", "q_vs_clean")
 
 
-def _interval(ci) -> str:
-    return "" if ci is None else f" [{ci[0]:.2f},{ci[1]:.2f}]"
-
-
 def flip_text(flip: dict, names: list[str]) -> str:
     """What the 1 vs 2 test says about one run (``names``: the layers, in order): a flip layer only where the flip
     rule (``read_flip``) finds one, with the shares, intervals and adjusted p-values it rests on; otherwise that
@@ -352,8 +349,9 @@ def flip_text(flip: dict, names: list[str]) -> str:
         return f"the 1 vs 2 test names no flip layer: {flip.get('flip_note') or 'no reading'}"
     name = flip["flip_layer"]
     i = names.index(name)
-    return (f"the 1 vs 2 test puts the flip at {name}: {flip['source_like'][i]:.2f}"
-            f"{_interval(flip['source_like_ci'][i])} of the {flip['n_scored']} successful adversarials scored are "
+    ci = fixed_interval(flip["source_like_ci"][i], sep=",")
+    return (f"the 1 vs 2 test puts the flip at {name}: {flip['source_like'][i]:.2f}{' ' + ci if ci else ''} "
+            f"of the {flip['n_scored']} successful adversarials scored are "
             f"source-like there, significantly fewer than their clean versions ({flip['source_like_clean'][i]:.2f}; "
             f"McNemar q = {flip['q_vs_clean'][i]:.2g}) and than one half (q = {flip['q_below_half'][i]:.2g})")
 

@@ -39,7 +39,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audit.analyses.registry import GateFamily, ScoreComponent, Section
-from reports.formatting import num, signed, two
+from reports.formatting import fixed_interval, num, signed, two
 from reports.html.analysis_panels import label, largest_per_attack, pick_focus, run_of
 from reports.html.charts import Reference, Series, histogram, line_chart
 from reports.schema import is_reference, reference_run
@@ -55,7 +55,7 @@ def with_interval(value: float | None, ci) -> str:
     """``0.27 [0.10,0.52]``: a value with its interval (two decimals); the value alone without one."""
     if value is None:
         return "—"
-    return f"{value:.2f}" + ("" if not ci else f" [{ci[0]:.2f},{ci[1]:.2f}]")
+    return f"{value:.2f}" + ("" if not ci else f" {fixed_interval(ci, sep=',')}")
 
 
 # --- the terminal summary -----------------------------------------------------------------------------------
@@ -297,8 +297,8 @@ def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
                      "is not above chance)")
     src, src_clean = adv.get("source_like"), adv.get("source_like_clean")
     n = adv.get("n_scored") or 0
-    size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE}
-    if src is not None and src_clean and not size["too_few"]:
+    few = n < MIN_SCORED_FOR_SCORE
+    if src is not None and src_clean and not few:
         parts.append(clip(src / src_clean))
         notes.append(f"source-like {src:.2f} vs {src_clean:.2f} for the clean versions (retention {parts[-1]:.2f}; "
                      f"{n} adversarials scored)")
@@ -310,8 +310,7 @@ def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
     detail = f"layer {last['name']} under {run_name(ref)}: " + "; ".join(notes)
     # with its 2v2 part the component rests on the class representations, not on the few scored adversarials:
     # it stays in the score (the score leaves out a component marked too_few)
-    size["too_few"] = size["too_few"] and not parts
-    return (sum(parts) / len(parts) if parts else None), detail, size
+    return (sum(parts) / len(parts) if parts else None), detail, {"n": n, "too_few": few and not parts}
 
 
 # --- the gate metrics ---------------------------------------------------------------------------------------
