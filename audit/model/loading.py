@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from audit.errors import AuditError, short_reason
 from audit.model.arch import build_network, current_folder_importable, fit_weights
+from audit.model.declared import Declared
 from audit.model.torchvision_door import through_door
 
 POLICY_WEIGHTS = "weights only, no code executed"
@@ -51,6 +52,7 @@ class LoadedModel:
     format: str
     load_policy: str
     arch: str | None
+    declared: Declared | None = None  # the preprocessing and class names the model's source declares
 
 
 def _unreadable(path: Path, reason: str) -> AuditError:
