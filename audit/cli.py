@@ -124,11 +124,13 @@ def run(
     trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
     classes: str | None = typer.Option(None, help="Class names: imagenet-1k, cifar10, cifar100, fashion-mnist, "
                                           "mnist, a file with one name per line, or a comma list."),
-    input_size: str | None = typer.Option(None, help="Model input size: one int or HxW (default: the crop; else the "
-                                          "data's when all images share one size; else the model's declared size)."),
-    resize: int | None = typer.Option(None, help="Resize each image's short side to N pixels (antialiased bilinear) "
+    input_size: str | None = typer.Option(None, help="Model input size: one int or HxW (default: the model's declared "
+                                          "size; else the crop; else the data's when all images share one size)."),
+    resize: int | None = typer.Option(None, help="Resize each image's short side to N pixels (antialiased) "
                                       "before --crop, e.g. --resize 256 --crop 224 for photos."),
     crop: str | None = typer.Option(None, help="Centre crop after --resize: one int or HxW."),
+    interpolation: str | None = typer.Option(None, help="Resampling of every resize: bilinear, bicubic or nearest "
+                                             "(default: the model's declared one, else bilinear)."),
     channels: int | None = typer.Option(None, help="Input channels, 1 or 3 (default: the model's first layer)."),
     mean: str | None = typer.Option(None, help="Normalization mean, comma list or one value (applied inside the model)."),
     std: str | None = typer.Option(None, help="Normalization std, comma list or one value."),

@@ -18,6 +18,7 @@ from typing import Any
 from attacks.registry import DEFAULT_ATTACK
 from audit.errors import AuditError
 from audit.options import (
+    INTERPOLATIONS,
     LayerChoice,
     check_device,
     fit_stats,
@@ -83,12 +84,15 @@ class AuditConfig:
                                              doc="class names: a built-in set, a file with one name per line, "
                                              "or a list")
     input_size: str | int | None = option(None, kinds=("integer", "string"), example="224x160",
-                                          doc="model input size: one int or \"HxW\" (default: the crop, else the "
-                                          "data's when all images share one size, else the model's declared one)")
+                                          doc="model input size: one int or \"HxW\" (default: the model's declared "
+                                          "one, else the crop, else the data's when all images share one size)")
     resize: int | None = option(None, kinds=("integer",), example=256,
-                                doc="resize each image's short side to this (antialiased bilinear), before crop")
+                                doc="resize each image's short side to this (antialiased), before crop")
     crop: str | int | None = option(None, kinds=("integer", "string"), example=224,
                                     doc="centre crop: one int or \"HxW\", after resize")
+    interpolation: str | None = option(None, kinds=("string",), example="bicubic",
+                                       doc="resampling of every resize: bilinear, bicubic or nearest (default: the "
+                                       "model's declared one, else bilinear)")
     channels: int | None = option(None, kinds=("integer",), example=3,
                                   doc="input channels, 1 or 3 (default: the model's first layer)")
     mean: str | list | None = option(None, kinds=("numbers", "number", "string"), example=[0.485, 0.456, 0.406],
@@ -175,6 +179,8 @@ class AuditConfig:
                                      ("--entropy", self.entropy, ("glcm", "histogram", "2d"))):
             if value not in allowed:
                 raise AuditError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            raise AuditError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'")
         if self.levels is not None and not 2 <= self.levels <= 256:
             raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
         from reports.gates import parse_gate

@@ -18,6 +18,8 @@ from fractions import Fraction
 from audit.errors import AuditError
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # how images are resampled (--interpolation)
+
 def parse_eps_value(text: str) -> float:
     """One budget: a decimal (``0.3``) or a fraction (``8/255``); must be positive and finite."""
     raw = text.strip()

@@ -61,3 +61,28 @@ def num_interval(interval, digits: int = 3) -> str:
         return "—"
     ends = ["∞" if end is None else f"{end:.{digits}g}" for end in interval]
     return f"[{ends[0]}, {ends[1]}]"
+
+
+_PREPROCESSING_WORDS = {"mean": "mean", "std": "std", "input_size": "input", "resize": "resize", "crop": "crop",
+                        "interpolation": "", "classes": "class names"}
+
+
+def _setting(key: str, value) -> str:
+    if key == "classes":
+        return f"{value} class names"
+    if key in ("input_size", "crop") and isinstance(value, list):
+        return f"{_PREPROCESSING_WORDS[key]} {'×'.join(str(v) for v in value)}"
+    if key in ("mean", "std") and isinstance(value, list):
+        return f"{key} {','.join(f'{v:g}' for v in value)}"
+    return f"{_PREPROCESSING_WORDS[key]} {value}".strip()
+
+
+def preprocessing_groups(preprocessing: dict | None) -> list[tuple[str, str]]:
+    """(source, "mean 0.5,0.5,0.5, std …, bicubic") per source of the report's ``model.preprocessing``, the
+    sources in the order their first key appears; values never set ("default" with no value) are left out."""
+    groups: dict[str, list[str]] = {}
+    for key, entry in (preprocessing or {}).items():
+        if not isinstance(entry, dict) or entry.get("value") is None:
+            continue
+        groups.setdefault(str(entry.get("source", "default")), []).append(_setting(key, entry["value"]))
+    return [(source, ", ".join(parts)) for source, parts in groups.items()]

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from audit.analyses.registry import sections
-from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_pm
+from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_pm, preprocessing_groups
 from reports.schema import AuditResult, ensemble_text, reference_run, targeting
 
 
@@ -70,6 +70,10 @@ def render_summary(result: AuditResult, console: Console, report_path: str | Non
     shape = "×".join(str(s) for s in m["input_shape"])
     console.print(f"[bold]Data[/] {escape(str(d['source']))}  [dim]{d['format']}, {d['n_samples']} of "
                   f"{d['n_available']} samples, {len(d['classes'])} classes, input {shape}, seed {result.seed}[/]")
+    groups = preprocessing_groups(m.get("preprocessing"))
+    if groups:
+        console.print("[bold]Preprocessing[/] " + "; ".join(f"{escape(values)} [dim]({escape(source)})[/]"
+                                                            for source, values in groups))
     if d["n_corrupt"]:
         console.print(f"[yellow]{d['n_corrupt']} unreadable images skipped[/]")
     confidence = (result.statistics or {}).get("confidence")

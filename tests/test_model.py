@@ -692,7 +692,7 @@ def test_probe_stochastic(images):
     ("fn", "num_classes", "expected"),
     [
         (lambda z: z / 0.0 * 0.0, None, "NaN/inf on clean inputs"),
-        (lambda z: z, 10, "the model has 4 outputs but 10 class names were given"),
+        (lambda z: z, 10, "the model has 4 outputs but --classes names 10 classes"),
         (lambda z: z[:, 0], None, "output of shape 4 for a batch of 4 images"),
         (lambda z: z[:1], None, "output of shape 1x4 for a batch of 4 images"),
         (lambda z: z.argmax(1, keepdim=True).repeat(1, 4), None, "not float scores"),

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from audit.errors import AuditError
+from audit.options import INTERPOLATIONS
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -40,34 +41,43 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise AuditError(f"cannot convert {have}-channel images to {channels} channels; use 1 or 3")
 
 
-def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased resize of a B×C×H×W batch to ``size``, clamped to [0, 1]; a no-op at that size."""
+def resize(x: torch.Tensor, size: tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize a B×C×H×W batch to ``size``, clamped to [0, 1]; a no-op at that size. ``interpolation``:
+    ``bilinear`` or ``bicubic`` (both antialiased when shrinking, as PIL and torchvision's ``antialias=True``
+    do), or ``nearest``."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    out = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    if interpolation not in INTERPOLATIONS:
+        raise AuditError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
+    if interpolation == "nearest":
+        out = F.interpolate(x, size=tuple(size), mode="nearest-exact")
+    else:
+        out = F.interpolate(x, size=tuple(size), mode=interpolation, antialias=True, align_corners=False)
     return out.clamp_(0.0, 1.0)
 
 
-def convert(x: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+def convert(x: torch.Tensor, size: tuple[int, int], channels: int, interpolation: str = "bilinear") -> torch.Tensor:
     """Resize a B×C×H×W batch and convert its channels, resizing whichever side has fewer channels.
 
-    Both steps are linear per pixel, so their order does not change the result, only the cost.
+    Both steps are linear per pixel, so their order does not change the result, only the cost (up to the clamp
+    of a bicubic overshoot).
     """
     if channels < x.shape[1]:
-        return resize(match_channels(x, channels), size)
-    return match_channels(resize(x, size), channels)
+        return resize(match_channels(x, channels), size, interpolation)
+    return match_channels(resize(x, size, interpolation), channels)
 
 
 @dataclass(frozen=True)
 class Framing:
     """The standard evaluation transform for photos, applied to each image before it is brought to the input
-    size: resize the short side to ``resize`` pixels (antialiased bilinear, the aspect ratio kept), then cut the
-    centre ``crop`` (H, W) out of it, placed as torchvision's ``center_crop`` places it (the margin before it is
-    half the spare pixels, rounded half to even). Either step may be None; with both None an image passes
-    unchanged."""
+    size: resize the short side to ``resize`` pixels (``interpolation``, antialiased; the aspect ratio kept), then
+    cut the centre ``crop`` (H, W) out of it, placed as torchvision's ``center_crop`` places it (the margin before
+    it is half the spare pixels, rounded half to even). Either step may be None; with both None an image passes
+    unchanged. The batch's final resize to the input size uses the same ``interpolation``."""
 
     resize: int | None = None
     crop: tuple[int, int] | None = None
+    interpolation: str = "bilinear"
 
     def __bool__(self) -> bool:
         return self.resize is not None or self.crop is not None
@@ -94,18 +104,19 @@ class Framing:
         """Frame one C×H×W image (the crop must fit, see :meth:`fits`)."""
         h, w = self.resized(tuple(image.shape[-2:]))
         if (h, w) != tuple(image.shape[-2:]):
-            image = resize(image.unsqueeze(0), (h, w))[0]
+            image = resize(image.unsqueeze(0), (h, w), self.interpolation)[0]
         if self.crop is None:
             return image
         top, left = round((h - self.crop[0]) / 2), round((w - self.crop[1]) / 2)
         return image[:, top: top + self.crop[0], left: left + self.crop[1]]
 
 
-def assemble(images: list[torch.Tensor], size: tuple[int, int], channels: int) -> torch.Tensor:
+def assemble(images: list[torch.Tensor], size: tuple[int, int], channels: int,
+             interpolation: str = "bilinear") -> torch.Tensor:
     """Stack C×H×W images of possibly different sizes/channels into one B×channels×size batch."""
     if len({tuple(t.shape) for t in images}) == 1:  # common case: one resize call for the whole batch
-        return convert(torch.stack(images), size, channels).contiguous()
-    return torch.cat([convert(t.unsqueeze(0), size, channels) for t in images]).contiguous()
+        return convert(torch.stack(images), size, channels, interpolation).contiguous()
+    return torch.cat([convert(t.unsqueeze(0), size, channels, interpolation) for t in images]).contiguous()
 
 
 def check_size(size) -> tuple[int, int]:

@@ -153,7 +153,7 @@ class ImageSet:
     def _make_batch(self, images: list[torch.Tensor], positions: list[int], size: tuple[int, int],
                     channels: int) -> Batch:
         index = torch.tensor(positions, dtype=torch.int64)
-        return Batch(x=assemble(images, size, channels), y=torch.from_numpy(self.labels[positions]), index=index)
+        return Batch(x=assemble(images, size, channels, self.framing.interpolation), y=torch.from_numpy(self.labels[positions]), index=index)
 
 
 def _digest(image: np.ndarray) -> bytes:

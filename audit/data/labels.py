@@ -82,12 +82,13 @@ def _norm_name(name: str) -> str:
 
 
 def _class_keys(names: list[str]) -> dict[str, list[int]]:
-    """Every key that names a model class, with the classes it names: normalised names, and the wnids when
-    ``names`` are the built-in ImageNet-1k names."""
+    """Every key that names a model class, with the classes it names: normalised names, and the wnids when the
+    model has the 1000 ImageNet-1k classes (any 1000 names: torchvision's categories, a Hugging Face
+    ``id2label`` and timm's names all keep the standard order, the sorted wnids)."""
     keys: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
         keys[_norm_name(name)].append(i)
-    if list(names) == BUILTIN["imagenet-1k"]():
+    if len(names) == len(imagenet_wnids()):
         for i, wnid in enumerate(imagenet_wnids()):
             keys[wnid].append(i)
     return keys
@@ -98,7 +99,7 @@ def align_labels(data_classes: list[str] | None, names: list[str], labels) -> np
 
     Folder or file class names are matched to the model's class names exactly after normalisation (case, and
     ``_``, ``-`` or spaces: ``lawn_mower`` matches ``lawn mower``), to the ImageNet-1k wnids (``n01440764``)
-    when the model's names are the built-in ImageNet-1k set, or to an index when a folder is named ``0``, ``1``,
+    when the model has 1000 classes, or to an index when a folder is named ``0``, ``1``,
     …. A folder that names two classes or none is an error naming it. Only when no folder names a class at all
     and there are as many folders as classes are the data's classes taken to be the model's, in the same order.
     """

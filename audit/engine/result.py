@@ -41,6 +41,7 @@ class Audited:
     input_shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
+    preprocessing: dict  # each preprocessing value and its source (audit.engine.preprocessing)
     device: object
     load_s: float
     total_s: float
@@ -59,7 +60,7 @@ def assemble(a: Audited) -> AuditResult:
             "num_classes": probed.num_outputs, "input_shape": list(a.input_shape),
             "mean": list(a.mean) if a.mean else None, "std": list(a.std) if a.std else None,
             "output_kind": probed.output_kind, "output_type": probed.output_type,
-            "deterministic": probed.deterministic,
+            "deterministic": probed.deterministic, "preprocessing": a.preprocessing,
         },
         data={
             "source": data.source, "format": data.format, "n_available": data.n_available,

@@ -21,10 +21,12 @@ from audit.engine.audit_pass import AuditPass, PassSettings
 from audit.engine.distributed import world as distributed_world
 from audit.engine.execution import Execution, audit_fingerprint
 from audit.engine.plan import plan_attacks
+from audit.engine.preprocessing import finish_classes, finish_size, settle
 from audit.engine.result import Audited, assemble, conclude
 from audit.engine.state import StateDir
 from audit.engine.targets import SEMANTIC_TARGETS
 from audit.errors import AuditError
+from audit.options import fit_stats
 from audit.data.labels import align_labels, imagenet_names_for
 from audit.model import AuditedModel, declared_size, eval_mode, expected_channels, load_model, probe
 from reports.schema import AuditResult
@@ -78,13 +80,17 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
 
     progress.stage("loading the model")
     loaded = load_model(config.model, arch=config.arch, arch_kwargs=opts.arch_kwargs, trust_model=config.trust_model)
+    settled = settle(opts, config.interpolation, loaded.declared)
     progress.stage("reading the data")
-    data = open_data(config.data, samples=opts.samples, seed=config.seed, framing=Framing(opts.resize, opts.crop))
+    framing = Framing(settled.resize, settled.crop, settled.interpolation)
+    data = open_data(config.data, samples=opts.samples, seed=config.seed, framing=framing)
     if len(data) == 0:
         raise AuditError(f"no samples to audit in {config.data}")
     channels = config.channels or expected_channels(loaded.module) or data.native_channels
-    size = data.input_size(opts.input_size, declared_size(loaded.module))
-    mean, std = opts.normalization(channels)
+    size = data.input_size(settled.input_size, declared_size(loaded.module))
+    finish_size(settled, size, data.native_size)
+    mean = fit_stats(settled.mean, channels, _named("--mean", settled, "mean"))
+    std = fit_stats(settled.std, channels, _named("--std", settled, "std"))
     opts.check_budgets(channels, size)
     audited = AuditedModel(loaded.module, mean, std, config.output_key).to(device)
     load_s = time.perf_counter() - started
@@ -94,10 +100,16 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
         first = next(batches, None)
         if first is None:
             raise AuditError(f"none of the {len(data)} chosen samples in {config.data} could be read")
-        given = opts.classes
-        probed = probe(audited, first.x[:8].to(device), len(given) if given else None)
-        names = (given or imagenet_names_for(data.classes, probed.num_outputs) or data.classes
-                 or [str(c) for c in range(probed.num_outputs)])
+        given = settled.classes
+        probed = probe(audited, first.x[:8].to(device), len(given) if given else None,
+                       _named("--classes", settled, "classes"))
+        names = given
+        if not names:
+            indices = [str(c) for c in range(probed.num_outputs)]
+            names, source = next((found, where) for found, where in (
+                (imagenet_names_for(data.classes, probed.num_outputs), "data (ImageNet-1k names of its wnid folders)"),
+                (data.classes, "data"), (indices, "default (output indices)")) if found)
+            finish_classes(settled, names, source)
         if len(names) != probed.num_outputs:
             raise AuditError(
                 f"the model has {probed.num_outputs} outputs but the data names {len(names)} classes: "
@@ -132,12 +144,19 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
 
     measured = Audited(config=config, options=opts, loaded=loaded, probed=probed, data=data, audit_pass=audit_pass,
                        suite=suite, names=names, input_shape=(channels, size[0], size[1]), mean=mean, std=std,
+                       preprocessing=settled.report(),
                        device=device, load_s=load_s, total_s=time.perf_counter() - started)
     result = conclude(assemble(measured), measured, checks)
     if world.active:
         result.environment.update(world.describe())
     execution.finished()
     return result
+
+
+def _named(flag: str, settled, key: str) -> str:
+    """How a message names a value: its flag, or the model config it came from."""
+    source = settled.sources.get(key, "")
+    return flag if source in ("", "flag") else f"the {key} of the {source}"
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+from audit.options import INTERPOLATIONS
 
 
 @dataclass(frozen=True)

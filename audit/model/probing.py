@@ -137,7 +137,7 @@ def _forward(audited: AuditedModel, x: torch.Tensor) -> tuple[torch.Tensor, str]
     return audited.pick(raw)
 
 
-def _check_shape(logits: torch.Tensor, n: int, num_classes: int | None) -> None:
+def _check_shape(logits: torch.Tensor, n: int, num_classes: int | None, named_by: str = "--classes") -> None:
     shape = "x".join(str(d) for d in logits.shape) or "scalar"
     if logits.dim() != 2 or logits.shape[0] != n:
         raise AuditError(
@@ -148,7 +148,7 @@ def _check_shape(logits: torch.Tensor, n: int, num_classes: int | None) -> None:
         raise AuditError(f"the model returned {logits.dtype} values, not float scores; it must return logits")
     if num_classes is not None and logits.shape[1] != num_classes:
         raise AuditError(
-            f"the model has {logits.shape[1]} outputs but {num_classes} class names were given; "
+            f"the model has {logits.shape[1]} outputs but {named_by} names {num_classes} classes; "
             "give the class names the model was trained with, or the matching checkpoint"
         )
 
@@ -178,15 +178,17 @@ def _device_of(module: torch.nn.Module) -> torch.device | None:
     return None
 
 
-def probe(audited: AuditedModel, x: torch.Tensor, num_classes: int | None) -> ProbeResult:
-    """Run ``audited`` twice on ``x`` (N,C,H,W in [0,1]) in eval mode and say what it returns, or why not."""
+def probe(audited: AuditedModel, x: torch.Tensor, num_classes: int | None, named_by: str = "--classes"
+          ) -> ProbeResult:
+    """Run ``audited`` twice on ``x`` (N,C,H,W in [0,1]) in eval mode and say what it returns, or why not.
+    ``num_classes``: how many class names ``named_by`` (a flag, or the model config) gives, if any."""
     if x.dim() != 4 or x.shape[0] == 0:
         raise ValueError(f"probe needs a non-empty (N, C, H, W) batch, got shape {tuple(x.shape)}")
     device = _device_of(audited)
     x = x if device is None else x.to(device)
     with eval_mode(audited), torch.no_grad():
         logits, output_type = _forward(audited, x)
-        _check_shape(logits, x.shape[0], num_classes)
+        _check_shape(logits, x.shape[0], num_classes, named_by)
         _check_finite(logits)
         again, _ = _forward(audited, x)
     warnings = []

@@ -9,7 +9,7 @@ an empty list, and the template says so.
 from __future__ import annotations
 
 from audit.analyses.registry import sections
-from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_interval
+from reports.formatting import NORM_SIGN, num, num_interval, pct, pct_interval, preprocessing_groups
 from reports.gates import is_gated, verdict_summary
 from reports.html.charts import MARKERS, PALETTE, Reference, Series, hbar_chart, line_chart
 from reports.schema import ensemble_text, reference_entry, targeting
@@ -125,6 +125,7 @@ def summary(report: dict) -> dict:
         "model_detail": ", ".join(x for x in (model.get("format"), model.get("arch"), f"{model.get('num_classes')} "
                                               "classes", f"input {shape}" if shape else None) if x),
         "sha256": model.get("sha256") or "",
+        "preprocessing": preprocessing_groups(model.get("preprocessing")),
         "data_source": data.get("source") or "—",
         "data_detail": f"{data.get('format', '?')}, {data.get('n_samples', '?')} of {data.get('n_available', '?')} "
                        f"samples, {len(data.get('classes') or [])} classes",
