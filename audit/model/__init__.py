@@ -5,6 +5,9 @@ checking it once before any attack.
   ``--trust-model``) and the safe loaders; :func:`load_model` returns a :class:`LoadedModel`.
 - :mod:`audit.model.arch`: ``--arch`` / ``--arch-kwargs``: building the network a state dict belongs to, and
   fitting the weights with a one-line account of any mismatch.
+- :mod:`audit.model.huggingface`: a Hugging Face ``save_pretrained`` folder (the directory branch of
+  :func:`~audit.model.loading.load_model`): the network transformers builds without remote code, its digest, and
+  the class names and preprocessing its config files declare.
 - :mod:`audit.model.audited`: :class:`AuditedModel`, the network with normalization inside and one logits
   tensor out (the output picking of ``--output-key``), and :func:`eval_mode`.
 - :mod:`audit.model.probing`: :func:`probe`, the check on a small real batch before any attack, and what a

@@ -5,7 +5,8 @@ with loaders that cannot execute code; a full pickle is only unpickled with ``--
 program also needs ``--trust-model``: ``torch.export.load`` falls back to full unpickling for some payloads and
 parses expressions with ``sympy.sympify`` (``eval``), so a crafted ``.pt2`` runs code on load. TorchScript archives
 carry no Python code and are loaded directly. A state dict gets its network from ``--arch``
-(:mod:`audit.model.arch`).
+(:mod:`audit.model.arch`). A folder is a Hugging Face ``save_pretrained`` folder (:mod:`audit.model.huggingface`:
+config.json and safetensors or weights-only ``.bin`` weights; code shipped in it only runs with ``--trust-model``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from safetensors.torch import load_file
 from audit.errors import AuditError, short_reason
 from audit.model.arch import build_network, current_folder_importable, fit_weights
 from audit.model.declared import Declared
+from audit.model.huggingface import is_model_folder, load_folder
 from audit.model.torchvision_door import through_door
 
 POLICY_WEIGHTS = "weights only, no code executed"
@@ -216,12 +218,16 @@ def load_model(
     path = Path(path).expanduser()
     if not path.exists():
         raise AuditError(f"model file {path} does not exist; check the path")
-    if not path.is_file():
-        raise AuditError(f"{path} is a directory, not a model file; pass the checkpoint file itself")
     if arch_kwargs and arch is None:
         raise AuditError(
             "--arch-kwargs needs --arch: they are the arguments the --arch callable is called with"
         )
+    if path.is_dir():
+        if is_model_folder(path):
+            _reject_arch(arch, path, "a Hugging Face model folder, whose config.json names its network")
+        hub = load_folder(path, trust_model)
+        return LoadedModel(hub.module, str(path), hub.sha256, "huggingface", hub.load_policy, hub.architecture,
+                           hub.declared)
     if path.stat().st_size == 0:
         raise _unreadable(path, "the file is empty")
     kind = _sniff(path)

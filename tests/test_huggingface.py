@@ -1,0 +1,221 @@
+"""Hugging Face save_pretrained folders: the network transformers builds, the preprocessing and class names the
+folder declares, the digest, and one-line refusals (remote code, missing weights, non-classifiers)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+transformers = pytest.importorskip("transformers")
+
+from audit.errors import AuditError  # noqa: E402
+from audit.model import AuditedModel, load_model  # noqa: E402
+from audit.model.audited import pick_logits  # noqa: E402
+from audit.model.huggingface import (  # noqa: E402
+    CLASSES_SOURCE,
+    POLICY_BIN,
+    POLICY_REMOTE,
+    POLICY_SAFE,
+    declared_from,
+)
+from audit.model.torchvision_door import through_door  # noqa: E402
+
+LABELS = ("cat", "dog", "fox")
+MEAN, STD = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+
+
+def hf(name: str):
+    """A transformers class, imported through the torchvision door as the loader imports it."""
+    return through_door(lambda: getattr(transformers, name))
+
+
+def micro_vit(num_labels: int = 3, labels: tuple[str, ...] | None = LABELS):
+    config = hf("ViTConfig")(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=64, num_labels=num_labels,
+        **({"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}} if labels else {}),
+    )
+    torch.manual_seed(0)
+    return hf("ViTForImageClassification")(config).eval()
+
+
+def save_folder(folder: Path, net, processor: bool = True) -> Path:
+    net.save_pretrained(folder)
+    if processor:
+        hf("ViTImageProcessor")(size={"height": 32, "width": 32}, image_mean=list(MEAN),
+                                image_std=list(STD)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    net = micro_vit()
+    return save_folder(tmp_path_factory.mktemp("hf") / "vit", net), net
+
+
+def test_folder_gives_the_transformers_network_with_its_declared_preprocessing(saved):
+    folder, net = saved
+    loaded = load_model(folder)
+    assert (loaded.format, loaded.arch, loaded.load_policy) == ("huggingface", "ViTForImageClassification",
+                                                                POLICY_SAFE)
+    declared = loaded.declared
+    assert declared.mean == pytest.approx(MEAN, abs=1e-12) and declared.std == pytest.approx(STD, abs=1e-12)
+    assert (declared.input_size, declared.resize, declared.crop) == ((32, 32), None, None)
+    assert declared.interpolation == "bilinear"  # ViTImageProcessor's resample 2
+    assert declared.classes == LABELS and declared.classes_source == CLASSES_SOURCE
+    assert declared.source == "Hugging Face preprocessor_config.json"
+
+    # the processor's own pixel values of a real image vs the [0,1] image normalised inside AuditedModel
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    processor = through_door(lambda: hf("AutoImageProcessor").from_pretrained(str(folder)))
+    pixel_values = processor(images=Image.fromarray(pixels), return_tensors="pt")["pixel_values"]
+    x = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255
+    by_hand = (x.double() - torch.tensor(MEAN).double().view(1, 3, 1, 1)) / torch.tensor(STD).double().view(1, 3, 1, 1)
+    assert torch.allclose(pixel_values.double(), by_hand, atol=1e-5)
+    with torch.no_grad():
+        expected = net(pixel_values).logits
+        audited = AuditedModel(loaded.module, declared.mean, declared.std).eval()
+        got = audited(x)
+        raw, where = pick_logits(loaded.module(pixel_values))
+    assert where == "dict[logits]" and torch.equal(raw, expected)
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_digest_is_the_sha256sum_listing_of_config_and_weights(saved):
+    folder, _ = saved
+    listing = "".join(f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n"
+                      for n in ("config.json", "model.safetensors"))
+    assert load_model(folder).sha256 == hashlib.sha256(listing.encode()).hexdigest()
+
+
+def test_pytorch_model_bin_is_read_weights_only(tmp_path: Path):
+    net = micro_vit()
+    folder = tmp_path / "bin"
+    save_folder(folder, net)
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+    loaded = load_model(folder)
+    assert loaded.load_policy == POLICY_BIN
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x).logits, net(x).logits)
+
+    torch.save({**weights, "extra": argparse.Namespace(a=1)}, folder / "pytorch_model.bin")
+    for trust in (False, True):
+        with pytest.raises(AuditError, match="holds more than plain weights"):
+            load_model(folder, trust_model=trust)
+
+
+def _write_config(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(text)
+    return folder
+
+
+def test_bad_folders_are_one_line_each(saved, tmp_path: Path, monkeypatch):
+    folder, net = saved
+    config = json.loads((folder / "config.json").read_text())
+    weights = (folder / "model.safetensors").read_bytes()
+
+    remote = _write_config(tmp_path / "remote", json.dumps(
+        {**config, "auto_map": {"AutoModelForImageClassification": "modeling_mine.MyNet"}}))
+    (remote / "model.safetensors").write_bytes(weights)
+    marker = tmp_path / "ran.txt"
+    (remote / "modeling_mine.py").write_text(
+        f"open({str(marker)!r}, 'a').write('ran')\n"
+        "from transformers import ViTForImageClassification\n\n\nclass MyNet(ViTForImageClassification):\n"
+        "    pass\n")
+    bad = {
+        remote: "has auto_map, so its network is Python code shipped with the model",
+        tmp_path / "empty": "is a directory without config.json; a model folder is a Hugging Face save_pretrained",
+        _write_config(tmp_path / "notjson", "{'model_type': 'vit'"): "config.json is not valid JSON",
+        _write_config(tmp_path / "noweights", json.dumps(config)): "has config.json but no weights",
+        _write_config(tmp_path / "unknown", json.dumps({**config, "model_type": "no-such-vit"})):
+            "model_type 'no-such-vit', which transformers .* does not know",
+    }
+    (tmp_path / "empty").mkdir()
+    bert = tmp_path / "bert"
+    hf("BertConfig")(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64).save_pretrained(bert)
+    bad[bert] = r"describes a BertConfig \(bert\), which has no image-classification head"
+    backbone = tmp_path / "backbone"
+    hf("ViTModel")(net.config, add_pooling_layer=False).save_pretrained(backbone)
+    bad[backbone] = "lack 2 of the ViTForImageClassification parameters \\(classifier.bias, classifier.weight\\)"
+    for path, message in bad.items():
+        with pytest.raises(AuditError, match=message) as caught:
+            load_model(path)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(AuditError, match="drop --arch"):
+        load_model(folder, arch="torchvision.models:resnet18")
+    assert not marker.exists()  # refused before anything in the folder ran
+
+    # trusted, the folder's code runs (transformers copies it into its modules cache: a temporary one here)
+    modules = through_door(lambda: __import__("transformers.dynamic_module_utils", fromlist=["x"]))
+    monkeypatch.setattr(modules, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    trusted = load_model(remote, trust_model=True)
+    assert marker.read_text() == "ran" and trusted.load_policy == POLICY_REMOTE and trusted.arch == "MyNet"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(trusted.module(x).logits, net(x).logits)
+
+
+def test_declared_values_of_other_processor_configs():
+    vit = {"image_size": 224, "id2label": {"1": "b", "0": "a"}}
+    clip = declared_from(vit, {"size": {"shortest_edge": 224}, "do_center_crop": True, "resample": 3,
+                               "crop_size": {"height": 224, "width": 224}, "image_mean": [0.5, 0.5, 0.5],
+                               "image_std": [0.25, 0.25, 0.25], "do_rescale": True, "rescale_factor": 1 / 255})
+    assert (clip.resize, clip.crop, clip.input_size, clip.interpolation) == (224, (224, 224), (224, 224), "bicubic")
+    assert clip.classes == ("a", "b") and clip.mean == (0.5,) * 3 and clip.std == (0.25,) * 3
+
+    convnext = {"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.875,
+                "resample": 1}
+    small = declared_from({}, convnext)
+    assert (small.resize, small.crop, small.input_size) == (256, (224, 224), (224, 224))
+    assert small.interpolation == "bicubic" and "resample 1 (Lanczos) as bicubic" in small.source
+    large = declared_from({}, {**convnext, "size": {"shortest_edge": 384}})
+    assert (large.resize, large.crop, large.input_size) == (None, None, (384, 384))
+
+    deit = declared_from({}, {"size": {"height": 256, "width": 256}, "do_center_crop": True,
+                              "crop_size": {"height": 224, "width": 224}})
+    assert (deit.resize, deit.crop) == (256, (224, 224)) and "aspect ratio kept" in deit.source
+
+    # 0..255 pixels with rescaling off: mean and std of raw pixels, in [0,1] units divided by 255
+    raw = declared_from({}, {"do_rescale": False, "image_mean": [127.5] * 3, "image_std": [51.0] * 3})
+    assert raw.mean == pytest.approx((0.5,) * 3) and raw.std == pytest.approx((0.2,) * 3)
+    # EfficientNet's rescale_offset: x * f - 1 in [-1, 1], then no normalisation
+    offset = declared_from({}, {"rescale_factor": 1 / 127.5, "rescale_offset": True, "do_normalize": False})
+    assert offset.mean == pytest.approx((0.5,) * 3) and offset.std == pytest.approx((0.5,) * 3)
+
+    default_names = {"image_size": 32, "id2label": {"0": "LABEL_0", "1": "LABEL_1"}}
+    bare = declared_from(default_names, None)
+    assert bare.classes is None and bare.classes_source is None
+    assert bare.input_size == (32, 32) and bare.mean is None and "only the input size is declared" in bare.source
+
+
+def test_audit_run_on_a_folder(saved, tmp_path: Path):
+    folder, _ = saved
+    rng = np.random.default_rng(0)
+    for label in LABELS:
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / label / f"{i}.png")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "audit", "run", str(folder), "--data", str(tmp_path / "data"), "--attack", "pgd",
+         "--samples", "8", "--layers", "none", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = json.loads((out / "report.json").read_text())["model"]
+    assert (model["format"], model["arch"], model["num_classes"]) == ("huggingface", "ViTForImageClassification", 3)
