@@ -115,7 +115,8 @@ def run(
     ctx: typer.Context,
     model: str | None = typer.Argument(None, metavar="MODEL", show_default=False,
                                        help="Model file: safetensors, state_dict .pt, TorchScript, torch.export .pt2, "
-                                       "or a full pickle (only with --trust-model); or `model` in --config."),
+                                       "or a full pickle (only with --trust-model); a Hugging Face save_pretrained "
+                                       "folder; or `model` in --config."),
     config: Path | None = typer.Option(None, "--config", help="TOML file with any of these options (keys as the "
                                        "flags, '_' for '-'; see `audit config --example`); flags given here win."),
     data: str = typer.Option("demo", help="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or 'demo'."),
