@@ -5,6 +5,12 @@ checking it once before any attack.
   ``--trust-model``) and the safe loaders; :func:`load_model` returns a :class:`LoadedModel`.
 - :mod:`audit.model.arch`: ``--arch`` / ``--arch-kwargs``: building the network a state dict belongs to, and
   fitting the weights with a one-line account of any mismatch.
+- :mod:`audit.model.timm_models`: ``--arch timm:NAME`` (``timm.create_model(NAME, pretrained=False)``) and the
+  preprocessing a timm network's ``pretrained_cfg`` declares.
+- :mod:`audit.model.weights_meta`: ``--weights-meta``: the preprocessing and class names of a torchvision
+  weights enum member, without downloading its weights.
+- :mod:`audit.model.declared`: :class:`~audit.model.declared.Declared`, what a model's source declares about
+  its input (``LoadedModel.declared``).
 - :mod:`audit.model.audited`: :class:`AuditedModel`, the network with normalization inside and one logits
   tensor out (the output picking of ``--output-key``), and :func:`eval_mode`.
 - :mod:`audit.model.probing`: :func:`probe`, the check on a small real batch before any attack, and what a
