@@ -77,7 +77,8 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
     device = opts.device
 
     progress.stage("loading the model")
-    loaded = load_model(config.model, arch=config.arch, arch_kwargs=opts.arch_kwargs, trust_model=config.trust_model)
+    loaded = load_model(config.model, arch=config.arch, arch_kwargs=opts.arch_kwargs, trust_model=config.trust_model,
+                        weights_meta=config.weights_meta)
     progress.stage("reading the data")
     data = open_data(config.data, samples=opts.samples, seed=config.seed, framing=Framing(opts.resize, opts.crop))
     if len(data) == 0:
