@@ -120,8 +120,13 @@ def run(
     config: Path | None = typer.Option(None, "--config", help="TOML file with any of these options (keys as the "
                                        "flags, '_' for '-'; see `audit config --example`); flags given here win."),
     data: str = typer.Option("demo", help="ImageFolder dir, CIFAR batches, IDX file/dir, .npz, or 'demo'."),
-    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
+    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable, file.py:callable, "
+                                    "or timm:NAME (a timm model, built with pretrained=False)."),
     arch_kwargs: str | None = typer.Option(None, help='JSON keyword arguments for --arch, e.g. \'{"num_classes": 10}\'.'),
+    weights_meta: str | None = typer.Option(None, help="With a torchvision --arch: the weights enum member "
+                                            "(IMAGENET1K_V2, DEFAULT or ResNet50_Weights.IMAGENET1K_V2) whose "
+                                            "transforms and categories give the preprocessing and class names; "
+                                            "nothing is downloaded, the weights come from MODEL."),
     trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
     classes: str | None = typer.Option(None, help="Class names: imagenet-1k, cifar10, cifar100, fashion-mnist, "
                                           "mnist, a file with one name per line, or a comma list."),
@@ -262,7 +267,8 @@ def attacks_cmd():
 @app.command("layers", help="List MODEL's layers with their output shapes and mark the ones --layers picks.")
 def layers_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="Model file, as for `audit run`."),
-    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable or file.py:callable."),
+    arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable, file.py:callable "
+                                    "or timm:NAME."),
     arch_kwargs: str | None = typer.Option(None, help='JSON keyword arguments for --arch.'),
     trust_model: bool = typer.Option(False, "--trust-model", help="Allow full pickled models (runs code from the file)."),
     input_size: str | None = typer.Option(None, help="Input size: one int or HxW (default: 224 for 3 channels, else 28)."),

@@ -79,6 +79,9 @@ class AuditConfig:
                               doc="network for weight files: package.module:callable or file.py:callable")
     arch_kwargs: str | dict | None = option(None, kinds=("table", "string"), example={"num_classes": 10},
                                             doc="keyword arguments for arch: a table (or JSON text)")
+    weights_meta: str | None = option(None, kinds=("string",), example="IMAGENET1K_V2",
+                                      doc="a torchvision weights enum member of arch whose transforms and "
+                                      "categories give the preprocessing and class names (no download)")
     trust_model: bool = option(False, kinds=("boolean",), doc="allow full pickled models (runs code from the file)")
     classes: str | list[str] | None = option(None, kinds=("string", "strings"), path="classes", example="cifar10",
                                              doc="class names: a built-in set, a file with one name per line, "

@@ -147,6 +147,7 @@ def test_the_command_lines_defaults_are_audit_configs(captured):
 @pytest.mark.parametrize("flags,field,value", [
     (["--data", "d"], "data", "d"), (["--arch", "a.b:c"], "arch", "a.b:c"),
     (["--arch-kwargs", '{"k": 1}'], "arch_kwargs", '{"k": 1}'), (["--trust-model"], "trust_model", True),
+    (["--weights-meta", "DEFAULT"], "weights_meta", "DEFAULT"),
     (["--classes", "a,b"], "classes", "a,b"), (["--input-size", "32x16"], "input_size", "32x16"),
     (["--channels", "1"], "channels", 1), (["--mean", "0.5"], "mean", "0.5"), (["--std", "0.2"], "std", "0.2"),
     (["--output-key", "logits"], "output_key", "logits"), (["-a", "fgsm", "--attack", "pgd"], "attacks", ["fgsm", "pgd"]),

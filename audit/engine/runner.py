@@ -79,7 +79,8 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
     device = opts.device
 
     progress.stage("loading the model")
-    loaded = load_model(config.model, arch=config.arch, arch_kwargs=opts.arch_kwargs, trust_model=config.trust_model)
+    loaded = load_model(config.model, arch=config.arch, arch_kwargs=opts.arch_kwargs, trust_model=config.trust_model,
+                        weights_meta=config.weights_meta)
     settled = settle(opts, config.interpolation, loaded.declared)
     progress.stage("reading the data")
     framing = Framing(settled.resize, settled.crop, settled.interpolation)

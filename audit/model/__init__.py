@@ -8,6 +8,12 @@ checking it once before any attack.
 - :mod:`audit.model.huggingface`: a Hugging Face ``save_pretrained`` folder (the directory branch of
   :func:`~audit.model.loading.load_model`): the network transformers builds without remote code, its digest, and
   the class names and preprocessing its config files declare.
+- :mod:`audit.model.timm_models`: ``--arch timm:NAME`` (``timm.create_model(NAME, pretrained=False)``) and the
+  preprocessing a timm network's ``pretrained_cfg`` declares.
+- :mod:`audit.model.weights_meta`: ``--weights-meta``: the preprocessing and class names of a torchvision
+  weights enum member, without downloading its weights.
+- :mod:`audit.model.declared`: :class:`~audit.model.declared.Declared`, what a model's source declares about
+  its input (``LoadedModel.declared``).
 - :mod:`audit.model.audited`: :class:`AuditedModel`, the network with normalization inside and one logits
   tensor out (the output picking of ``--output-key``), and :func:`eval_mode`.
 - :mod:`audit.model.probing`: :func:`probe`, the check on a small real batch before any attack, and what a

@@ -1,5 +1,6 @@
-"""Building the network a weights file belongs to: ``--arch package.module:callable`` or ``file.py:callable``,
-called with ``--arch-kwargs``, then fitted with the weights and a one-line account of any mismatch."""
+"""Building the network a weights file belongs to: ``--arch package.module:callable``, ``file.py:callable`` or
+``timm:NAME`` (a timm model by name, :mod:`audit.model.timm_models`), called with ``--arch-kwargs``, then fitted
+with the weights and a one-line account of any mismatch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -96,12 +97,20 @@ def _lookup(module: Any, target: str, attr: str) -> Any:
     return found
 
 
-def build_network(spec: str, kwargs: dict) -> torch.nn.Module:
+def resolve_factory(spec: str) -> Callable[..., Any]:
+    """The callable ``--arch spec`` names (imported through the torchvision door); ``timm:NAME`` with NAME a timm
+    model gives ``timm.create_model(NAME, pretrained=False, **kwargs)`` (:mod:`audit.model.timm_models`)."""
     target, _, attr = spec.rpartition(":")
+    if target == "timm":
+        from audit.model.timm_models import timm_factory
+
+        built = timm_factory(spec, attr)
+        if built is not None:
+            return built
     if not target or not _DOTTED.fullmatch(attr):
         raise AuditError(
             f"--arch {spec!r} is not of the form package.module:callable or path/to/file.py:callable, "
-            "e.g. --arch torchvision.models:resnet18"
+            "e.g. --arch torchvision.models:resnet18 or --arch timm:resnet18"
         )
     module = _import_target(spec, target)
     try:  # lazy modules (transformers) import on attribute access, and raise what that import raised
@@ -116,6 +125,12 @@ def build_network(spec: str, kwargs: dict) -> torch.nn.Module:
         ) from exc
     if not callable(factory):
         raise AuditError(f"--arch {spec}: {attr} is a {type(factory).__name__}, not a class or function")
+    return factory
+
+
+def build_network(spec: str, kwargs: dict) -> torch.nn.Module:
+    factory = resolve_factory(spec)
+    attr = spec.rpartition(":")[2]
     try:
         network = through_door(lambda: factory(**kwargs))
     except Exception as exc:

@@ -7,6 +7,9 @@ parses expressions with ``sympy.sympify`` (``eval``), so a crafted ``.pt2`` runs
 carry no Python code and are loaded directly. A state dict gets its network from ``--arch``
 (:mod:`audit.model.arch`). A folder is a Hugging Face ``save_pretrained`` folder (:mod:`audit.model.huggingface`:
 config.json and safetensors or weights-only ``.bin`` weights; code shipped in it only runs with ``--trust-model``).
+What the model's source declares about its input (:class:`Declared`) comes from a
+timm network's ``pretrained_cfg`` (:mod:`audit.model.timm_models`) or a torchvision weights enum named by
+``--weights-meta`` (:mod:`audit.model.weights_meta`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from audit.errors import AuditError, short_reason
 from audit.model.arch import build_network, current_folder_importable, fit_weights
 from audit.model.declared import Declared
 from audit.model.huggingface import is_model_folder, load_folder
+from audit.model.timm_models import declared_by_timm
 from audit.model.torchvision_door import through_door
+from audit.model.weights_meta import declared_by_weights, weights_member
 
 POLICY_WEIGHTS = "weights only, no code executed"
 POLICY_TORCHSCRIPT = "TorchScript archive (no Python code executed)"
@@ -213,8 +218,11 @@ def load_model(
     arch: str | None = None,
     arch_kwargs: dict | None = None,
     trust_model: bool = False,
+    weights_meta: str | None = None,
 ) -> LoadedModel:
-    """Load a classifier from ``path`` under the policy in the module docstring, on CPU."""
+    """Load a classifier from ``path`` under the policy in the module docstring, on CPU. ``declared`` holds what
+    the model's source declares: a torchvision weights enum named by ``weights_meta``, else a timm network's
+    ``pretrained_cfg``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise AuditError(f"model file {path} does not exist; check the path")
@@ -222,6 +230,7 @@ def load_model(
         raise AuditError(
             "--arch-kwargs needs --arch: they are the arguments the --arch callable is called with"
         )
+    from_weights = None if weights_meta is None else declared_by_weights(weights_member(arch, weights_meta))
     if path.is_dir():
         if is_model_folder(path):
             _reject_arch(arch, path, "a Hugging Face model folder, whose config.json names its network")
@@ -259,4 +268,5 @@ def load_model(
         obj, policy = _torch_load(path, trust_model)
     network, fmt = _network_from(obj, path, arch, dict(arch_kwargs or {}))
     fmt = "safetensors" if kind == "safetensors" else fmt
-    return LoadedModel(network.cpu(), str(path), sha256, fmt, policy, arch)
+    declared = from_weights or declared_by_timm(network, arch_kwargs or {})
+    return LoadedModel(network.cpu(), str(path), sha256, fmt, policy, arch, declared)
