@@ -264,7 +264,8 @@ def attacks_cmd():
     _console().print(table)
 
 
-@app.command("layers", help="List MODEL's layers with their output shapes and mark the ones --layers picks.")
+@app.command("layers", help="List MODEL's layers with their output shapes, how each is pooled, and mark (and "
+                              "explain) the ones --layers picks; for a vision transformer also its token layout.")
 def layers_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="Model file, as for `audit run`."),
     arch: str | None = typer.Option(None, help="Network for weight files: package.module:callable, file.py:callable "
@@ -278,7 +279,8 @@ def layers_cmd(
     from rich.markup import escape
     from rich.table import Table
 
-    from audit.analyses.layers import candidate_layers, example_batch, resolve_layers
+    from audit.analyses.layers import auto_choice, candidate_layers, example_batch, resolve_layers, token_layout
+    from audit.analyses.tap import pooling_rule
     from audit.model import AuditedModel, load_model
     from audit.options import parse_arch_kwargs, parse_input_size, parse_layers
 
@@ -288,16 +290,27 @@ def layers_cmd(
     x = example_batch(audited, channels, parse_input_size(input_size))
     candidates = candidate_layers(audited, x)
     chosen = {info.name for info in resolve_layers(audited, choice, x, candidates)}
+    why = auto_choice(audited, x, candidates)[1] if choice.auto else {}
+    layout = token_layout(audited, x, candidates)
     table = Table(header_style="bold")
-    for col in ("layer", "type", "output shape", "runs", f"--layers {escape(layers)}"):
+    for col in ("layer", "type", "output shape", "runs", "pooled as", f"--layers {escape(layers)}"):
         table.add_column(col)
     for info in candidates:
+        pooled = pooling_rule(info.shape, layout) if info.batch_ok else ""
         table.add_row(escape(info.name), escape(info.kind), "x".join(map(str, info.shape)) or "scalar",
-                      str(info.calls), "✓" if info.name in chosen else "")
+                      str(info.calls), pooled, "✓" if info.name in chosen else "")
     console = _console()
     console.print(table)
     shape = "x".join(map(str, x.shape[1:]))
     console.print(f"input {shape}; --layers {escape(layers)} picks {len(chosen)} layer(s)")
+    for info in candidates:
+        if info.name in why:
+            console.print(f"  {escape(info.name)}: {escape(why[info.name])}")
+    if layout is not None:
+        h, w = layout.grid
+        console.print(f"tokens: {layout.prefix} prefix token(s) then {h}x{w} patch tokens (the patch embedding's "
+                      f"grid); token layers are pooled by the {layout.pooling} ({escape(layout.why)}); their "
+                      f"saliency maps come from the patch tokens on the {h}x{w} grid")
 
 
 @app.command("demo", help="Audit the shipped Fashion-MNIST CNN and its adversarially trained twin, offline.")

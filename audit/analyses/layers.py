@@ -2,7 +2,8 @@
 
 Candidates come from ONE hooked forward on a small example batch (hooks removed afterwards): every module of
 the user's network (``named_modules()`` names, without the wrapper's prefix; the root itself excluded) whose
-forward returned a tensor, with its output shape and how many times it ran.
+forward returned a tensor (or a tuple / ``ModelOutput`` whose first element is one, as older Hugging Face
+transformer layers return: that tensor is the layer's output), with its output shape and how many times it ran.
 
 ``--layers auto`` picks a depth series of at most 12 layers, in the order they run. A layer is *eligible* when
 it ran exactly once and returned a floating tensor of batch size N; modules after the classifier head are never
@@ -10,8 +11,12 @@ picked. A *weighted* module has a weight of its own with 2 or more dimensions (a
 *head* is the last weighted module with a flat (N, K) output to run (the classifier's ``Linear``). The
 *penultimate layer* is the module whose output the head reads: among the modules whose output shares the head
 input's storage, the last to run that is not a no-op (``Dropout``, ``Identity``, ``Flatten``) — ResNet
-``avgpool``, EfficientNet ``_avg_pooling``, a LeNet's last hidden ReLU; failing that (pooling done by a
-function in ``forward``), the last eligible module before the head.
+``avgpool``, EfficientNet ``_avg_pooling``, a LeNet's last hidden ReLU, timm ViT ``fc_norm`` (global_pool
+'avg'); failing that (pooling done by a function in ``forward``), the last eligible module before the head
+that is not a no-op (timm ViT ``norm``, whose class token the head reads), failing that any; a second head
+(a weighted module with the head's output shape, DeiT's distillation head) is never picked. A container
+whose output is the very tensor one of its modules returned is named by that module (torchvision ViT
+``encoder`` -> ``encoder.ln``).
 
 1. Block networks. A *block* is a module that runs once and holds at least two weighted layers. The *trunk*
    is the outermost container (shallowest name; the most blocks on a tie) with at least three block children.
@@ -20,7 +25,11 @@ function in ``forward``), the last eligible module before the head.
    ``Conv2dNormActivation`` is named rather than its inner activation); the trunk's blocks, subsampled
    evenly (first and last always kept) to fit in 12; the penultimate layer. torchvision ResNets give
    ``maxpool, layer1..layer4, avgpool``; EfficientNet-Lite its ``_blocks.i`` and ``_avg_pooling``; torchvision
-   EfficientNet / MobileNet the stages of ``features``.
+   EfficientNet / MobileNet the stages of ``features``. Vision transformers are block networks too (their
+   blocks return (N, T, D) tokens): timm ``blocks.0..`` + ``norm`` (global_pool 'token') or ``fc_norm``
+   ('avg'); Hugging Face ViT ``vit.layers.0..`` (``vit.encoder.layer.N`` before transformers 5) +
+   ``vit.layernorm``; torchvision ViT ``encoder.layers.encoder_layer_0..`` + ``encoder.ln``; ViT-B (12
+   blocks) gives 11 blocks and the norm.
 2. Plain stacks (LeNet-like, VGG, the demo CNN), where no trunk exists. Each weighted layer but the head
    opens a *unit* that runs until the next weighted layer; a unit contributes its activation output (the last
    module of the unit with the weighted layer's output shape that is not a no-op: post-ReLU) and, when a
@@ -29,6 +38,18 @@ function in ``forward``), the last eligible module before the head.
    ``features.1, features.2, features.4, features.6, classifier.2``.
 
 ``--layers none`` turns the per-layer analyses off; ``--layers a,b`` names modules (ordered by when they run).
+
+Token layout (:func:`token_layout`, for pooling and saliency maps of (N, T, D) outputs; see
+:mod:`audit.analyses.tap`). The *patch embedding* is the last 2-D convolution to finish before the first token
+output (N, T, D) is returned (timm ``patch_embed.proj``, Hugging Face ``…patch_embeddings.projection``,
+torchvision ``conv_proj``); the patch grid (h, w) is its output's spatial size. T is the token count of the last
+token output before the head; the prefix tokens (class, distillation, register tokens) are P = T − h*w, which
+must be 0 <= P < h*w, and must equal timm's ``num_prefix_tokens`` where the model has one. The pooling rule is
+the model's: timm ``global_pool`` 'token' -> the class token, any other (e.g. 'avg') -> the mean of the patch
+tokens; a Hugging Face config with ``use_mean_pooling`` -> the mean of the patch tokens; otherwise the class
+token when P > 0 (Hugging Face and torchvision ViT read ``x[:, 0]``), the mean of the patch tokens when P = 0.
+No layout (no convolution before the tokens, or a count that does not fit): token outputs are averaged over
+all tokens and have no saliency map.
 """
 
 from __future__ import annotations
@@ -42,7 +63,7 @@ from audit.errors import AuditError
 from audit.model import eval_mode, expected_channels
 from audit.model.probing import input_error
 from audit.options import LayerChoice
-from audit.analyses.tap import hooked, network_of
+from audit.analyses.tap import TokenLayout, first_tensor, hooked, network_of
 
 MAX_LAYERS = 12
 _NO_OP = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity", "Flatten", "Unflatten")
@@ -104,7 +125,8 @@ def candidate_layers(model: torch.nn.Module, example_input: torch.Tensor) -> lis
         if name in seen:
             seen[name].calls += 1
             return
-        if not isinstance(output, torch.Tensor):
+        output = first_tensor(output)[0]
+        if output is None:
             return
         batch_ok = output.dim() >= 2 and output.shape[0] == batch and output.is_floating_point()
         first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
@@ -156,12 +178,18 @@ def _head(layers: list[LayerInfo]) -> LayerInfo | None:
 def _penultimate(layers: list[LayerInfo], head: LayerInfo | None) -> LayerInfo | None:
     if head is None:
         return None
-    before = [o for o in layers if o.eligible and o.end < head.start and not _inside(head.name, o.name)]
+    before = [o for o in layers if o.eligible and o.end < head.start and not _inside(head.name, o.name)
+              and not (o.weighted and o.shape == head.shape)]  # a second head (DeiT's distillation head)
     aliases = [o for o in before if o.storage == head.input_storage]
-    for pool in (aliases, before):
-        real = [o for o in pool if o.kind not in _NO_OP]
-        if real or pool:
-            return max(real or pool, key=lambda o: o.end)
+
+    def real(pool):
+        return [o for o in pool if o.kind not in _NO_OP]
+
+    for pool in (real(aliases), real(before), aliases, before):
+        if pool:
+            last = max(pool, key=lambda o: o.end)
+            inner = [o for o in pool if _inside(o.name, last.name) and o.storage == last.storage]
+            return max(inner, key=lambda o: o.end) if inner else last
     return None
 
 
@@ -220,11 +248,18 @@ def _units(layers: list[LayerInfo], head: LayerInfo | None) -> list[LayerInfo]:
 def auto_layers(model: torch.nn.Module, example_input: torch.Tensor,
                 layers: list[LayerInfo] | None = None) -> list[LayerInfo]:
     """The ``--layers auto`` series (rule in the module docstring); ``layers`` reuses a candidate listing."""
+    return auto_choice(model, example_input, layers)[0]
+
+
+def auto_choice(model: torch.nn.Module, example_input: torch.Tensor,
+                layers: list[LayerInfo] | None = None) -> tuple[list[LayerInfo], dict[str, str]]:
+    """The ``--layers auto`` series and, per chosen layer, why it was chosen (for ``audit layers``)."""
     layers = layers if layers is not None else candidate_layers(model, example_input)
     head = _head(layers)
     penultimate = _penultimate(layers, head)
     tail = [penultimate] if penultimate is not None else []
     blocks = _blocks(layers)
+    why: dict[str, str] = {}
     if blocks is not None:
         first = blocks[0]
         before = [o for o in layers if o.eligible and o.end < first.start]
@@ -234,11 +269,62 @@ def auto_layers(model: torch.nn.Module, example_input: torch.Tensor,
         stem = [min(same, key=lambda o: o.start)] if same else []  # a container ending on it reads better
         body = _evenly(blocks, MAX_LAYERS - len(stem) - len(tail))
         chosen = stem + body
+        trunk = first.name.rpartition(".")[0] or "the network"
+        why.update({o.name: "stem: the activation or pooling before the blocks" for o in stem})
+        why.update({o.name: f"block of {trunk} ({len(body)} of {len(blocks)} kept)" for o in body})
     else:
         chosen = _evenly(_units(layers, head), MAX_LAYERS - len(tail))
+        why.update({o.name: "a weighted layer's unit, after its activation or pooling" for o in chosen})
     names = {o.name for o in chosen}
     chosen += [o for o in tail if o.name not in names]
-    return sorted(chosen, key=lambda o: o.start)
+    if penultimate is not None:
+        why[penultimate.name] = f"penultimate: what the head {head.name} reads"
+    return sorted(chosen, key=lambda o: o.start), why
+
+
+# --- token layout ----------------------------------------------------------------------------------------
+
+
+def token_layout(model: torch.nn.Module, example_input: torch.Tensor,
+                 layers: list[LayerInfo] | None = None) -> TokenLayout | None:
+    """The network's token layout (prefix tokens, patch grid, pooling rule; the rule in the module docstring),
+    or None when it has no token outputs laid on a patch grid. ``layers`` reuses a candidate listing."""
+    layers = layers if layers is not None else candidate_layers(model, example_input)
+    tokens = [o for o in layers if o.eligible and len(o.shape) == 2 and not o.weighted]
+    if not tokens:
+        return None
+    first = min(tokens, key=lambda o: o.end)
+    convs = [o for o in layers if o.weighted and len(o.shape) == 3 and o.end < first.end]
+    if not convs:
+        return None
+    grid = max(convs, key=lambda o: o.end).shape[1:]
+    head = _head(layers)
+    last = [o for o in tokens if head is None or o.end < head.start]
+    count = max(last or tokens, key=lambda o: o.end).shape[0]
+    prefix = count - grid[0] * grid[1]
+    if not 0 <= prefix < grid[0] * grid[1]:
+        return None
+    net = network_of(model)
+    declared = next((m.num_prefix_tokens for m in net.modules()
+                     if isinstance(getattr(m, "num_prefix_tokens", None), int)), None)
+    if declared is not None and declared != prefix:
+        return None
+    pooling, why = _pooling_rule(net, prefix)
+    return TokenLayout(prefix, (int(grid[0]), int(grid[1])), pooling, why)
+
+
+def _pooling_rule(net: torch.nn.Module, prefix: int) -> tuple[str, str]:
+    """The model's own rule for reducing its tokens to one vector, and where it came from."""
+    timm_pool = next((m.global_pool for m in net.modules()
+                      if isinstance(getattr(m, "global_pool", None), str) and hasattr(m, "num_prefix_tokens")), None)
+    if timm_pool is not None:
+        rule = "class token" if timm_pool == "token" and prefix > 0 else "mean of patch tokens"
+        return rule, f"the model's global_pool is {timm_pool!r}"
+    if getattr(getattr(net, "config", None), "use_mean_pooling", False):
+        return "mean of patch tokens", "the model's config sets use_mean_pooling"
+    if prefix > 0:
+        return "class token", f"{prefix} prefix token{'s' if prefix > 1 else ''}: the head reads the class token"
+    return "mean of patch tokens", "no prefix token"
 
 
 # --- --layers SPEC ---------------------------------------------------------------------------------------

@@ -7,6 +7,15 @@ pre-pass: one tapped forward per image, no attack, whose sums are fixed before t
 
 :func:`build_suite` chooses the layers (``--layers``) and builds the user's analyses and every registered one
 (:mod:`audit.analyses.registry`); :class:`AnalysisSuite` is what the engine drives.
+
+Token outputs (N, T, D) of vision transformers: at its first tapped pass the suite finds the network's token
+layout (:func:`audit.analyses.layers.token_layout`, one hooked forward of two images) and hands it to the tap,
+which pools each token layer by the model's rule, and lays a token layer's patch tokens on their grid (N, D, h,
+w) before its saliency map is computed (activation and gradient alike). A token layer whose patch tokens get
+no gradient at all on the first batch (in a class-token ViT the last block and the final norm: only the class
+token reaches the head) has no gradient map: a map of zeros would have entropy 0 by definition, which says
+nothing about the layer; the saliency section lists it as skipped and why. The report's ``analyses.tap`` says per
+layer how it was pooled (``per_layer``) and the layout (``tokens``).
 """
 
 from __future__ import annotations
@@ -17,10 +26,14 @@ import torch
 
 from audit.analyses.base import Analysis, Batch, refuse_unmergeable
 from audit.analyses.registry import sections
-from audit.analyses.tap import TapResult, replace_rows, run_tap, select_rows
+from audit.analyses.tap import TapResult, TokenLayout, on_grid, replace_rows, run_tap, select_rows
 from audit.errors import AuditError
 
-POOLING = "global average over space (N, C, H, W) -> (N, C); (N, D) as is"
+NO_PATCH_GRADIENT = ("its patch tokens get no gradient (the head reads only the class token, and no attention "
+                     "after this layer mixes the patches into it): a gradient map would be zero everywhere")
+NO_GRID = "no spatial map (tokens (N, T, D) with no known patch grid)"
+POOLING = ("global average over space (N, C, H, W) -> (N, C); (N, D) as is; tokens (N, T, D) by the model's rule "
+           "(class token, or mean of patch tokens; mean of all tokens without a patch grid)")
 
 
 @dataclass
@@ -52,6 +65,12 @@ class AnalysisSuite:
         self.saliency, self.saliency_class = next(iter(wanted), (None, "predicted"))
         self.gradients = any(a.needs_gradients for a in self.analyses)
         self._last: TapResult | None = None
+        self.layout: TokenLayout | None = None  # the network's token layout, found at the first tapped pass
+        self.per_layer: dict[str, str] | None = None  # layer -> how it was pooled, from the first tapped pass
+        self._shapes: dict[str, list[int]] = {}
+        self._looked = False
+        self.unmapped: dict[str, str] = {}  # token layers whose patch tokens get no gradient: no gradient map
+        self._checked: set[str] = set()
 
     @property
     def tapping(self) -> bool:
@@ -72,19 +91,44 @@ class AnalysisSuite:
         map at once (layers without a spatial map have none), so no activation outlives the batch."""
         from audit.analyses.saliency.maps import has_spatial_map, saliency_maps
 
+        if not self._looked:
+            self._find_layout(model, x)
         method = self.saliency if kind != "prepass_forward" else None
         gradient_of = None
         if method is not None and self.gradients:
             gradient_of = y if self.saliency_class == "true" else "predicted"
-        result = run_tap(model, x, self.layers, gradient_of=gradient_of, keep_maps=method is not None)
+        result = run_tap(model, x, self.layers, gradient_of=gradient_of, keep_maps=method is not None,
+                         layout=self.layout)
         self.passes[kind] += result.forward_images
         self.passes["backward"] += result.backward_images
+        if self.per_layer is None and result.pooling:
+            self.per_layer = dict(result.pooling)
         if method is not None:
             grads = result.grads or {}
-            result.maps = {n: saliency_maps(method, a, grads.get(n)) for n, a in result.maps.items()
-                           if has_spatial_map(a.shape)}
-            result.grads = None
+            maps = {}
+            for n, output in result.maps.items():
+                a, g = on_grid(output, self.layout), on_grid(grads.get(n), self.layout)
+                if not has_spatial_map(a.shape):
+                    if a.dim() == 3:
+                        self.unmapped[n] = NO_GRID
+                    continue
+                if a is not output and g is not None and n not in self._checked:  # a token layer, once
+                    self._checked.add(n)
+                    if not g.any():
+                        self.unmapped[n] = NO_PATCH_GRADIENT
+                if n not in self.unmapped:
+                    maps[n] = saliency_maps(method, a, g)
+            result.maps, result.grads, result.unmapped = maps, None, dict(self.unmapped)
         return result
+
+    def _find_layout(self, model: torch.nn.Module, x: torch.Tensor) -> None:
+        """The token layout and the chosen layers' output shapes, from one hooked forward of two images."""
+        from audit.analyses.layers import candidate_layers, token_layout
+
+        self._looked = True
+        candidates = candidate_layers(model, x[:2])
+        self.layout = token_layout(model, x[:2], candidates)
+        self._shapes = {o.name: list(o.shape) for o in candidates if o.name in self.layers}
 
     def evaluator(self, model: torch.nn.Module, y: torch.Tensor):
         """A tapped forward for the cascade to evaluate its adversarials with; it keeps the last result."""
@@ -133,7 +177,7 @@ class AnalysisSuite:
     def export(self, phase: str) -> dict:
         """The analyses' sums (and the pass counts) for a saved state or another process."""
         return {"passes": dict(self.passes) if phase == "pass" else {},
-                "analyses": [a.export(phase) for a in self.analyses]}
+                "analyses": [a.export(phase) for a in self.analyses], "layout": self._described()}
 
     def reset_prepass(self) -> None:
         for analysis in self.analyses:
@@ -142,12 +186,39 @@ class AnalysisSuite:
     def absorb(self, phase: str, state: dict) -> None:
         for key, value in state["passes"].items():
             self.passes[key] += int(value)
+        described = state.get("layout")  # how the layers were pooled, for a process that tapped no batch
+        if described and self.per_layer is None:
+            self.per_layer = {e["name"]: e["pooling"] for e in described["per_layer"]}
+            self._shapes = {e["name"]: e["output"] for e in described["per_layer"]}
+            tokens = described.get("tokens")
+            self.layout = None if not tokens else TokenLayout(int(tokens["prefix_tokens"]),
+                                                               tuple(tokens["grid"]), tokens["pooling"],
+                                                               tokens["why"])
         for analysis, part in zip(self.analyses, state["analyses"], strict=True):
             if part is not None:
                 analysis.absorb(phase, part)
 
+    def _described(self) -> dict | None:
+        """Per layer its output shape and how it was pooled, and the token layout; None before any pass."""
+        if self.per_layer is None:
+            return None
+        per_layer = []
+        for name in self.layers:
+            entry = {"name": name, "output": self._shapes.get(name, []), "pooling": self.per_layer.get(name, "")}
+            shape = self._shapes.get(name, [])
+            prefix = self.layout.prefix_of(shape[0]) if self.layout is not None and len(shape) == 2 else None
+            if prefix is not None:
+                entry.update(prefix_tokens=prefix, grid=list(self.layout.grid))
+            per_layer.append(entry)
+        return {"per_layer": per_layer, "tokens": self.layout.as_dict() if self.layout is not None else None}
+
     def section(self) -> dict:
         out = {"layers": self.layers, "pooling": POOLING, "passes": dict(self.passes)}
+        described = self._described()
+        if described is not None:
+            out["per_layer"] = described["per_layer"]
+            if described["tokens"] is not None:
+                out["tokens"] = described["tokens"]
         if self.skipped:
             out["skipped"] = self.skipped
         return out

@@ -8,9 +8,22 @@ over the batch of each image's chosen-class logit.
 Pooling (one vector per image): a layer output of shape
 
 - (N, C, H, W) (or any rank >= 4, e.g. 3-D convolutions) is averaged over every axis after the channel axis:
-  global average pooling, one value per channel;
-- (N, D) is taken as it is;
-- (N, L, D) is read as a token sequence (transformers, ``batch_first``) and averaged over the L tokens.
+  global average pooling, one value per channel ("global average");
+- (N, D) is taken as it is ("as is");
+- (N, T, D) is read as a token sequence (transformers, ``batch_first``). With the network's
+  :class:`TokenLayout` (found by :func:`audit.analyses.layers.token_layout`: P prefix tokens, the class token
+  first, then the h x w patch tokens in row-major order) a layer of T = P + h*w tokens is pooled by the model's
+  own rule: its class token ``x[:, 0]`` ("class token") when the model classifies from it, else the mean of
+  its patch tokens ``x[:, P:]`` ("mean of patch tokens"; also for a layer of exactly h*w tokens). Without a
+  layout, or when T matches none, the mean over all T tokens ("mean of tokens").
+
+:func:`pooling_rule` names the rule a layer got (the report's ``analyses.tap.per_layer``). For saliency maps,
+:func:`on_grid` lays a token layer's patch tokens (prefix dropped) on their grid as (N, D, h, w): the usual
+reshape for Grad-CAM on vision transformers, applied alike to the activation and its gradient.
+
+A block that returns a tuple (or a ``ModelOutput``, a dict) whose first element is its (N, T, D) tensor, as
+older Hugging Face layers do, is read through that tensor; when maps are kept the hook hands the network the
+same container with the clone in its place.
 
 In-place operations: a module's output may be overwritten later by an in-place op (``ReLU(inplace=True)`` in
 torchvision's ResNet, ``out += identity`` on a block's last BatchNorm output). The pooled vector is computed
@@ -24,7 +37,7 @@ and the autograd graph is freed by the one backward (or never built when no grad
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -42,16 +55,86 @@ def network_of(model: torch.nn.Module) -> torch.nn.Module:
     return model.net if isinstance(model, AuditedModel) else model
 
 
-def pool(output: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a vision transformer lays out its tokens: ``prefix`` tokens (class, distillation, register tokens;
+    the class token first) before the ``grid`` = (h, w) patch tokens in row-major order; ``pooling`` is the
+    model's rule for a layer ("class token" or "mean of patch tokens") and ``why`` where that rule came from."""
+
+    prefix: int
+    grid: tuple[int, int]
+    pooling: str
+    why: str = ""
+
+    def prefix_of(self, tokens: int) -> int | None:
+        """The prefix tokens of a layer with ``tokens`` tokens: ``prefix``, 0 (patch tokens only), or None when
+        the layer's tokens are not this layout's."""
+        patches = self.grid[0] * self.grid[1]
+        if tokens == patches + self.prefix:
+            return self.prefix
+        return 0 if tokens == patches else None
+
+    def as_dict(self) -> dict:
+        return {"prefix_tokens": self.prefix, "grid": list(self.grid), "pooling": self.pooling, "why": self.why}
+
+
+def pooling_rule(shape: tuple[int, ...], layout: TokenLayout | None = None) -> str:
+    """How :func:`pool` reduces a layer output of ``shape`` (without the batch axis); the rule in the module
+    docstring: "global average", "as is", "class token", "mean of patch tokens" or "mean of tokens"."""
+    if len(shape) >= 3:
+        return "global average"
+    if len(shape) != 2:
+        return "as is"
+    prefix = layout.prefix_of(shape[0]) if layout is not None else None
+    if prefix is None:
+        return "mean of tokens"
+    return "class token" if layout.pooling == "class token" and prefix > 0 else "mean of patch tokens"
+
+
+def pool(output: torch.Tensor, layout: TokenLayout | None = None) -> torch.Tensor:
     """One (N, D) vector per image from a layer output (the rule in the module docstring), detached."""
     output = output.detach()
     if output.dim() >= 4:
         return output.mean(dim=tuple(range(2, output.dim())))
     if output.dim() == 3:
+        rule = pooling_rule(tuple(output.shape[1:]), layout)
+        if rule == "class token":
+            return output[:, 0]
+        if rule == "mean of patch tokens":
+            return output[:, layout.prefix_of(output.shape[1]):].mean(dim=1)
         return output.mean(dim=1)
     if output.dim() == 2:
         return output
     return output.reshape(output.shape[0], -1)
+
+
+def on_grid(tensor: torch.Tensor | None, layout: TokenLayout | None) -> torch.Tensor | None:
+    """A token layer's output (N, T, D) as its patch tokens on their grid (N, D, h, w), prefix tokens dropped;
+    any other tensor (or a layer whose tokens do not match ``layout``) unchanged."""
+    if tensor is None or layout is None or tensor.dim() != 3:
+        return tensor
+    prefix = layout.prefix_of(tensor.shape[1])
+    if prefix is None:
+        return tensor
+    (h, w), n = layout.grid, tensor.shape[0]
+    return tensor[:, prefix:].reshape(n, h, w, tensor.shape[2]).permute(0, 3, 1, 2)
+
+
+def first_tensor(output: object) -> tuple[torch.Tensor | None, Callable[[torch.Tensor], object]]:
+    """(the tensor a module returned, a function putting a replacement back in its place): the output itself,
+    or the first element of a tuple, list or ``ModelOutput``/dict; (None, ...) when there is none."""
+    if isinstance(output, torch.Tensor):
+        return output, lambda t: t
+    if isinstance(output, Mapping) and output:
+        key = next(iter(output))
+        if isinstance(output[key], torch.Tensor):
+            return output[key], lambda t: type(output)(**{**output, key: t})
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        if hasattr(output, "_fields"):  # a named tuple
+            return output[0], lambda t: type(output)(t, *output[1:])
+        return output[0], lambda t: type(output)([t, *output[1:]])
+    return None, lambda t: t
+
 
 @contextmanager
 def hooked(
@@ -86,17 +169,19 @@ class Tap:
     is the layer's output still attached to the autograd graph: call :meth:`gradients` once after the forward.
     """
 
-    def __init__(self, names: list[str], keep_maps: bool):
-        self.names, self.keep_maps = names, keep_maps
+    def __init__(self, names: list[str], keep_maps: bool, layout: TokenLayout | None = None):
+        self.names, self.keep_maps, self.layout = names, keep_maps, layout
         self.pooled: dict[str, torch.Tensor] = {}
+        self.rules: dict[str, str] = {}
         self.maps: dict[str, torch.Tensor] = {}
         self._seen: set[str] = set()
 
     def _start(self) -> None:  # forget the previous forward
-        self.pooled, self.maps, self._seen = {}, {}, set()
+        self.pooled, self.maps, self.rules, self._seen = {}, {}, {}, set()
 
-    def _record(self, name: str, output: object) -> torch.Tensor | None:
-        if not isinstance(output, torch.Tensor):
+    def _record(self, name: str, output: object) -> object | None:
+        tensor, rebuild = first_tensor(output)
+        if tensor is None:
             raise AuditError(f"layer {name!r} returns a {type(output).__name__}, not a tensor; choose another layer")
         if name in self._seen:
             raise AuditError(
@@ -104,11 +189,12 @@ class Tap:
                 "choose a module that runs once (see `audit layers MODEL`)"
             )
         self._seen.add(name)
-        self.pooled[name] = pool(output)
+        self.pooled[name] = pool(tensor, self.layout)
+        self.rules[name] = pooling_rule(tuple(tensor.shape[1:]), self.layout)
         if not self.keep_maps:
             return None
-        self.maps[name] = output
-        return output.clone()  # downstream in-place ops write into the clone, never into the kept map
+        self.maps[name] = tensor
+        return rebuild(tensor.clone())  # downstream in-place ops write into the clone, never into the kept map
 
     def missing(self) -> list[str]:
         return [name for name in self.names if name not in self._seen]
@@ -128,8 +214,10 @@ class Tap:
 
 
 @contextmanager
-def tap(model: torch.nn.Module, layer_names: Iterable[str], *, keep_maps: bool = False) -> Iterator[Tap]:
-    """Hook the named layers of ``model``'s network (names as in ``named_modules()``, no wrapper prefix).
+def tap(model: torch.nn.Module, layer_names: Iterable[str], *, keep_maps: bool = False,
+        layout: TokenLayout | None = None) -> Iterator[Tap]:
+    """Hook the named layers of ``model``'s network (names as in ``named_modules()``, no wrapper prefix);
+    token outputs are pooled by ``layout`` (the module docstring).
 
     Each forward of the network refills the yielded :class:`Tap`. Hooks are always removed on exit; the tap's
     records are dropped with it.
@@ -140,7 +228,7 @@ def tap(model: torch.nn.Module, layer_names: Iterable[str], *, keep_maps: bool =
     unknown = [n for n in names if n not in modules or n == ""]
     if unknown:
         raise AuditError(f"no layer named {unknown[0]!r} in the network (see `audit layers MODEL`)")
-    recorder = Tap(names, keep_maps)
+    recorder = Tap(names, keep_maps, layout)
 
     def after(name: str, _module, _inputs, output):
         return None if name == "" else recorder._record(name, output)
@@ -167,6 +255,8 @@ class TapResult:
     classes: torch.Tensor | None = None  # (N,) the class whose logit was differentiated per image
     forward_images: int = 0  # images sent forward through the model (counted as attacks.passes does)
     backward_images: int = 0  # images whose gradients were taken
+    pooling: dict[str, str] | None = None  # layer -> how it was pooled (pooling_rule)
+    unmapped: dict[str, str] | None = None  # layer -> why it has no saliency map although it has a grid
 
 
 def run_tap(
@@ -176,6 +266,7 @@ def run_tap(
     *,
     gradient_of: torch.Tensor | Literal["predicted"] | None = None,
     keep_maps: bool = False,
+    layout: TokenLayout | None = None,
 ) -> TapResult:
     """ONE forward of ``model`` on ``x`` with the tap on ``layers``, and ONE backward when ``gradient_of`` is set.
 
@@ -183,19 +274,22 @@ def run_tap(
     ``gradient_of``: None (forward only, under ``no_grad``); a (N,) tensor of class indices; or "predicted"
     (each image's argmax class). The backward differentiates the sum over the batch of each image's logit for
     its class, so image i's gradient maps are those of its own logit (images do not interact in eval mode).
-    The caller decides train/eval mode (the runner holds eval mode for the whole audit).
+    The caller decides train/eval mode (the runner holds eval mode for the whole audit). ``layout``: the
+    network's token layout, for pooling token outputs (None: the mean over all tokens).
     """
     if isinstance(gradient_of, str) and gradient_of != "predicted":
         raise ValueError(f"gradient_of must be None, a tensor of classes or 'predicted', not {gradient_of!r}")
     names = list(dict.fromkeys(layers))
     want_grad = gradient_of is not None
-    with count_passes(model) as counter, tap(model, names, keep_maps=want_grad or keep_maps) as recorder:
+    with count_passes(model) as counter, tap(model, names, keep_maps=want_grad or keep_maps,
+                                                  layout=layout) as recorder:
         if not want_grad:
             with torch.no_grad():
                 logits = model(x)
             _check_recorded(recorder)
             maps = {n: recorder.maps[n].detach() for n in names} if keep_maps else None
-            return TapResult(logits.detach(), dict(recorder.pooled), maps, forward_images=counter.forward)
+            return TapResult(logits.detach(), dict(recorder.pooled), maps, forward_images=counter.forward,
+                             pooling=dict(recorder.rules))
         with torch.enable_grad():
             logits = model(x.detach().requires_grad_(True))  # every map needs grad, even with frozen weights
             _check_recorded(recorder)
@@ -203,8 +297,9 @@ def run_tap(
             score = logits.gather(1, classes.view(-1, 1)).sum()
             grads = recorder.gradients(score)
         maps = {n: recorder.maps[n].detach() for n in names}
-        pooled = dict(recorder.pooled)
-    return TapResult(logits.detach(), pooled, maps, grads, classes.detach(), counter.forward, counter.backward)
+        pooled, rules = dict(recorder.pooled), dict(recorder.rules)
+    return TapResult(logits.detach(), pooled, maps, grads, classes.detach(), counter.forward, counter.backward,
+                     rules)
 
 
 def _check_recorded(recorder: Tap) -> None:

@@ -371,5 +371,14 @@ def metadata(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         ("Passes", passes),
     ]
     if tap.get("layers"):
-        groups.append(("Layer tap", [("layers", _flat(tap["layers"])), ("pooling", _flat(tap.get("pooling")))]))
+        rows = [("layers", _flat(tap["layers"])), ("pooling", _flat(tap.get("pooling")))]
+        rows += [(f"pooled: {e.get('name')}", str(e.get("pooling"))
+                  + (f" ({e['prefix_tokens']} prefix token(s), {'x'.join(map(str, e['grid']))} patch grid)"
+                     if e.get("grid") else "")) for e in tap.get("per_layer") or []]
+        tokens = tap.get("tokens")
+        if tokens:
+            rows.append(("token layout", f"{tokens.get('prefix_tokens')} prefix token(s), "
+                         f"{'x'.join(map(str, tokens.get('grid') or []))} patch grid; pooled by the "
+                         f"{tokens.get('pooling')} ({tokens.get('why')})"))
+        groups.append(("Layer tap", rows))
     return groups

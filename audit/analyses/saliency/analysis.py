@@ -1,6 +1,7 @@
 """The saliency-entropy analysis of the audit's single pass (Mușat & Andonie 2020).
 
-Per layer with a spatial map it keeps sums that merge by addition (clean entropy sum, sum of squares and count,
+Per layer with a spatial map (an (N, C, H, W) output, or a vision transformer's patch tokens on their grid: see
+``audit.analyses.saliency.maps``) it keeps sums that merge by addition (clean entropy sum, sum of squares and count,
 per class too; the same per attack run over the successful adversarials) and, for detectability, the entropy
 profiles of the successful adversarials and of their clean versions (a few floats per image). ``finish``
 writes the report section: the clean profile and its superization index, the shift under each attack, and how
@@ -17,6 +18,10 @@ images the attack fooled) and their own clean versions:
 - ``auroc`` (adversarial entropy vs clean entropy of the same images); ``auroc_ci`` a seeded percentile
   bootstrap over images (an image's two entropies resampled together); ``auroc_p`` the two-sided Mann–Whitney
   p against 0.5; ``auroc_q`` its Benjamini–Hochberg adjustment across the run's layers.
+
+A chosen layer without a map is listed in ``skipped_layers`` with its reason: a flat output, a map smaller
+than 7x7, or the reason the tap gave (``TapResult.unmapped``: tokens with no patch grid, or a vision
+transformer's layer whose patch tokens get no gradient).
 
 ``superization`` adds ``p_value`` (two-sided permutation p of the index, exact over all L! orders of the L
 measured layers, ``p_method`` says how), ``testable`` (whether L layers can reach p ≤ alpha at all: 2/L! ≤
@@ -100,6 +105,7 @@ class SaliencyAnalysis(Analysis):
         self.runs: dict = {}  # run key -> {"run", "moments", "clean_h": [], "adv_h": [], "examples": []}
         self._batch: dict = {}
         self._spatial: set[str] = set()
+        self.reasons: dict[str, str] = {}  # why a layer with a grid has no map (the tap's ``unmapped``)
         self.offset = 0  # position of the current batch's first image in the data
 
     def _entropies(self, maps: dict[str, torch.Tensor]) -> np.ndarray:
@@ -113,6 +119,7 @@ class SaliencyAnalysis(Analysis):
             self.layers = [n for n in self.all_layers if n in tap.maps and min(tap.maps[n].shape[1:]) >= MIN_SIDE]
             self.sizes = {n: tuple(tap.maps[n].shape[1:]) for n in self.layers}
             self._spatial = set(tap.maps)
+            self.reasons = dict(tap.unmapped or {})
             if self.levels is None and self.layers:  # one L for every layer: entropies stay comparable
                 self.levels = min(choose_levels(*size) for size in self.sizes.values())
             self.clean = Moments(len(self.layers), self.num_classes)
@@ -152,8 +159,8 @@ class SaliencyAnalysis(Analysis):
         skipped = [n for n in self.all_layers if n not in (self.layers or [])]
         small = {n for n in skipped if n in self._spatial}
         if not self.layers:
-            section["skipped"] = (f"no chosen layer has a spatial map (N, C, H, W) of at least {MIN_SIDE}x{MIN_SIDE}: "
-                                  "nothing to measure")
+            section["skipped"] = (f"no chosen layer has a spatial map (N, C, H, W), or patch tokens on a grid, of at "
+                                  f"least {MIN_SIDE}x{MIN_SIDE}: nothing to measure")
             result.analyses["saliency"] = section
             return
         order = list(self.known)
@@ -195,9 +202,9 @@ class SaliencyAnalysis(Analysis):
         testable = len(self.layers) >= needed
         section.update({
             "layers": layers,
-            "skipped_layers": [{"name": s, "reason": f"map smaller than {MIN_SIDE}x{MIN_SIDE}: too few neighbour pairs "
-                                "for a spatial entropy" if s in small else "no spatial map (a fully connected output)"}
-                               for s in skipped],
+            "skipped_layers": [{"name": s, "reason": self.reasons.get(s) or (
+                f"map smaller than {MIN_SIDE}x{MIN_SIDE}: too few neighbour pairs for a spatial entropy" if s in small
+                else "no spatial map (a fully connected output)")} for s in skipped],
             "superization": {"index": sup.index, "differences": list(sup.differences),
                              "n_layers": len(self.layers), "n_skipped": len(skipped), "min_layers": needed,
                              "p_value": p_value, "p_method": p_method, "alpha": alpha, "testable": testable,
@@ -223,7 +230,7 @@ class SaliencyAnalysis(Analysis):
         def moments(m):
             return {"sum": m.sum, "sq": m.sq, "n": m.n}
         return {"layers": self.layers, "sizes": {n: list(v) for n, v in self.sizes.items()}, "levels": self.levels,
-                "spatial": sorted(self._spatial), "clean": moments(self.clean),
+                "spatial": sorted(self._spatial), "reasons": dict(self.reasons), "clean": moments(self.clean),
                 "runs": {key: {"moments": moments(st["moments"]), "adv_h": [[o, h] for o, h in st["adv_h"]],
                                "clean_h": [[o, h] for o, h in st["clean_h"]], "examples": st["examples"]}
                          for key, st in self.runs.items()}}
@@ -239,6 +246,7 @@ class SaliencyAnalysis(Analysis):
             self.layers, self.levels = list(state["layers"]), state["levels"]
             self.sizes = {n: tuple(v) for n, v in state["sizes"].items()}
             self._spatial = set(state["spatial"])
+            self.reasons = dict(state.get("reasons") or {})
             self.clean = Moments(len(self.layers), self.num_classes)
         add(self.clean, state["clean"])
         for key, part in state["runs"].items():

@@ -9,8 +9,13 @@ class logit y_k (same shape). Pure torch; every map comes back detached, float32
   and a ReLU would leave many maps of a wrongly predicted or attacked image all zero (entropy 0 by definition).
 - ``activation``: mean over channels of |A| (activation energy; needs no gradient).
 
-A layer whose output is not (N, C, H, W), for example a fully connected layer's (N, C), has no spatial map:
-``saliency_maps`` raises ``NoSpatialMap``, which the caller reports as a skipped layer.
+A vision transformer's token layer (N, T, D) gets its maps from its patch tokens laid on their grid as
+(N, D, h, w), prefix tokens dropped, for the activation and the gradient alike
+(:func:`audit.analyses.tap.on_grid`, with the network's token layout; the analyses' suite does it before calling
+``saliency_maps``): D plays the channels, the patch grid the space, so Grad-CAM's weights are the gradient's
+mean over the patches. A layer whose output is not (N, C, H, W) after that, for example a fully connected
+layer's (N, C) or tokens with no known grid, has no spatial map: ``saliency_maps`` raises ``NoSpatialMap``,
+which the caller reports as a skipped layer.
 """
 
 from __future__ import annotations
