@@ -325,7 +325,7 @@ class SemanticAnalysis(Analysis):
 
 METHOD = (
     "Dharmaretnam, Foster & Fyshe (2021), Words as a window: per layer, one pooled vector per image (global "
-    "average over space), class representation = mean over the class's clean images, Pearson similarity "
+    "average over space; a transformer block's tokens pooled by the model's own rule, as analyses.tap records), class representation = mean over the class's clean images, Pearson similarity "
     "matrices, 2 vs 2 test (leave-two-out rows, Pearson r, strict >), RSA (Spearman over upper triangles), "
     "label-permutation null with Benjamini-Hochberg FDR across layers; 1 vs 2 test per successful adversarial "
     "against the clean class representations"
