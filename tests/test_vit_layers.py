@@ -374,7 +374,7 @@ def test_layers_command_explains_a_vit(tmp_path):
     out = " ".join(proc.stdout.split())
     assert "--layers auto picks 4 layer(s)" in out
     assert "tokens: 1 prefix token(s) then 4x4 patch tokens" in out and "pooled by the class token" in out
-    assert "blocks.1: block of blocks (3 of 3 kept)" in out and "norm: penultimate: what the head head reads" in out
+    assert "blocks.1: block of blocks (3 of 3 kept)" in out and "norm: penultimate: what the classifier head (head) reads" in out
     rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 4}
     assert "✓" in rows["blocks.1"] and "✓" in rows["norm"] and "class token" in rows["norm"]
     assert "✓" not in rows["blocks.1.attn.qkv"] and "as is" in rows["head"]

@@ -278,7 +278,7 @@ def auto_choice(model: torch.nn.Module, example_input: torch.Tensor,
     names = {o.name for o in chosen}
     chosen += [o for o in tail if o.name not in names]
     if penultimate is not None:
-        why[penultimate.name] = f"penultimate: what the head {head.name} reads"
+        why[penultimate.name] = f"penultimate: what the classifier head ({head.name}) reads"
     return sorted(chosen, key=lambda o: o.start), why
 
 
