@@ -323,11 +323,14 @@ def demo_cmd(
                                    "for cw and autoattack)."),
     samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
     seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("cpu", help="cpu (the README's figures), cuda or cuda:N."),
 ):
     from audit.demo import run_demo
+    from audit.options import resolve_device
 
+    resolve_device(device)  # a device that is not there: one line before anything is printed
     run_demo(out, attacks=attack, eps=eps, steps=steps, samples=samples, seed=seed,
-             audit=_audit_and_report, console=_console())
+             audit=_audit_and_report, console=_console(), device=device)
 
 
 def _read_report(path: Path) -> dict:

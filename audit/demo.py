@@ -14,22 +14,24 @@ MODELS = {
 }
 
 
-def demo_configs(*, attacks, eps, steps, samples, seed) -> dict[str, AuditConfig]:
+def demo_configs(*, attacks, eps, steps, samples, seed, device: str = "cpu") -> dict[str, AuditConfig]:
+    """Both demo audits; on the CPU unless ``device`` says otherwise (the README's demo figures are the CPU's)."""
     return {
         key: AuditConfig(
             model=str(ASSETS / filename), arch=ARCH, data="demo", classes="fashion-mnist", attacks=list(attacks),
-            eps=eps, steps=steps, samples=samples, seed=seed, device="cpu", label=label,
+            eps=eps, steps=steps, samples=samples, seed=seed, device=device, label=label,
         )
         for key, (filename, label) in MODELS.items()
     }
 
 
-def run_demo(out: Path, *, attacks, eps, steps, samples, seed, audit, console) -> dict:
+def run_demo(out: Path, *, attacks, eps, steps, samples, seed, audit, console, device: str = "cpu") -> dict:
     """Audit both demo models with ``audit(config, out_dir, label)`` and print the contrast."""
     from reports.terminal import contrast_table
 
     results = {}
-    for key, config in demo_configs(attacks=attacks, eps=eps, steps=steps, samples=samples, seed=seed).items():
+    for key, config in demo_configs(attacks=attacks, eps=eps, steps=steps, samples=samples, seed=seed,
+                                    device=device).items():
         console.rule(f"[bold]{config.label}")
         results[key] = audit(config, Path(out) / key, label=key)
     console.rule("[bold]Contrast")

@@ -3,13 +3,15 @@ Python API) in, a checked value out, or one ``AuditError`` line naming the optio
 
 :class:`audit.config.AuditConfig` calls them all (``check()`` and ``resolved()``): budgets (``8/255``,
 ``0.3``, lists of them), sizes, framing, sample counts, score weights, ``--arch-kwargs``, normalisation
-statistics, the device, and ``--layers`` (a :class:`LayerChoice`).
+statistics, the device (and where each process of a torchrun audits: :func:`placement`), and ``--layers`` (a
+:class:`LayerChoice`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,26 +192,62 @@ def check_device(spec: str) -> str:
     return text
 
 
-def resolve_device(spec: str):
-    """The torch device ``--device`` names; a GPU that is asked for and missing is an error."""
+@dataclass(frozen=True)
+class Placement:
+    """Where one process audits: ``device`` ("cpu", "cuda" (the current GPU) or "cuda:K") and the backend of
+    its process group ("gloo" or "nccl"; used only when there are several processes)."""
+
+    device: str
+    backend: str
+
+    @property
+    def gpu(self) -> int | None:
+        """The index of the GPU named (under torchrun: the local rank), None on the CPU or for the current GPU."""
+        return int(self.device.split(":")[1]) if ":" in self.device else None
+
+
+def placement(device: str, *, world_size: int, local_rank: int, gpus: int, cuda_build: bool = True) -> Placement:
+    """Where a process of a ``world_size``-process run audits, for ``--device`` ``device`` (auto, cpu, cuda,
+    cuda:N), its ``local_rank`` on its node and the ``gpus`` CUDA GPUs it sees (``cuda_build``: whether torch
+    was built with CUDA, for the error's wording). Pure: asks nothing of torch; a bad combination is a one-line
+    :class:`AuditError`."""
+    text = check_device(device)
+    if text == "cpu" or (text == "auto" and gpus == 0):
+        return Placement("cpu", "gloo")
+    if gpus == 0:
+        build = "no GPU is visible" if cuda_build else "this torch is a CPU-only build"
+        raise AuditError(f"--device {device} was asked for, but no CUDA GPU is available ({build}); use --device "
+                         "cpu or --device auto")
+    index = text.partition(":")[2]
+    if world_size <= 1:
+        if index and int(index) >= gpus:
+            raise AuditError(f"--device {device}: there are only {gpus} CUDA GPU(s) (cuda:0 ...)")
+        return Placement("cuda" if text == "auto" else f"cuda:{int(index or 0)}", "nccl")
+    if index:
+        raise AuditError(f"--device {device} under torchrun: each process takes the GPU of its local rank "
+                         "(cuda:LOCAL_RANK); use --device cuda")
+    if local_rank >= gpus:
+        raise AuditError(f"torchrun started process {local_rank} on this node, which has only {gpus} CUDA GPU(s): "
+                         f"one GPU per process, so start at most {gpus} (--nproc-per-node {gpus})")
+    return Placement(f"cuda:{local_rank}", "nccl")
+
+
+def this_placement(device: str = "auto") -> Placement:
+    """:func:`placement` for this process (torchrun's environment variables, the GPUs torch sees)."""
     import torch
 
-    text = check_device(spec)
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        build = "this torch is a CPU-only build" if torch.version.cuda is None else "no GPU is visible"
-        raise AuditError(
-            f"--device {spec} was asked for, but no CUDA GPU is available ({build}); use --device cpu or --device auto"
-        )
-    index = int(DEVICE.fullmatch(text).group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise AuditError(
-            f"--device {spec}: there are only {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ...)"
-        )
-    return torch.device("cuda", index)
+    cuda = torch.cuda.is_available()
+    return placement(device, world_size=int(os.environ.get("WORLD_SIZE", "1")),
+                     local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                     gpus=torch.cuda.device_count() if cuda else 0, cuda_build=torch.version.cuda is not None)
+
+
+def resolve_device(spec: str):
+    """The torch device ``--device`` names for this process; a GPU that is asked for and missing is an error.
+    Under torchrun each process takes the GPU of its local rank (:func:`placement`)."""
+    import torch
+
+    return torch.device(this_placement(spec).device)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,10 @@ class AuditPass:
         self.first: dict = {}
 
     def _inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x.to(self.device)
-        y = torch.as_tensor(self.relabel[y.numpy()], device=self.device)
-        if int(y.max()) >= len(self.names) or int(y.min()) < 0:
-            raise AuditError(f"the data has label {int(y.max())}, but the model has only {len(self.names)} classes")
-        return x, y
+        labels = self.relabel[y.numpy()]  # the loader's labels are on the CPU: checked there, then moved once
+        if int(labels.max()) >= len(self.names) or int(labels.min()) < 0:
+            raise AuditError(f"the data has label {int(labels.max())}, but the model has only {len(self.names)} classes")
+        return x.to(self.device), torch.as_tensor(labels, device=self.device)
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor, offset: int) -> None:
         """One batch of the clean pre-pass: a tapped forward, no attack."""
@@ -120,9 +119,11 @@ class AuditPass:
         """This pass's sums as plain data: for the saved state and for adding up the ranks."""
         first = {}
         if self.first:
-            first = {"x": self.first["x"], "y": self.first["y"], "correct": self.first["correct"],
-                     "targets": self.first["targets"],
-                     "broken": {run.key: mask for run, mask in self.first["broken"].items()}}
+            def cpu(t):  # plain data on the CPU: another rank (or a resumed run) may sit on another device
+                return None if t is None else t.cpu()
+            first = {"x": cpu(self.first["x"]), "y": cpu(self.first["y"]), "correct": cpu(self.first["correct"]),
+                     "targets": cpu(self.first["targets"]),
+                     "broken": {run.key: cpu(mask) for run, mask in self.first["broken"].items()}}
         return {"clean": self.clean.export(), "tallies": {run.key: t.export() for run, t in self.tallies.items()},
                 "first": first, "analyses": self.suite.export("pass")}
 

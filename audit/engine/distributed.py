@@ -1,9 +1,16 @@
 """torch.distributed for an audit started by torchrun: who we are, and the few collectives the runner needs.
 
 ``torchrun --nproc-per-node R -m audit MODEL ...`` sets WORLD_SIZE, RANK and LOCAL_RANK; the audit then starts
-the process group (gloo on CPU, NCCL with CUDA, one GPU per local rank), splits the work by whole batches and
-adds up its sums at the end (``gather``). A failure on one rank reaches every rank at the next ``sync``, so all
-end with the same one-line error instead of waiting for each other.
+the process group, splits the work by whole batches and adds up its sums at the end (``gather``). A failure on
+one rank reaches every rank at the next ``sync``, so all end with the same one-line error instead of waiting for
+each other.
+
+Where each rank runs is one pure function, ``audit.options.placement`` (``--device``, the world size, the local
+rank, the GPUs visible): on CPU the backend is gloo; with CUDA (``--device cuda``, or ``auto`` where a GPU is visible) it
+is NCCL with one GPU per process, ``cuda:LOCAL_RANK`` (made the current device, so NCCL and the audit use the
+same GPU). ``--device cuda:N`` names one GPU for every process and is refused under torchrun, as is a node that
+starts more processes than it has GPUs. ``audit.options.resolve_device`` asks the same function, so the audit's
+tensors and the process group agree.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from datetime import timedelta
 import torch
 
 from audit.errors import AuditError
+from audit.options import this_placement
 
 
 @dataclass
@@ -61,12 +69,12 @@ def world(device: str = "auto") -> World:
     if size <= 1:
         return World()
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device != "cpu" and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(local)
+    where = this_placement(device)
+    if where.gpu is not None:
+        torch.cuda.set_device(where.gpu)
     if not torch.distributed.is_initialized():
         timeout = timedelta(seconds=int(os.environ.get("AUDIT_DIST_TIMEOUT", "3600")))
-        torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+        torch.distributed.init_process_group(where.backend, timeout=timeout)
         # a process that exits with its group still up can abort in the backend's threads ("terminate called
         # without an active exception"): the group the audit started ends with the process, CLI or API alike
         atexit.register(shutdown)

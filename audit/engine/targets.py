@@ -33,7 +33,7 @@ def choose_targets(mode: str | None, logits: torch.Tensor, y: torch.Tensor, seed
         return torch.where(torch.as_tensor(usable, device=y.device), torch.as_tensor(pick, device=y.device), fallback)
     if mode == "least-likely":
         masked = logits.detach().clone()
-        masked[torch.arange(len(y)), y] = float("inf")
+        masked[torch.arange(len(y), device=y.device), y] = float("inf")
         return masked.argmin(1)
     labels = y.cpu().numpy()
     draws = np.array([np.random.default_rng([seed, offset + i]).integers(num_classes - 1) for i in range(len(y))])

@@ -162,7 +162,7 @@ class SemanticAnalysis(Analysis):
         s, t = labels[scored], pred[scored]
         keep = (self.used[None, :] != s[:, None]) & (self.used[None, :] != t[:, None])
         word_s, word_t = self._word_rows[s], self._word_rows[t]
-        rows = torch.as_tensor(scored)
+        rows = torch.as_tensor(scored, device=batch.y.device)
         for i, name in enumerate(self.layers):
             adv, clean = (source_like(profile(pooled[name][rows].double().cpu().numpy(), self._clean_reps[name]),
                                       word_s, word_t, keep) for pooled in (tap.pooled, self._clean_pooled))
