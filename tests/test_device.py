@@ -81,6 +81,26 @@ def test_resolve_device_follows_the_local_rank_under_torchrun(monkeypatch):
         resolve_device("cuda:0")
 
 
+def test_an_audit_forks_the_random_state_of_its_own_gpu_only(monkeypatch):
+    """Forking a GPU's random state creates a CUDA context on it: under torchrun each rank forks its own GPU's
+    state only, never every GPU's (which would put every rank on every GPU); on the CPU no GPU's."""
+    from audit.engine.runner import _cuda_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert _cuda_devices("cuda") == [2]
+    assert _cuda_devices("auto") == [2]
+    assert _cuda_devices("cpu") == []
+    assert _cuda_devices("cuda:0") == []  # refused by the audit itself, with its own line
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert _cuda_devices("cuda:3") == [3]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _cuda_devices("auto") == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal where no GPU is")
 def test_the_demo_on_a_missing_gpu_is_one_line(tmp_path):
     out = tmp_path / "demo"

@@ -26,7 +26,7 @@ from audit.engine.result import Audited, assemble, conclude
 from audit.engine.state import StateDir
 from audit.engine.targets import SEMANTIC_TARGETS
 from audit.errors import AuditError
-from audit.options import fit_stats
+from audit.options import fit_stats, this_placement
 from audit.data.labels import align_labels, imagenet_names_for
 from audit.model import AuditedModel, declared_size, eval_mode, expected_channels, load_model, probe
 from reports.schema import AuditResult
@@ -65,8 +65,22 @@ def run_audit(
     The audit seeds torch's generators (and building a network from ``--arch`` draws from them); the
     caller's random state is restored afterwards.
     """
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+    with torch.random.fork_rng(devices=_cuda_devices(config.device)):
         return _run_audit(config, progress or _Silent(), list(analyses or []), state_dir)
+
+
+def _cuda_devices(device: str) -> list[int]:
+    """The CUDA devices whose random state the audit forks: only the one it runs on (forking a device creates a
+    CUDA context on it, which under torchrun would put every rank on every GPU); none on the CPU."""
+    if not torch.cuda.is_available():
+        return []
+    try:
+        where = this_placement(device)
+    except AuditError:
+        return []  # the audit refuses the device itself, with its own line
+    if not where.device.startswith("cuda"):
+        return []
+    return [where.gpu if where.gpu is not None else torch.cuda.current_device()]
 
 
 def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], state_dir: str | None
