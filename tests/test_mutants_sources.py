@@ -408,3 +408,203 @@ def test_a_hugging_face_config_with_use_mean_pooling():
 
     net = AuditedModel(transformers.BeitForImageClassification(config).eval(), None, None)
     assert _layout(net) == TokenLayout(1, (4, 4), "mean of patch tokens", "the model's config sets use_mean_pooling")
+
+
+# --- Hugging Face folders: what a folder declares, its weight files, its one-line refusals ------------------------
+
+
+HF_PRE = "Hugging Face preprocessor_config.json"
+
+
+@pytest.mark.parametrize("processor,image_size,expected", [
+    # (input_size, resize, crop, source after the processor's name)
+    ({"do_resize": False, "do_center_crop": True, "crop_size": 200, "size": 300}, 64, ((200, 200), None, (200, 200), "")),
+    ({"do_resize": False, "size": 300}, 64, ((64, 64), None, None, "")),
+    ({"size": 300}, 64, ((300, 300), None, None, "")),
+    ({"size": 300, "do_center_crop": True, "crop_size": 200}, 64, ((200, 200), 300, (200, 200), "")),
+    ({"size": 300, "crop_size": 200}, 64, ((300, 300), None, None, "")),  # a crop_size without do_center_crop
+    ({"size": {"height": 256, "width": 320}, "do_center_crop": True, "crop_size": [224, 224]}, 64,
+     ((224, 224), 256, (224, 224), " (its 256x320 resize before the crop taken as the short side 256, the aspect "
+                                   "ratio kept)")),
+    ({"size": {"shortest_edge": 1}}, 64, ((64, 64), 1, None, "")),
+    ({"size": {"shortest_edge": 0}}, 64, ((64, 64), None, None,
+                                          " (size {'shortest_edge': 0} not supported (only height/width or shortest_edge))")),
+    ({"size": {"shortest_edge": 0}, "do_center_crop": True, "crop_size": 20}, 64, ((20, 20), None, (20, 20),
+     " (size {'shortest_edge': 0} not supported (only height/width or shortest_edge))")),
+    ({"size": {"shortest_edge": True}}, 64, ((64, 64), None, None,
+                                             " (size {'shortest_edge': True} not supported (only height/width or "
+                                             "shortest_edge))")),
+    ({"size": {"shortest_edge": "224"}}, 64, ((64, 64), None, None,
+                                              " (size {'shortest_edge': '224'} not supported (only height/width or "
+                                              "shortest_edge))")),
+    ({"size": {"shortest_edge": 224, "longest_edge": 1333}}, 64, ((64, 64), None, None,
+     " (size {'shortest_edge': 224, 'longest_edge': 1333} not supported (only height/width or shortest_edge))")),
+    ({"size": [1, 2, 3]}, 64, ((64, 64), None, None, " (size [1, 2, 3] not supported (only height/width or "
+                                                     "shortest_edge))")),
+    ({"size": {"shortest_edge": 224}, "do_center_crop": True, "crop_size": 200}, 32,
+     ((200, 200), 224, (200, 200), "")),
+    # crop_pct: ConvNeXt's processors only, whichever key names the type
+    ({"feature_extractor_type": "ConvNextFeatureExtractor", "size": {"shortest_edge": 224}, "crop_pct": 0.875}, 64,
+     ((224, 224), 256, (224, 224), "")),
+    ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 1}, 64,
+     ((224, 224), 224, (224, 224), "")),
+    ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0}, 64,
+     ((64, 64), 224, None, " (crop_pct 0 of ConvNextImageProcessor not applied)")),
+    ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 1.5}, 64,
+     ((64, 64), 224, None, " (crop_pct 1.5 of ConvNextImageProcessor not applied)")),
+    ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": "0.875"}, 64,
+     ((64, 64), 224, None, " (crop_pct 0.875 of ConvNextImageProcessor not applied)")),
+    ({"image_processor_type": "ViTImageProcessor", "size": {"shortest_edge": 224}, "crop_pct": 0.9}, 64,
+     ((64, 64), 224, None, " (crop_pct 0.9 of ViTImageProcessor not applied)")),
+    ({"size": {"shortest_edge": 224}, "crop_pct": 0.9, "resample": 7}, 64,
+     ((64, 64), 224, None, " (crop_pct 0.9 of this processor not applied; resample 7 unknown, not declared)")),
+    ({"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 256}, "crop_pct": 0.875,
+      "do_center_crop": True, "crop_size": 224}, 64, ((224, 224), 256, (224, 224), "")),  # a crop: no crop_pct
+])
+def test_hugging_face_framing(processor, image_size, expected):
+    from audit.model.huggingface import declared_from
+
+    declared = declared_from({"image_size": image_size}, processor)
+    assert (declared.input_size, declared.resize, declared.crop, declared.source) == (*expected[:3],
+                                                                                       HF_PRE + expected[3])
+
+
+@pytest.mark.parametrize("resample,expected,note", [
+    (3, "bicubic", ""), ("3", None, ""), (True, None, ""), (None, None, ""),
+    (1, "bicubic", " (resample 1 (Lanczos) as bicubic)"), (7, None, " (resample 7 unknown, not declared)"),
+])
+def test_hugging_face_resample_codes(resample, expected, note):
+    from audit.model.huggingface import declared_from
+
+    declared = declared_from({}, {"resample": resample})
+    assert (declared.interpolation, declared.source) == (expected, HF_PRE + note)
+
+
+@pytest.mark.parametrize("image_size,expected", [
+    (0, None), (1, (1, 1)), (-3, None), (True, None), ([224, 200], (224, 200)), ([224, 0], None), ([224, 1], (224, 1)),
+    ([0.5, 2], None), ([2, 2, 2], None), ({"height": 20, "width": 30}, (20, 30)), ({"height": 20}, None),
+])
+def test_hugging_face_image_size(image_size, expected):
+    from audit.model.huggingface import declared_from
+
+    assert declared_from({"image_size": image_size}, None).input_size == expected
+
+
+def test_hugging_face_normalization_by_hand():
+    from audit.model.huggingface import declared_from
+
+    def norm(processor, **config):
+        declared = declared_from(config, processor)
+        return declared.mean, declared.std
+
+    assert norm({}) == ((0.5,) * 3, (0.5,) * 3)  # the processor's defaults
+    assert norm({"image_mean": [0.5, 0.25, 0.125], "image_std": [1, 2, 4]}) == ((0.5, 0.25, 0.125), (1.0, 2.0, 4.0))
+    assert norm({"image_mean": 0.25, "image_std": 0.5}, num_channels=1) == ((0.25,), (0.5,))
+    assert norm({"image_mean": 0.25, "image_std": 0.5}, num_channels="1") == ((0.25,) * 3, (0.5,) * 3)
+    assert norm({"rescale_factor": 0.00392156862745098}) == ((0.5,) * 3, (0.5,) * 3)  # 1/255 as JSON writes it
+    near = 1 / 255 * (1 + 1e-10)  # not 1/255: folded as any factor, m / (255 f)
+    mean, std = norm({"rescale_factor": near})
+    assert mean == pytest.approx((0.5 / (255 * near),) * 3, rel=1e-15) and mean[0] != 0.5
+    assert norm({"rescale_factor": 255.0, "do_normalize": False}) == ((0.0,) * 3, (1 / 65025,) * 3)
+    assert norm({"rescale_factor": 1 / 127.5, "rescale_offset": True, "do_rescale": False,
+                 "image_mean": 2.0, "image_std": 4.0}) == ((2 / 255,) * 3, (4 / 255,) * 3)  # no rescale: no offset
+
+
+@pytest.mark.parametrize("processor,message", [
+    ({"rescale_factor": 0}, "preprocessor_config.json has rescale_factor 0.0; expected a positive number"),
+    ({"rescale_factor": -1}, "preprocessor_config.json has rescale_factor -1.0; expected a positive number"),
+    ({"rescale_factor": float("inf")}, "preprocessor_config.json has rescale_factor inf; expected a positive number"),
+    ({"image_mean": "abc"}, "preprocessor_config.json has image_mean 'abc'; expected a number or one number per "
+                            "channel"),
+    ({"image_mean": []}, "preprocessor_config.json has image_mean []; expected a number or one number per channel"),
+    ({"image_std": [0.5, None]}, "preprocessor_config.json has image_std [0.5, None]; expected a number or one "
+                                 "number per channel"),
+    ({"image_mean": [0.5, 0.5], "image_std": 0.5}, "preprocessor_config.json has image_mean (0.5, 0.5) and "
+     "image_std (0.5, 0.5, 0.5): expected one mean and one positive std per channel"),
+    ({"image_std": [0.5, 0.0, 0.5]}, "preprocessor_config.json has image_mean (0.5, 0.5, 0.5) and image_std "
+     "(0.5, 0.0, 0.5): expected one mean and one positive std per channel"),
+])
+def test_hugging_face_bad_normalization_word_for_word(processor, message):
+    from audit.errors import AuditError
+    from audit.model.huggingface import declared_from
+
+    with pytest.raises(AuditError) as excinfo:
+        declared_from({}, processor)
+    assert str(excinfo.value) == message
+
+
+def test_hugging_face_class_names_with_and_without_a_processor():
+    from audit.model.huggingface import class_names, declared_from
+
+    config = {"id2label": {"0": "cat", "1": "dog"}, "image_size": 32}
+    for processor in (None, {}):
+        declared = declared_from(config, processor)
+        assert (declared.classes, declared.classes_source) == (("cat", "dog"), "config.json id2label")
+    declared = declared_from({"image_size": 32}, {})
+    assert (declared.classes, declared.classes_source, declared.input_size) == (None, None, (32, 32))
+    assert class_names({"id2label": ["cat", "dog"]}) is None and class_names({"id2label": {}}) is None
+    assert class_names({"id2label": {"0": "a", "2": "c"}}) is None and class_names({"id2label": {"x": "a"}}) is None
+
+
+def _files(folder, *names, index=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(name.encode())
+    if index is not None:
+        (folder / index[0]).write_text(__import__("json").dumps(index[1]))
+    return folder
+
+
+def test_weight_files_in_transformers_order(tmp_path):
+    from audit.model.huggingface import weight_files
+
+    shards = {"weight_map": {"a": "s-2.safetensors", "b": "s-1.safetensors", "c": "s-2.safetensors"}}
+    folder = _files(tmp_path / "named", "mine.safetensors", "model.safetensors")
+    assert weight_files(folder, {"transformers_weights": "mine.safetensors"}) == (["mine.safetensors"], True)
+    assert weight_files(folder, {}) == (["model.safetensors"], True)
+    folder = _files(tmp_path / "bin", "mine.bin")
+    assert weight_files(folder, {"transformers_weights": "mine.bin"}) == (["mine.bin"], False)
+    folder = _files(tmp_path / "index", "s-1.safetensors", "s-2.safetensors", index=("my.safetensors.index.json", shards))
+    assert weight_files(folder, {"transformers_weights": "my.safetensors.index.json"}) == (
+        ["my.safetensors.index.json", "s-1.safetensors", "s-2.safetensors"], True)
+    folder = _files(tmp_path / "sharded", "s-1.safetensors", "s-2.safetensors",
+                    index=("model.safetensors.index.json", shards))
+    assert weight_files(folder, {}) == (["model.safetensors.index.json", "s-1.safetensors", "s-2.safetensors"], True)
+    folder = _files(tmp_path / "binshards", "s-1.safetensors", "s-2.safetensors",
+                    index=("pytorch_model.bin.index.json", shards))
+    assert weight_files(folder, {}) == (["pytorch_model.bin.index.json", "s-1.safetensors", "s-2.safetensors"], False)
+
+
+def test_weight_files_refusals_word_for_word(tmp_path):
+    from audit.errors import AuditError
+    from audit.model.huggingface import weight_files
+
+    folder = _files(tmp_path / "f", "model.safetensors")
+    (tmp_path / "outside.safetensors").write_bytes(b"x")
+    cases = [
+        ({"transformers_weights": "../outside.safetensors"},
+         f"{folder}/config.json names the weights file '../outside.safetensors', which is not a file in {folder}"),
+        ({"transformers_weights": "missing.safetensors"},
+         f"{folder}/config.json names the weights file 'missing.safetensors', which is not a file in {folder}"),
+    ]
+    empty = _files(tmp_path / "empty")
+    index = _files(tmp_path / "index", "s-1.safetensors", index=("model.safetensors.index.json", {"weight_map": {}}))
+    escape = _files(tmp_path / "escape", index=("model.safetensors.index.json",
+                                                {"weight_map": {"a": "../outside.safetensors"}}))
+    missing = _files(tmp_path / "missing", index=("model.safetensors.index.json", {"weight_map": {"a": "s-9.bin"}}))
+    listed = _files(tmp_path / "list", index=("model.safetensors.index.json", [1, 2]))
+    for config, where, message in [
+        *((config, folder, message) for config, message in cases),
+        ({}, empty, f"{empty} has config.json but no weights (model.safetensors, model.safetensors.index.json with "
+                    "its shards, or pytorch_model.bin); save the model into it with save_pretrained"),
+        ({}, index, f"{index}/model.safetensors.index.json has no weight_map; re-save the model with save_pretrained"),
+        ({}, escape, f"{escape}/model.safetensors.index.json names the shard '../outside.safetensors', which is not a "
+                     f"file in {escape}"),
+        ({}, missing, f"{missing}/model.safetensors.index.json names the shard 's-9.bin', which is not a file in "
+                      f"{missing}"),
+        ({}, listed, f"{listed}/model.safetensors.index.json holds a JSON list, not an object: a sharded checkpoint's "
+                     "index must map weight names to shard files"),
+    ]:
+        with pytest.raises(AuditError) as excinfo:
+            weight_files(where, config)
+        assert str(excinfo.value) == message
