@@ -113,8 +113,11 @@ def test_pytorch_model_bin_is_read_weights_only(tmp_path: Path):
 
     torch.save({**weights, "extra": argparse.Namespace(a=1)}, folder / "pytorch_model.bin")
     for trust in (False, True):
-        with pytest.raises(AuditError, match="holds more than plain weights"):
+        with pytest.raises(AuditError, match="holds more than plain weights") as excinfo:
             load_model(folder, trust_model=trust)
+        assert str(excinfo.value) == (
+            f"refusing to load {folder}: its pytorch_model.bin holds more than plain weights, and only "
+            "torch.load(weights_only=True) reads a .bin here; re-save the model with save_pretrained (safetensors)")
 
 
 def _write_config(folder: Path, text: str) -> Path:
@@ -317,3 +320,23 @@ def test_what_config_json_allows_word_for_word(tmp_path: Path, config, trust, me
                                                 version=transformers.__version__)
     assert remote_code(tmp_path, {"model_type": "vit"}, False) is False
     assert remote_code(tmp_path, {"auto_map": {"AutoModelForImageClassification": "m.M"}}, True) is True
+
+
+@pytest.mark.parametrize("dropped", [3, 4])
+def test_three_missing_weights_are_all_named_and_a_fourth_is_counted(saved, tmp_path: Path, dropped):
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = saved
+    weights = load_file(str(folder / "model.safetensors"))
+    missing = sorted(weights)[:dropped]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_bytes((folder / "config.json").read_bytes())
+    save_file({k: v for k, v in weights.items() if k not in missing}, str(partial / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(AuditError) as excinfo:
+        load_model(partial)
+    shown = ", ".join(missing[:3]) + (" and 1 more" if dropped == 4 else "")
+    assert str(excinfo.value) == (
+        f"the weights in {partial} lack {dropped} of the ViTForImageClassification parameters ({shown}); they would "
+        "stay random: save the whole image classifier with save_pretrained")

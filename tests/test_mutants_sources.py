@@ -97,6 +97,8 @@ def test_preprocessing_groups_leave_out_unset_values_and_read_a_missing_source_a
         "input_size": {"value": "28x28", "source": "flag"},  # not a list: written as it is
     }
     assert preprocessing_groups(preprocessing) == [("default", "nearest"), ("flag", "resize 0, input 28x28")]
+    odd = {"mean": {"value": 0.5, "source": "a stored report"}, "resize": {"value": [256], "source": "a stored report"}}
+    assert preprocessing_groups(odd) == [("a stored report", "mean 0.5, resize [256]")]  # as stored, not as lists
     assert preprocessing_groups(None) == [] and preprocessing_groups({}) == []
 
 
@@ -502,6 +504,10 @@ def test_hugging_face_normalization_by_hand():
     assert norm({"image_mean": 0.25, "image_std": 0.5}, num_channels=1) == ((0.25,), (0.5,))
     assert norm({"image_mean": 0.25, "image_std": 0.5}, num_channels="1") == ((0.25,) * 3, (0.5,) * 3)
     assert norm({"rescale_factor": 0.00392156862745098}) == ((0.5,) * 3, (0.5,) * 3)  # 1/255 as JSON writes it
+    import math
+
+    ulp = math.nextafter(1 / 255, 1)  # 1/255 up to rounding, and 255 * it is not 1.0: taken as 1/255 exactly
+    assert 255 * ulp != 1.0 and norm({"rescale_factor": ulp}) == ((0.5,) * 3, (0.5,) * 3)
     near = 1 / 255 * (1 + 1e-10)  # not 1/255: folded as any factor, m / (255 f)
     mean, std = norm({"rescale_factor": near})
     assert mean == pytest.approx((0.5 / (255 * near),) * 3, rel=1e-15) and mean[0] != 0.5
