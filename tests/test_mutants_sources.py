@@ -614,3 +614,19 @@ def test_weight_files_refusals_word_for_word(tmp_path):
         with pytest.raises(AuditError) as excinfo:
             weight_files(where, config)
         assert str(excinfo.value) == message
+
+
+class StemViT(MicroViT):
+    """A 3x3 convolution before the patch embedding, and blocks without weighted layers (a norm and a GELU)."""
+
+    def __init__(self):
+        super().__init__(prefix=1)
+        self.stem = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.blocks = torch.nn.Sequential(torch.nn.LayerNorm(8), torch.nn.GELU())
+
+    def forward(self, x):
+        return super().forward(self.stem(x))
+
+
+def test_the_grid_is_the_last_convolution_before_the_tokens_and_no_token_layer_need_be_weighted():
+    assert _layout(StemViT()) == TokenLayout(1, (4, 4), "class token", "1 prefix token: the head reads the class token")
