@@ -630,3 +630,22 @@ class StemViT(MicroViT):
 
 def test_the_grid_is_the_last_convolution_before_the_tokens_and_no_token_layer_need_be_weighted():
     assert _layout(StemViT()) == TokenLayout(1, (4, 4), "class token", "1 prefix token: the head reads the class token")
+
+
+class AfterHeadViT(MicroViT):
+    """Token work after the classifier head (a norm over the first 5 tokens, added as zero): not the layout."""
+
+    def __init__(self):
+        super().__init__(prefix=1)
+        self.after = torch.nn.LayerNorm(8)
+
+    def forward(self, x):
+        t = self.norm(self.blocks(torch.cat([self.tokens.expand(len(x), -1, -1),
+                                             self.proj(x).flatten(2).transpose(1, 2)], dim=1)))
+        logits = self.head(t[:, 0])
+        return logits + 0 * self.after(t[:, :5]).sum()
+
+
+def test_token_outputs_after_the_head_do_not_decide_the_count():
+    assert _layout(AfterHeadViT()) == TokenLayout(1, (4, 4), "class token",
+                                                  "1 prefix token: the head reads the class token")
