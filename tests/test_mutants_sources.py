@@ -649,3 +649,16 @@ class AfterHeadViT(MicroViT):
 def test_token_outputs_after_the_head_do_not_decide_the_count():
     assert _layout(AfterHeadViT()) == TokenLayout(1, (4, 4), "class token",
                                                   "1 prefix token: the head reads the class token")
+
+
+@pytest.mark.parametrize("prefix,expected", [
+    (1, TokenLayout(1, (4, 6), "class token", "1 prefix token: the head reads the class token")),
+    (23, TokenLayout(23, (4, 6), "class token", "23 prefix tokens: the head reads the class token")),
+    (24, None),  # as many prefix tokens as the 4x6 patches
+])
+def test_token_layout_of_a_wide_image(prefix, expected):
+    from audit.analyses.layers import token_layout
+
+    torch.manual_seed(0)
+    net = MicroViT(prefix, keep=24).eval()
+    assert token_layout(net, torch.rand(2, 3, 32, 48)) == expected
