@@ -113,8 +113,11 @@ def test_pytorch_model_bin_is_read_weights_only(tmp_path: Path):
 
     torch.save({**weights, "extra": argparse.Namespace(a=1)}, folder / "pytorch_model.bin")
     for trust in (False, True):
-        with pytest.raises(AuditError, match="holds more than plain weights"):
+        with pytest.raises(AuditError, match="holds more than plain weights") as excinfo:
             load_model(folder, trust_model=trust)
+        assert str(excinfo.value) == (
+            f"refusing to load {folder}: its pytorch_model.bin holds more than plain weights, and only "
+            "torch.load(weights_only=True) reads a .bin here; re-save the model with save_pretrained (safetensors)")
 
 
 def _write_config(folder: Path, text: str) -> Path:
@@ -219,3 +222,121 @@ def test_audit_run_on_a_folder(saved, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = json.loads((out / "report.json").read_text())["model"]
     assert (model["format"], model["arch"], model["num_classes"]) == ("huggingface", "ViTForImageClassification", 3)
+
+
+# --- exact loading calls and refusals (from mutation testing) ----------------------------------------------------
+
+
+def test_from_pretrained_is_local_weights_only_float32(saved, tmp_path: Path, monkeypatch):
+    """The call transformers gets: no hub, no remote code, weights_only, float32, the format the folder holds."""
+    folder, net = saved
+    auto = hf("AutoModelForImageClassification")
+    real = auto.from_pretrained
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto, "from_pretrained", spy)
+    load_model(folder)
+    binary = save_folder(tmp_path / "bin", net)
+    torch.save(net.state_dict(), binary / "pytorch_model.bin")
+    (binary / "model.safetensors").unlink()
+    load_model(binary)
+    fixed = {"local_files_only": True, "trust_remote_code": False, "weights_only": True, "dtype": torch.float32,
+             "output_loading_info": True}
+    assert calls == [((str(folder),), {**fixed, "use_safetensors": True}),
+                     ((str(binary),), {**fixed, "use_safetensors": False})]
+
+
+def test_missing_weights_are_named_three_then_counted(saved, tmp_path: Path):
+    folder, net = saved
+    shallow = hf("ViTForImageClassification")(type(net.config)(**{**net.config.to_dict(), "num_hidden_layers": 2}))
+    shallow.save_pretrained(tmp_path / "shallow")
+    config = json.loads((tmp_path / "shallow" / "config.json").read_text())
+    (tmp_path / "shallow" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))
+    missing = sorted(set(net.state_dict()) - set(shallow.state_dict()))  # the third layer's parameters
+    assert len(missing) > 3
+    with pytest.raises(AuditError) as excinfo:
+        load_model(tmp_path / "shallow")
+    assert str(excinfo.value) == (
+        f"the weights in {tmp_path / 'shallow'} lack {len(missing)} of the ViTForImageClassification parameters "
+        f"({', '.join(missing[:3])} and {len(missing) - 3} more); they would stay random: save the whole image "
+        "classifier with save_pretrained")
+
+
+def test_unreadable_weights_and_json_are_one_line_each(saved, tmp_path: Path):
+    folder, _ = saved
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (broken / name).write_bytes((folder / name).read_bytes())
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(AuditError) as excinfo:
+        load_model(broken)
+    assert str(excinfo.value).startswith(f"transformers could not build the model in {broken}: ")
+    (broken / "preprocessor_config.json").write_text("[1, 2]")
+    with pytest.raises(AuditError) as excinfo:
+        load_model(broken)
+    assert str(excinfo.value) == (f"{broken / 'preprocessor_config.json'} holds a JSON list, not an object: fix it or "
+                                  "remove it (then the preprocessing is not declared)")
+    (broken / "config.json").write_text('{"model_type": ')
+    with pytest.raises(AuditError) as excinfo:
+        load_model(broken)
+    assert str(excinfo.value) == (f"{broken / 'config.json'} is not valid JSON (Expecting value: line 1 column 16 "
+                                  "(char 15)): a Hugging Face model folder needs the config.json save_pretrained writes")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AuditError) as excinfo:
+        load_model(empty)
+    assert str(excinfo.value) == (
+        f"{empty} is a directory without config.json; a model folder is a Hugging Face save_pretrained folder "
+        "(config.json with model.safetensors or pytorch_model.bin); else pass the checkpoint file itself")
+
+
+@pytest.mark.parametrize("config,trust,message", [
+    ({"auto_map": {"AutoConfig": "c.C", "AutoModel": "m.M"}}, True,
+     "{path} auto_map names no AutoModelForImageClassification (it has AutoConfig, AutoModel): the folder's own code "
+     "defines no image classifier"),
+    ({"auto_map": {"AutoModelForImageClassification": "m.M"}}, False,
+     "refusing to load {folder}: {path} has auto_map, so its network is Python code shipped with the model and "
+     "loading it would run that code; if you trust its source, pass --trust-model (nothing was executed)"),
+    ({}, False, "{path} has no model_type, so transformers cannot tell which network it describes; save the model "
+                "with save_pretrained"),
+    ({"model_type": ""}, False, "{path} has no model_type, so transformers cannot tell which network it describes; "
+                                "save the model with save_pretrained"),
+    ({"model_type": "no-such"}, False, "{path} has model_type 'no-such', which transformers {version} does not know; "
+                                       "upgrade transformers, or audit the weights with --arch"),
+    ({"model_type": "bert"}, False, "{path} describes a BertConfig (bert), which has no image-classification head in "
+                                    "transformers (AutoModelForImageClassification); audit an image classifier"),
+])
+def test_what_config_json_allows_word_for_word(tmp_path: Path, config, trust, message):
+    from audit.model.huggingface import remote_code
+
+    with pytest.raises(AuditError) as excinfo:
+        remote_code(tmp_path, config, trust)
+    assert str(excinfo.value) == message.format(path=tmp_path / "config.json", folder=tmp_path,
+                                                version=transformers.__version__)
+    assert remote_code(tmp_path, {"model_type": "vit"}, False) is False
+    assert remote_code(tmp_path, {"auto_map": {"AutoModelForImageClassification": "m.M"}}, True) is True
+
+
+@pytest.mark.parametrize("dropped", [3, 4])
+def test_three_missing_weights_are_all_named_and_a_fourth_is_counted(saved, tmp_path: Path, dropped):
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = saved
+    weights = load_file(str(folder / "model.safetensors"))
+    missing = sorted(weights)[:dropped]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_bytes((folder / "config.json").read_bytes())
+    save_file({k: v for k, v in weights.items() if k not in missing}, str(partial / "model.safetensors"),
+              metadata={"format": "pt"})
+    with pytest.raises(AuditError) as excinfo:
+        load_model(partial)
+    shown = ", ".join(missing[:3]) + (" and 1 more" if dropped == 4 else "")
+    assert str(excinfo.value) == (
+        f"the weights in {partial} lack {dropped} of the ViTForImageClassification parameters ({shown}); they would "
+        "stay random: save the whole image classifier with save_pretrained")
