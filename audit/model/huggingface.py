@@ -140,17 +140,14 @@ def weight_files(folder: Path, config: dict) -> tuple[list[str], bool]:
     )
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_digest(folder: Path, names: list[str]) -> str:
     """sha256 of the ``sha256sum`` listing ("<hex>  <name>\\n" per file) of ``names``, sorted by name."""
-    listing = "".join(f"{_file_sha256(folder / name)}  {name}\n" for name in sorted(names))
+
+    def file_sha256(name: str) -> str:
+        with open(folder / name, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
+    listing = "".join(f"{file_sha256(name)}  {name}\n" for name in sorted(names))
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
