@@ -130,3 +130,25 @@ def test_wnid_folders_align_with_any_thousand_names():
     wnids = imagenet_wnids()
     lookup = align_labels([wnids[7], wnids[420]], names, np.array([0, 1]))
     assert lookup.tolist() == [7, 420]
+
+
+def test_the_resume_fingerprint_holds_the_settled_preprocessing(tmp_path, monkeypatch):
+    """A model config is not part of the model's digest (a Hugging Face folder's preprocessor_config.json): the
+    saved state of an audit names the preprocessing it used, so a resume with another one is refused."""
+    inputs = write_inputs(tmp_path)
+    seen = []
+    real = runner.Execution
+
+    def recording(*args, **kwargs):
+        seen.append(args[5])  # the fingerprint
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "Execution", recording)
+    _declaring(monkeypatch, DECLARED)
+    run_audit(_config(inputs))
+    _declaring(monkeypatch, Declared(source="timm pretrained_cfg of net", mean=(0.4, 0.4, 0.4)))
+    run_audit(_config(inputs))
+    first, second = seen
+    assert first["preprocessing"] != second["preprocessing"]
+    assert {k: v for k, v in first.items() if k != "preprocessing"} == \
+        {k: v for k, v in second.items() if k != "preprocessing"}
