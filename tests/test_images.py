@@ -87,3 +87,15 @@ def test_image_sizes_of_one_pixel_are_sizes():
     with pytest.raises(AuditError) as info:
         check_size((0, 3))
     assert str(info.value) == "image size must be two positive integers (H, W), got (0, 3)"
+
+
+def test_a_bicubic_overshoot_is_clamped_to_the_pixel_range():
+    """Bicubic interpolation overshoots at an edge (ringing): a black-to-white step enlarged goes below 0 and
+    above 1 before the clamp; the images the attacks start from stay in [0, 1]."""
+    step = torch.zeros(1, 1, 4, 4)
+    step[..., 2:] = 1.0
+    raw = F.interpolate(step, size=(16, 16), mode="bicubic", antialias=True, align_corners=False)
+    assert float(raw.min()) < 0 and float(raw.max()) > 1  # the overshoot this test is about
+    out = resize(step, (16, 16), "bicubic")
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+    assert torch.equal(out, raw.clamp(0, 1))
