@@ -9,7 +9,8 @@
    every token that resolving the built-in label sets' class names (with their synonyms) and the number words
    zero..twenty can look up. The class-name resolution of ``audit.analyses.semantics.words`` therefore gives the same
    result on the subset as on the full vocabulary.
-3. ``NOTICE.txt``: sources, licences and coverage numbers; ``LICENSE-timm.txt`` copied from the wheel.
+3. ``NOTICE.txt``: sources, licences and coverage numbers (its WordNet section, written by
+   scripts/make_wordnet_subset.py, is kept); ``LICENSE-timm.txt`` copied from the wheel.
 
     .venv/bin/python scripts/make_glove_subset.py --timm-wheel timm-1.0.31-py3-none-any.whl
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from audit.data.labels import BUILTIN
 from audit.analyses.semantics.embeddings import DATA_DIR, GLOVE_PIP, SHIPPED, full_glove
+from audit.analyses.semantics.wordnet import NOTICE_MARK
 from audit.analyses.semantics.words import LEMMAS, NUMBER_WORDS, builtin_synonyms, class_vectors, kv_lookup
 
 INFO = "timm/data/_info/"
@@ -104,7 +106,10 @@ def main() -> None:
         note = f"; from some of their words: {', '.join(partial)}" if partial else ""
         note += f"; without a vector: {', '.join(missing)}" if missing else ""
         lines.append(f"  {set_name}: {ok}/{total}{note}")
-    (DATA_DIR / "NOTICE.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notice = DATA_DIR / "NOTICE.txt"
+    old = notice.read_text(encoding="utf-8") if notice.is_file() else ""
+    kept = "\n" + old[old.index(NOTICE_MARK):] if NOTICE_MARK in old else ""  # make_wordnet_subset.py's section
+    notice.write_text("\n".join(lines) + "\n" + kept, encoding="utf-8")
     print("\n".join(lines[-len(coverage) - 1:]))
     print(f"{SHIPPED}: {len(words)} words, {SHIPPED.stat().st_size / 1e6:.2f} MB")
 

@@ -76,7 +76,7 @@ def imagenet_names_for(data_classes: list[str] | None, num_outputs: int) -> list
     return BUILTIN["imagenet-1k"]() if all(c.strip().lower() in wnids for c in data_classes) else None
 
 
-def _norm_name(name: str) -> str:
+def norm_name(name: str) -> str:
     """A class name as matching compares it: case, ``_``, ``-`` and runs of spaces do not count."""
     return " ".join(re.split(r"[\s_-]+", name.strip().lower())).strip()
 
@@ -87,7 +87,7 @@ def _class_keys(names: list[str]) -> dict[str, list[int]]:
     ``id2label`` and timm's names all keep the standard order, the sorted wnids)."""
     keys: dict[str, list[int]] = defaultdict(list)
     for i, name in enumerate(names):
-        keys[_norm_name(name)].append(i)
+        keys[norm_name(name)].append(i)
     if len(names) == len(imagenet_wnids()):
         for i, wnid in enumerate(imagenet_wnids()):
             keys[wnid].append(i)
@@ -110,7 +110,7 @@ def align_labels(data_classes: list[str] | None, names: list[str], labels) -> np
     keys = _class_keys(names)
     found: list[list[int]] = []
     for c in data_classes:
-        hits = keys.get(_norm_name(c)) or []
+        hits = keys.get(norm_name(c)) or []
         if not hits and c.strip().isdigit() and int(c) < len(names):
             hits = [int(c)]
         found.append(hits)
