@@ -228,8 +228,23 @@ def hierarchical_distance_topk(lca, scores, labels, k: int) -> np.ndarray:
     else:
         if scores.shape[1] != lca.shape[0]:
             raise ValueError(f"scores have {scores.shape[1]} classes, the hierarchy {lca.shape[0]}")
-        top = np.argsort(-scores.astype(np.float64), axis=1, kind="stable")[:, :k]
+        if not np.isfinite(scores).all():
+            raise ValueError("scores must be finite")
+        top = _top_k(scores, k)
     return lca[labels[:, None], top].astype(np.float64).mean(axis=1)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The k highest scored classes of each row (as a set, in class order), ties at the k-th score to the lower
+    class indices: the first k of a stable descending sort, without sorting whole rows."""
+    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k, None]
+    take = scores > kth
+    at = scores == kth
+    need = k - take.sum(axis=1)
+    tied = np.flatnonzero(at.sum(axis=1) > need)  # rows with more classes at the k-th score than places left
+    at[tied] &= np.cumsum(at[tied], axis=1) <= need[tied, None]
+    take |= at
+    return np.nonzero(take)[1].reshape(scores.shape[0], k)
 
 
 def mistake_severity(lca, labels, predictions) -> np.ndarray:
@@ -300,19 +315,23 @@ class _Depths:
             self.up[node] = dist
         return self.up[node]
 
-    def wu_palmer(self, a: str, b: str, names: Mapping[str, str] | None) -> float:
+    def ranked(self, node: str, names: Mapping[str, str] | None) -> list[tuple[int, str]]:
+        """The node's ancestors (itself included) as (shortest root depth, node), deepest first, then by name."""
+        key = (lambda s: (-self.depths(s)[0], names.get(s, s), s)) if names else (lambda s: (-self.depths(s)[0], s))
+        return [(self.depths(s)[0], s) for s in sorted(self.upward(node), key=key)]
+
+    def wu_palmer(self, a: str, b: str, names: Mapping[str, str] | None,
+                  ranked_a: list[tuple[int, str]] | None = None) -> float:
         up_a, up_b = self.upward(a), self.upward(b)
-        common = up_a.keys() & up_b.keys()
-        if not common:
+        lowest: list[str] = []
+        for depth, s in ranked_a if ranked_a is not None else self.ranked(a, names):
+            if lowest and depth < self.depths(lowest[0])[0]:
+                break
+            if s in up_b:
+                lowest.append(s)
+        if not lowest:
             raise ValueError(f"{a!r} and {b!r} have no common hypernym")
-        deepest = max(self.depths(s)[0] for s in common)
-        lowest = [s for s in common if self.depths(s)[0] == deepest]
-        if a in lowest:
-            lcs = a
-        elif b in lowest:
-            lcs = b
-        else:
-            lcs = min(lowest, key=lambda s: (names.get(s, s) if names else s, s))
+        lcs = a if a in lowest else b if b in lowest else lowest[0]
         depth = self.depths(lcs)[1] + 1
         return 2.0 * depth / (up_a[lcs] + up_b[lcs] + 2 * depth)
 
@@ -341,8 +360,9 @@ def wu_palmer_matrix(hypernyms: Hypernyms, class_nodes: Sequence[str],
     nodes = list(class_nodes)
     out = np.ones((len(nodes), len(nodes)), dtype=np.float64)
     for i in range(len(nodes)):
+        ranked = depths.ranked(nodes[i], names)
         for j in range(i + 1, len(nodes)):
-            out[i, j] = out[j, i] = depths.wu_palmer(nodes[i], nodes[j], names)
+            out[i, j] = out[j, i] = depths.wu_palmer(nodes[i], nodes[j], names, ranked)
     return out
 
 
