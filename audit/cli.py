@@ -21,7 +21,7 @@ from attacks.registry import DEFAULT_ATTACK
 from audit.version import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
-COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare", "config"}
+COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare", "config", "hierarchy"}
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Audit the adversarial robustness of a PyTorch image classifier.\n\n"
     "Usage: audit MODEL --data PATH [options]  (the `run` command is the default), "
-    "audit attacks, audit demo, audit layers MODEL.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
+    "audit attacks, audit demo, audit layers MODEL, audit hierarchy LABELSET.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
     "3 internal error.",
 )
 
@@ -404,6 +404,83 @@ def compare_cmd(
         names = [row["metric"] for row in comparison["rows"] if row["regressed"]]
         raise GateFailed(f"{len(names)} metric(s) regressed significantly (one-sided alpha {alpha:g}, Holm) and "
                          f"beyond the tolerance: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
+
+
+def _load(labelset: str | None, class_synsets: Path | None, wordnet: Path | None):
+    """The classes of `audit hierarchy` as ``(classes, wnids, hypernyms, names)``: the one place the command meets the
+    WordNet data (a built-in label set's shipped files, or a user's class -> synset file read against a WordNet
+    dict folder)."""
+    try:
+        from audit.analyses.semantics import wordnet as wn
+    except ImportError:
+        raise AuditError("this build ships no WordNet data (audit.analyses.semantics.wordnet is missing)") from None
+    if class_synsets is None:
+        found = wn.load_builtin(labelset)
+        if found is None:
+            raise AuditError(f"the label set {labelset!r} has no WordNet hierarchy: give a class -> synset file "
+                             "with --class-synsets FILE --wordnet DIR")
+    else:
+        found = wn.load_class_synsets(class_synsets, wn.read_wordnet(wordnet))
+    return list(found.classes), list(found.wnids), found.graph.hypernyms, found.graph.names
+
+
+@app.command("hierarchy", help="Print the class tree the audit uses for mistake severity (WordNet hypernyms, each "
+             "class's longest path to the root, single-child nodes removed; heights: a class 0, a node 1 + its "
+             "highest child), and with --export FILE.npz write classes, synsets and lca_height.")
+def hierarchy_cmd(
+    labelset: str | None = typer.Argument(None, metavar="LABELSET", help="A built-in label set (imagenet-1k, "
+                                          "cifar10, cifar100, fashion-mnist); omit it with --class-synsets."),
+    class_synsets: Path | None = typer.Option(None, "--class-synsets", help="A file mapping your class names to "
+                                              "WordNet synsets (name like dog.n.01, or wnid like n02084071)."),
+    wordnet: Path | None = typer.Option(None, "--wordnet", help="A WordNet 3.0 dict folder (e.g. /usr/share/wordnet), "
+                                        "read with --class-synsets."),
+    export: Path | None = typer.Option(None, "--export", help="Write classes, synsets (wnids) and lca_height "
+                                       "(classes x classes, integers) to this .npz (np.load reads it without "
+                                       "pickle)."),
+):
+    if (labelset is None) == (class_synsets is None):
+        raise AuditError("name a built-in label set (e.g. `audit hierarchy cifar10`) or give --class-synsets FILE "
+                         "with --wordnet DIR, not both")
+    if (class_synsets is None) != (wordnet is None):
+        raise AuditError("--class-synsets and --wordnet go together: the synsets are looked up in that WordNet folder")
+    import io
+
+    import numpy as np
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    from audit.analyses.semantics.hierarchy import build_tree, lca_height, top_split
+    from reports.schema import write_atomic
+
+    classes, wnids, hypernyms, names = _load(labelset, class_synsets, wordnet)
+    try:
+        tree = build_tree(hypernyms, wnids)
+    except ValueError as exc:
+        raise AuditError(f"cannot build the class tree: {exc}") from None
+    lca = lca_height(tree)
+
+    def label(node: int) -> str:
+        synset = tree.synset[node]
+        if tree.leaf_class[node] >= 0:
+            return f"[bold]{escape(classes[tree.leaf_class[node]])}[/bold]  {escape(names.get(synset, synset))} {synset}"
+        return f"{escape(names.get(synset, synset))} {synset}  [dim]height {tree.height[node]}[/dim]"
+
+    view = Tree(label(tree.root))
+    stack = [(tree.root, view)]
+    while stack:
+        node, branch = stack.pop()
+        for child in tree.children[node]:
+            stack.append((child, branch.add(label(child))))
+    console = _console()
+    console.print(view)
+    groups = "; ".join(f"{escape(names.get(tree.synset[n], tree.synset[n]))}: {len(c)}" for n, c in top_split(tree))
+    console.print(f"{len(classes)} classes, {len(tree.parent) - len(classes)} inner nodes, height "
+                  f"{tree.height[tree.root]}; the root splits into {groups or 'nothing (one class)'}")
+    if export is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, classes=np.array(classes, dtype=str), synsets=np.array(wnids, dtype=str), lca_height=lca)
+        write_atomic(export, buffer.getvalue())
+        console.print(f"wrote {escape(str(export))}: classes, synsets, lca_height ({len(classes)} x {len(classes)})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,10 @@ rule), ``severity``. Word vectors live in
 ``audit.analyses.semantics.embeddings`` and class names become vectors in ``audit.analyses.semantics.words`` (gensim is imported
 only when vectors are loaded).
 
+The class hierarchy (``audit.analyses.semantics.hierarchy``, numpy only) builds Bertinetto et al.'s tree from a
+WordNet hypernym mapping and measures mistakes in it: LCA heights of all class pairs, the top-k hierarchical
+distance, mistake severity, the random-wrong-class baseline, Wu-Palmer similarity, superclasses.
+
 The math loads on first use (``from audit.analyses.semantics import two_vs_two``): importing the package, as the
 report renderers do for its ``report`` module, loads no numpy.
 """
