@@ -417,11 +417,22 @@ def _load(labelset: str | None, class_synsets: Path | None, wordnet: Path | None
     if class_synsets is None:
         found = wn.load_builtin(labelset)
         if found is None:
-            raise AuditError(f"the label set {labelset!r} has no WordNet hierarchy: give a class -> synset file "
-                             "with --class-synsets FILE --wordnet DIR")
+            raise AuditError(f"the label set {labelset!r} has no WordNet hierarchy ({wn.no_hierarchy_reason(labelset)}); "
+                             "give a class -> synset file with --class-synsets FILE --wordnet DIR")
     else:
-        found = wn.load_class_synsets(class_synsets, wn.read_wordnet(wordnet))
-    return list(found.classes), list(found.wnids), found.graph.hypernyms, found.graph.names
+        found = wn.load_class_synsets(class_synsets, wordnet)
+    unmapped = list(found.unmapped.items())
+    if unmapped:
+        from rich.markup import escape
+
+        left = ", ".join(f"{name} ({why})" for name, why in unmapped[:5])
+        _console().print(f"[yellow]left out, not mapped to a synset:[/] {escape(left)}"
+                         + (f" and {len(unmapped) - 5} more" if len(unmapped) > 5 else ""))
+    kept = found.mapped
+    if len(kept) < 2:
+        raise AuditError(f"only {len(kept)} of {len(found.classes)} classes map to a synset: a hierarchy needs two")
+    return ([found.classes[i] for i in kept], [found.wnids[i] for i in kept], found.graph.hypernyms,
+            found.graph.names)
 
 
 @app.command("hierarchy", help="Print the class tree the audit uses for mistake severity (WordNet hypernyms, each "

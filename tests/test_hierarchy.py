@@ -315,3 +315,36 @@ def test_a_graph_without_one_root_is_one_line_exit_2(tmp_path, monkeypatch, caps
     assert done.value.code == 2 and err == ["error: cannot build the class tree: the classes' hypernym paths end at 2 "
                                             "roots (r1, r2), not one"]
     assert not out.exists()
+
+
+@needs_wordnet
+def test_the_command_on_shipped_and_user_hierarchies(tmp_path, capsys):
+    """The command against the shipped CIFAR-10 file and a user's class file read against WordNet: the exported
+    LCA heights equal the tree's, a class left unmapped is named, MNIST is refused with its reason."""
+    from audit.cli import main as cli_main
+
+    def main(args):
+        with pytest.raises(SystemExit) as done:
+            cli_main(args)
+        assert done.value.code == 0
+
+    out = tmp_path / "cifar10.npz"
+    main(["hierarchy", "cifar10", "--export", str(out)])
+    with np.load(out, allow_pickle=False) as saved:
+        classes, lca = list(saved["classes"]), saved["lca_height"]
+    assert classes[:3] == ["airplane", "automobile", "bird"]
+    cat, dog, truck = classes.index("cat"), classes.index("dog"), classes.index("truck")
+    assert lca[cat, dog] < lca[cat, truck]
+    mapping = tmp_path / "classes.tsv"
+    mapping.write_text("cat\tdomestic_cat.n.01\ndog\tn02084071\ntruck\ttruck.n.01\nblob\t-\n")
+    main(["hierarchy", "--class-synsets", str(mapping), "--wordnet", str(WORDNET), "--export", str(out)])
+    printed = capsys.readouterr().out
+    assert "left out, not mapped to a synset: blob (left unmapped in classes.tsv (line 4))" in printed
+    with np.load(out, allow_pickle=False) as saved:
+        assert list(saved["classes"]) == ["cat", "dog", "truck"]
+        assert list(saved["synsets"]) == ["n02121808", "n02084071", "n04490091"]
+        assert saved["lca_height"][0, 1] < saved["lca_height"][0, 2]
+    with pytest.raises(SystemExit) as info:
+        cli_main(["hierarchy", "mnist"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "sister synsets directly under digit.n.01" in err[0]

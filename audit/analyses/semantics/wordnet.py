@@ -248,9 +248,10 @@ def load_builtin(label_set: str) -> ClassSynsets | None:
                         f"{key}, shipped ({builtin_file(key).name}, WordNet {data['wordnet_version']})")
 
 
-def load_class_synsets(file, wordnet_folder, class_names) -> ClassSynsets:
+def load_class_synsets(file, wordnet_folder, class_names=None) -> ClassSynsets:
     """Map the model's classes to synsets by a ``class<TAB>synset-name-or-wnid`` file (``#`` comments and blank
     lines skipped; ``-`` or an empty synset leaves a class out on purpose) against a WordNet 3.0 folder.
+    ``class_names`` None: the classes the file lists, in its order (``audit hierarchy --class-synsets``).
 
     Class names match exactly, else as the label matching does (case, ``_``, ``-`` and spaces do not count).
     Classes the file does not list are unmapped, with the reason. A class the model does not have, a class listed
@@ -262,7 +263,8 @@ def load_class_synsets(file, wordnet_folder, class_names) -> ClassSynsets:
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"cannot read the class-synsets file {path}: {exc}") from None
     graph = read_wordnet(wordnet_folder)
-    names = list(class_names)
+    listed = [line.split("\t")[0].strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    names = list(dict.fromkeys(listed)) if class_names is None else list(class_names)
     exact = {n: i for i, n in enumerate(names)}
     loose: dict[str, list[int]] = {}
     for i, n in enumerate(names):
