@@ -211,3 +211,13 @@ def test_export_and_absorb_across_two_processes_equal_one(audited):
     one.finish(a)
     first.finish(b)
     assert a.analyses["hierarchy"] == b.analyses["hierarchy"] == result.analyses["hierarchy"]
+
+
+def test_the_hierarchy_alone_does_not_turn_the_layer_tap_on():
+    from audit.analyses.hierarchy.analysis import HierarchyOff
+    from audit.analyses.suite import AnalysisSuite
+
+    hierarchy = HierarchyAnalysis("cifar10", load_builtin("cifar10"))
+    assert not AnalysisSuite(["features.1"], [hierarchy, HierarchyOff("why")]).tapping
+    assert AnalysisSuite(["features.1"], [hierarchy, Analysis()]).tapping
+    assert not AnalysisSuite([], [Analysis()]).tapping

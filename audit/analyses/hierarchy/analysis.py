@@ -84,6 +84,7 @@ class HierarchyOff(Analysis):
     """Writes the section's reason for being off; watches nothing."""
 
     key = "hierarchy"
+    reads_tap = False
 
     def __init__(self, reason: str):
         self.reason = reason
@@ -132,6 +133,7 @@ class HierarchyAnalysis(Analysis):
     """Watches the clean and adversarial logits; writes ``analyses.hierarchy``."""
 
     key = "hierarchy"
+    reads_tap = False
 
     def __init__(self, label_set: str, synsets, *, runs: list | None = None, seed: int = 0,
                  confidence: float = DEFAULT_CONFIDENCE):

@@ -129,7 +129,7 @@ def finding(report: dict) -> str | None:
 
 
 SECTION = Section(
-    key=KEY, title="Mistake severity in the class hierarchy", order=30,
+    key=KEY, title="Mistake severity in the class hierarchy", order=25,
     build="audit.analyses.hierarchy.analysis:build", terminal=terminal, panel=panel,
     template=Path(__file__).with_name("panel.html.j2"), finding=finding,
 )
