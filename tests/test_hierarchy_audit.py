@@ -163,7 +163,8 @@ def test_section_follows_the_schema_and_renders(audited):
     terminal(result, console)
     text = console.export_text()
     run = report["analyses"]["hierarchy"]["adversarial"][0]
-    assert f"fgsm@0.1: {run['n']} mistakes" in text and run["verdict"] in text
+    assert f"fgsm@0.1: {run['n']} mistakes" in text and run["verdict"] in " ".join(text.split())
+    assert max(len(line) for line in text.splitlines()) <= 80
     p = panel(report)
     assert len(p["rows"]) == 2 and "<svg" in str(p["svg"])
     assert 'id="hierarchy"' in render_html(report)

@@ -10,6 +10,7 @@ No score component and no gate metric (the score's severity component is the sem
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from rich.markup import escape
@@ -20,6 +21,13 @@ from reports.html.analysis_panels import label
 from reports.html.charts import hbar_chart
 
 KEY = "hierarchy"
+WIDTH = 80  # terminal lines stay within this many columns
+
+
+def _say(console, text: str, indent: str = "", style: str = "") -> None:
+    for line in textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                              break_on_hyphens=False):
+        console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), soft_wrap=True)
 
 
 def _mean(entry: dict) -> str:
@@ -71,17 +79,18 @@ def terminal(result, console) -> None:
     random baseline and the verdict, and the share staying inside the true superclass."""
     sec = result.analyses[KEY]
     if "skipped" in sec:
-        console.print(f"[bold]Mistake severity in the class hierarchy[/]: off ({escape(sec['skipped'])})")
+        _say(console, f"Mistake severity in the class hierarchy: off ({sec['skipped']})", style="dim")
         return
-    console.print(f"[bold]Mistake severity in the class hierarchy[/] ({escape(sec['label_set'])}, WordNet tree of "
-                  f"height {sec['max_height']}; LCA height of true and predicted class, {_level(sec)} intervals)")
+    _say(console, f"Mistake severity in the class hierarchy ({sec['label_set']}, WordNet tree of height "
+                  f"{sec['max_height']}): LCA height of true and predicted class vs a random wrong class, "
+                  f"{_level(sec)} intervals", style="bold")
     for name, entry in _rows(sec):
         if not entry["n"]:
-            console.print(f"  {escape(name)}: no mistakes")
+            _say(console, f"{name}: no mistakes", indent="  ")
             continue
-        console.print(f"  {escape(name)}: {entry['n']} mistakes, LCA height {_mean(entry)} vs random wrong class "
-                      f"{entry['baseline_mean']:.2f} (difference {_difference(entry)}, Wilcoxon p {_p(entry)}): "
-                      f"{escape(entry['verdict'])}; inside the true superclass {_same(entry)}", soft_wrap=True)
+        _say(console, f"{name}: {entry['n']} mistakes, LCA height {_mean(entry)} vs {entry['baseline_mean']:.2f} "
+                      f"(difference {_difference(entry)}, Wilcoxon p {_p(entry)}): {entry['verdict']}; inside "
+                      f"the true superclass {_same(entry)}", indent="  ")
 
 
 # --- the HTML panel -----------------------------------------------------------------------------------------
