@@ -100,7 +100,8 @@ def test_sample_reports_render_every_panel(name):
     html = render_html(load(name), DEMO_DIR if name == "demo" else None)
     page = parse(html)
     ids = {a.get("id") for t, a in page.tags if t == "section"}
-    assert ids == {"summary", "robustness", "per-class", "semantics", "saliency", "checks", "metadata"}
+    assert ids == {"summary", "robustness", "per-class", "semantics", "saliency", "hierarchy", "checks",
+                   "metadata"}
     charts = [a for t, a in page.tags if t == "svg"]
     assert len(charts) >= 6  # robustness, per class, 2v2, 1v2, severity, entropy
     assert sum(t == "table" for t, _ in page.tags) >= 5

@@ -46,11 +46,13 @@ class Analysis:
     for the clean pre-pass (hooks ``on_prepare`` and ``prepared``). ``saliency`` asks the tap for per-layer
     saliency maps of that method (``gradcam``, ``gradxact``, ``activation``; see audit.analyses.saliency.maps)
     and ``saliency_class`` says whose logit they explain (``predicted`` or ``true``); ``needs_gradients``
-    (read-only) says whether those maps cost a backward pass.
+    (read-only) says whether those maps cost a backward pass. ``reads_tap`` False says it reads only the logits
+    (``batch.tap`` may be None): on its own it does not make the engine tap the chosen layers.
     """
 
     key: str = "analysis"
     needs_prepass: bool = False
+    reads_tap: bool = True
     saliency: str | None = None
     saliency_class: str = "predicted"
 

@@ -75,7 +75,7 @@ class AnalysisSuite:
     @property
     def tapping(self) -> bool:
         """Whether the batches go through the tap: layers are chosen and some analysis reads them."""
-        return bool(self.layers) and bool(self.analyses)
+        return bool(self.layers) and any(a.reads_tap for a in self.analyses)
 
     @property
     def prepass(self) -> list[Analysis]:

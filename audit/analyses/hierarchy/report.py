@@ -1,0 +1,147 @@
+"""The severity of mistakes in the class hierarchy in the report: terminal lines and the HTML panel.
+
+Reads only report.json's ``analyses.hierarchy`` section (plain data); imports neither torch nor numpy: every
+interval and p-value was computed at audit time (audit/analyses/hierarchy/analysis.py documents them). A
+sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
+significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...".
+
+No score component and no gate metric (the score's severity component is the semantic window's).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from rich.markup import escape
+
+from audit.analyses.registry import Section
+from reports.formatting import fixed_interval, pct, pct_interval
+from reports.html.analysis_panels import label, largest_per_attack
+from reports.html.charts import hbar_chart
+
+KEY = "hierarchy"
+WIDTH = 80  # terminal lines stay within this many columns
+
+
+def _say(console, text: str, indent: str = "", style: str = "") -> None:
+    for line in textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ",
+                              break_on_hyphens=False):
+        console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), soft_wrap=True)
+
+
+def _mean(entry: dict) -> str:
+    if entry.get("mean") is None:
+        return "—"
+    ci = fixed_interval(entry.get("mean_ci"))
+    return f"{entry['mean']:.2f}{' ' + ci if ci else ''}"
+
+
+def _difference(entry: dict) -> str:
+    if entry.get("difference") is None:
+        return "—"
+    ci = fixed_interval(entry.get("difference_ci"))
+    return f"{entry['difference']:+.2f}{' ' + ci if ci else ''}"
+
+
+def _p(entry: dict) -> str:
+    p = entry.get("p_value")
+    return "—" if p is None else f"{p:.2g}"
+
+
+def _same(entry: dict) -> str:
+    same = entry.get("same_superclass")
+    if not same:
+        return "—"
+    return f"{pct(same['share'])} {pct_interval(same.get('ci'))} of {same['n']} (chance {pct(same['chance'])})"
+
+
+def _topk(entry: dict, k: int) -> str:
+    top = next((t for t in entry.get("topk") or [] if t["k"] == k), None)
+    if not top or top.get("mean") is None:
+        return "—"
+    ci = fixed_interval(top.get("ci"))
+    return f"{top['mean']:.2f}{' ' + ci if ci else ''}"
+
+
+def _rows(sec: dict, largest: bool = False) -> list[tuple[str, dict]]:
+    """Clean, then every attack run (``largest``: each attack at its largest budget only)."""
+    runs = sec.get("adversarial") or []
+    return [("clean", sec["clean"]), *((label(r), r) for r in (largest_per_attack(runs) if largest else runs))]
+
+
+def _level(sec: dict) -> str:
+    return f"{100 * sec.get('confidence', 0.95):g}%"
+
+
+# --- the terminal summary -----------------------------------------------------------------------------------
+
+def terminal(result, console) -> None:
+    """A few lines: the tree, then per measurement (clean, each run) the mistakes' mean LCA height against the
+    random baseline and the verdict, and the share staying inside the true superclass; each attack at its largest
+    budget (the HTML table has every budget)."""
+    sec = result.analyses[KEY]
+    if "skipped" in sec:
+        _say(console, f"Mistake severity in the class hierarchy: off ({sec['skipped']})", style="dim")
+        return
+    _say(console, f"Mistake severity in the class hierarchy ({sec['label_set']}, WordNet tree of height "
+                  f"{sec['max_height']}): LCA height of true and predicted class vs a random wrong class, "
+                  f"{_level(sec)} intervals", style="bold")
+    for name, entry in _rows(sec, largest=True):
+        if not entry["n"]:
+            _say(console, f"{name}: no mistakes", indent="  ")
+            continue
+        _say(console, f"{name}: {entry['n']} mistakes, LCA height {_mean(entry)} vs {entry['baseline_mean']:.2f} "
+                      f"(difference {_difference(entry)}, Wilcoxon p {_p(entry)}): {entry['verdict']}; inside "
+                      f"the true superclass {_same(entry)}", indent="  ")
+
+
+# --- the HTML panel -----------------------------------------------------------------------------------------
+
+def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
+    sec = (report.get("analyses") or {}).get(KEY)
+    if not sec:
+        return None
+    if "skipped" in sec:
+        return {"skipped": sec["skipped"]}
+    ks = [t["k"] for t in sec["clean"].get("topk") or []]
+    rows = [{"run": name, "n": entry["n"], "mean": _mean(entry),
+             "median": "—" if entry.get("median") is None else f"{entry['median']:g}",
+             "baseline": "—" if entry.get("baseline_mean") is None else f"{entry['baseline_mean']:.2f}",
+             "difference": _difference(entry), "p": _p(entry), "verdict": entry.get("verdict", "—"),
+             "same": _same(entry), "topk": [_topk(entry, k) for k in ks]} for name, entry in _rows(sec)]
+    heights = [f"height {h}" for h in range(sec["max_height"] + 1)]
+
+    def shares(counts: list[float]) -> list[float | None]:
+        total = sum(counts)
+        return [c / total if total else None for c in counts]
+
+    runs = sec.get("adversarial") or []
+    focus = runs[-1] if runs else None
+    groups = [("clean mistakes", shares(sec["clean"]["counts"]))]
+    if focus is not None:
+        groups += [(f"attack's mistakes ({label(focus)})", shares(focus["counts"])),
+                   (f"random wrong class for the same samples ({label(focus)})", shares(focus["baseline_counts"]))]
+    svg = hbar_chart(heights, groups, title="LCA heights of the mistakes (share of mistakes per height)",
+                     x_label="share of mistakes")
+    return {"skipped": None, "method": sec["method"], "source": sec["source"], "level": _level(sec),
+            "depth": sec["superclass_depth"], "superclasses": sec.get("superclasses") or [], "ks": ks,
+            "rows": rows, "svg": svg}
+
+
+def finding(report: dict) -> str | None:
+    """The verdict at the last attack run, for the summary card (None when off or there is no run)."""
+    sec = (report.get("analyses") or {}).get(KEY) or {}
+    runs = sec.get("adversarial") or []
+    if "skipped" in sec or not runs or not runs[-1]["n"]:
+        return None
+    r = runs[-1]
+    return (f"Mistakes induced by {label(r)} in the class hierarchy: mean LCA height {_mean(r)} vs "
+            f"{r['baseline_mean']:.2f} for a random wrong class: {r['verdict']}.")
+
+
+SECTION = Section(
+    key=KEY, title="Mistake severity in the class hierarchy", order=25,
+    build="audit.analyses.hierarchy.analysis:build", terminal=terminal, panel=panel,
+    template=Path(__file__).with_name("panel.html.j2"), finding=finding,
+)
