@@ -100,7 +100,8 @@ def expected_section(y, clean, adv=None):
     return {"n": n, "heights": heights, "diffs": [d for _, _, d in sorted(diffs)], "counts": counts,
             "base": base, "mean": sum(heights) / n, "median": float(np.median(heights)),
             "baseline_mean": sum(h - d for (_, _, h), (_, _, d) in zip(sorted(mistakes), sorted(diffs), strict=True)) / n,
-            "same": same, "chance": chance / n, "top": {kk: sum(v) / len(v) for kk, v in top.items()}}
+            "same": same, "chance": chance / n, "top": {kk: sum(v) / len(v) for kk, v in top.items()},
+            "top_values": top}
 
 
 def check(entry: dict, want: dict) -> None:
@@ -124,6 +125,9 @@ def check(entry: dict, want: dict) -> None:
     assert same["ci"] == proportion_interval(want["same"], want["n"])
     assert same["chance"] == pytest.approx(want["chance"], abs=1e-12)
     assert {t["k"]: t["mean"] for t in entry["topk"]} == pytest.approx(want["top"], abs=1e-12)
+    for t in entry["topk"]:  # a bootstrap over the samples' distances (sorted as the tally keeps them): never below 0
+        expected = bootstrap_interval(sorted(want["top_values"][t["k"]]), seed=0)
+        assert t["ci"] == pytest.approx(expected, abs=1e-12) and t["ci"][0] >= 0
 
 
 def test_clean_and_attack_measures_equal_a_literal_loop_over_the_samples(audited):

@@ -26,7 +26,7 @@ the batches' order or their split over processes) and reports, clean and per run
   expected with a bootstrap interval, and the Wilcoxon signed-rank test of the differences (two-sided,
   ``scipy.stats.wilcoxon``, zero differences dropped); the verdict says "milder" or "worse than chance" (the sign
   with the larger rank sum) only when p <= alpha, else that it is inconclusive at this n;
-- the top-k hierarchical distance: mean with a Student t interval (``audit.stats.t_interval``) over the samples;
+- the top-k hierarchical distance: mean with a percentile bootstrap interval over the samples (never below 0);
 - coarse robustness: each class's superclass at ``SUPERCLASS_DEPTH`` (1: the root's split, ``superclasses``) and
   the share of mistakes whose prediction stays inside the true class's superclass, with a Wilson interval
   (``audit.stats.proportion_interval``), beside the share a random wrong class would have.
@@ -42,7 +42,7 @@ from audit.analyses.semantics.hierarchy import (
 )
 from audit.analyses.semantics.wordnet import load_builtin, no_hierarchy_reason
 from audit.data.labels import BUILTIN, norm_name
-from audit.stats import DEFAULT_CONFIDENCE, alpha_of, bootstrap_interval, proportion_interval, t_interval
+from audit.stats import DEFAULT_CONFIDENCE, alpha_of, bootstrap_interval, proportion_interval
 
 SUPERCLASS_DEPTH = 1  # the root's split (CIFAR-10: animals / vehicles; Fashion-MNIST: clothing / footwear / bag)
 TOP_K = (1, 5)  # k = 5 only with at least MIN_CLASSES_TOP5 classes
@@ -226,7 +226,7 @@ class HierarchyAnalysis(Analysis):
         else:
             out.update(mean=None, mean_ci=None, median=None, baseline_mean=None, difference=None,
                        difference_ci=None, p_value=None, verdict="no mistakes", same_superclass=None)
-        out["topk"] = [_topk(k, tally.topk[k], self.confidence) for k in self.ks]
+        out["topk"] = [_topk(k, tally.topk[k], self.confidence, self.seed) for k in self.ks]
         return out
 
 
@@ -248,8 +248,9 @@ def _versus_chance(diff: np.ndarray, alpha: float) -> dict:
     return {"p_value": p, "verdict": verdict}
 
 
-def _topk(k: int, hist: dict, confidence: float) -> dict:
-    """The mean top-k hierarchical distance (total / k per sample) with a t interval over the samples."""
+def _topk(k: int, hist: dict, confidence: float, seed: int) -> dict:
+    """The mean top-k hierarchical distance (total / k per sample) with a percentile bootstrap interval over the
+    samples (never below 0, as a t interval of a mean of mostly zeros would be)."""
     values = np.repeat(np.array(sorted(hist), dtype=np.float64) / k, [hist[v] for v in sorted(hist)])
     return {"k": k, "n": int(values.size), "mean": float(values.mean()) if values.size else None,
-            "ci": t_interval(values, confidence)}
+            "ci": bootstrap_interval(values, confidence=confidence, seed=seed)}
