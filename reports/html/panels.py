@@ -360,7 +360,8 @@ def metadata(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                 passes.append((f"check {c.get('name', '?')}: {k}", _flat(v)))
     groups = [
         ("Run", run),
-        ("Model", [(k, _flat(v)) for k, v in model.items()]),
+        ("Model", [(k, _flat(v)) for k, v in model.items() if k != "preprocessing"]
+         + [(f"preprocessing ({source})", values) for source, values in preprocessing_groups(model.get("preprocessing"))]),
         ("Data", [(k, _flat(v)) for k, v in data.items() if k not in ("classes", "class_counts")]
          + [("classes", f"{len(data.get('classes') or [])} (names in the per-class panel and report.json)")]),
         ("Settings", [(k, _flat(v)) for k, v in (report.get("settings") or {}).items()]),
