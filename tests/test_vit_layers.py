@@ -18,7 +18,8 @@ import torch
 
 from audit.analyses.layers import auto_choice, auto_layers, candidate_layers, token_layout
 from audit.analyses.saliency.analysis import SaliencyAnalysis
-from audit.analyses.suite import NO_PATCH_GRADIENT, AnalysisSuite
+from audit.analyses.suite import NO_PATCH_GRADIENT, AnalysisSuite, choose_layers
+from audit.options import parse_layers
 from audit.analyses.tap import TokenLayout, first_tensor, on_grid, pool, run_tap
 from audit.model import AuditedModel
 from audit.model.torchvision_door import import_torchvision
@@ -196,7 +197,11 @@ def hand_gradcam(net: torch.nn.Module, block: torch.nn.Module, x: torch.Tensor, 
 
 
 def suite_maps(net: torch.nn.Module, x: torch.Tensor, layers: list[str]):
-    suite = AnalysisSuite(layers, [SaliencyAnalysis(layers, 10, method="gradcam")])
+    """The suite the runner builds for these layers (their token layout from the hooked forward that chose them),
+    and its tapped pass of ``x``."""
+    chosen = choose_layers(parse_layers(",".join(layers)), net, x[:2])
+    suite = AnalysisSuite(layers, [SaliencyAnalysis(layers, 10, method="gradcam")], layout=chosen.layout,
+                          shapes=chosen.shapes)
     return suite, suite.tap(net, x, "clean_forward")
 
 

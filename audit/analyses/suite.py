@@ -8,8 +8,8 @@ pre-pass: one tapped forward per image, no attack, whose sums are fixed before t
 :func:`build_suite` chooses the layers (``--layers``) and builds the user's analyses and every registered one
 (:mod:`audit.analyses.registry`); :class:`AnalysisSuite` is what the engine drives.
 
-Token outputs (N, T, D) of vision transformers: at its first tapped pass the suite finds the network's token
-layout (:func:`audit.analyses.layers.token_layout`, one hooked forward of two images) and hands it to the tap,
+Token outputs (N, T, D) of vision transformers: the network's token layout is found from the same hooked
+forward that chose the layers (:func:`choose_layers`, :func:`audit.analyses.layers.token_layout`); the suite hands it to the tap,
 which pools each token layer by the model's rule, and lays a token layer's patch tokens on their grid (N, D, h,
 w) before its saliency map is computed (activation and gradient alike). A token layer whose patch tokens get
 no gradient at all on the first batch (in a class-token ViT the last block and the final norm: only the class
@@ -54,6 +54,8 @@ class AnalysisSuite:
     analyses: list[Analysis]  # the user's, then the registered ones in report order
     notes: list[str] = field(default_factory=list)  # why an analysis is off, for the report's warnings
     skipped: str | None = None  # why the per-layer analyses are off with --layers auto (the tap section says it)
+    layout: TokenLayout | None = None  # the network's token layout (choose_layers), None without token layers
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # the chosen layers' output shapes, no batch axis
     passes: dict = field(default_factory=lambda: {"prepass_forward": 0, "clean_forward": 0,
                                                   "adversarial_forward": 0, "backward": 0})
 
@@ -65,10 +67,7 @@ class AnalysisSuite:
         self.saliency, self.saliency_class = next(iter(wanted), (None, "predicted"))
         self.gradients = any(a.needs_gradients for a in self.analyses)
         self._last: TapResult | None = None
-        self.layout: TokenLayout | None = None  # the network's token layout, found at the first tapped pass
         self.per_layer: dict[str, str] | None = None  # layer -> how it was pooled, from the first tapped pass
-        self._shapes: dict[str, list[int]] = {}
-        self._looked = False
         self.unmapped: dict[str, str] = {}  # token layers whose patch tokens get no gradient: no gradient map
         self._checked: set[str] = set()
 
@@ -91,8 +90,6 @@ class AnalysisSuite:
         map at once (layers without a spatial map have none), so no activation outlives the batch."""
         from audit.analyses.saliency.maps import has_spatial_map, saliency_maps
 
-        if not self._looked:
-            self._find_layout(model, x)
         method = self.saliency if kind != "prepass_forward" else None
         gradient_of = None
         if method is not None and self.gradients:
@@ -120,15 +117,6 @@ class AnalysisSuite:
                     maps[n] = saliency_maps(method, a, g)
             result.maps, result.grads, result.unmapped = maps, None, dict(self.unmapped)
         return result
-
-    def _find_layout(self, model: torch.nn.Module, x: torch.Tensor) -> None:
-        """The token layout and the chosen layers' output shapes, from one hooked forward of two images."""
-        from audit.analyses.layers import candidate_layers, token_layout
-
-        self._looked = True
-        candidates = candidate_layers(model, x[:2])
-        self.layout = token_layout(model, x[:2], candidates)
-        self._shapes = {o.name: list(o.shape) for o in candidates if o.name in self.layers}
 
     def evaluator(self, model: torch.nn.Module, y: torch.Tensor):
         """A tapped forward for the cascade to evaluate its adversarials with; it keeps the last result."""
@@ -189,11 +177,6 @@ class AnalysisSuite:
         described = state.get("layout")  # how the layers were pooled, for a process that tapped no batch
         if described and self.per_layer is None:
             self.per_layer = {e["name"]: e["pooling"] for e in described["per_layer"]}
-            self._shapes = {e["name"]: e["output"] for e in described["per_layer"]}
-            tokens = described.get("tokens")
-            self.layout = None if not tokens else TokenLayout(int(tokens["prefix_tokens"]),
-                                                               tuple(tokens["grid"]), tokens["pooling"],
-                                                               tokens["why"])
         for analysis, part in zip(self.analyses, state["analyses"], strict=True):
             if part is not None:
                 analysis.absorb(phase, part)
@@ -204,8 +187,8 @@ class AnalysisSuite:
             return None
         per_layer = []
         for name in self.layers:
-            entry = {"name": name, "output": self._shapes.get(name, []), "pooling": self.per_layer.get(name, "")}
-            shape = self._shapes.get(name, [])
+            entry = {"name": name, "output": self.shapes.get(name, []), "pooling": self.per_layer.get(name, "")}
+            shape = self.shapes.get(name, [])
             prefix = self.layout.prefix_of(shape[0]) if self.layout is not None and len(shape) == 2 else None
             if prefix is not None:
                 entry.update(prefix_tokens=prefix, grid=list(self.layout.grid))
@@ -224,30 +207,46 @@ class AnalysisSuite:
         return out
 
 
-def choose_layers(choice, model: torch.nn.Module, example: torch.Tensor) -> tuple[list[str], str | None]:
-    """The chosen layers' names (``--layers``, a LayerChoice), and why there are none with ``auto`` (or None).
-    A named layer that does not qualify is an error; ``auto`` finding none is a note, not an error."""
-    from audit.analyses.layers import resolve_layers
+@dataclass
+class ChosenLayers:
+    """What ``--layers`` chose, from one hooked forward of the example batch: the layers' names (in running
+    order), why there are none with ``auto`` (or None), the network's token layout and the chosen layers' output
+    shapes (without the batch axis)."""
+
+    names: list[str]
+    skipped: str | None = None
+    layout: TokenLayout | None = None
+    shapes: dict[str, list[int]] = field(default_factory=dict)
+
+
+def choose_layers(choice, model: torch.nn.Module, example: torch.Tensor) -> ChosenLayers:
+    """The layers ``--layers`` (a LayerChoice) chooses. A named layer that does not qualify is an error; ``auto``
+    finding none is a note, not an error."""
+    from audit.analyses.layers import candidate_layers, resolve_layers, token_layout
 
     if choice.off:
-        return [], None
+        return ChosenLayers([])
     try:
-        layers = [info.name for info in resolve_layers(model, choice, example)]
+        candidates = candidate_layers(model, example)
+        layers = [info.name for info in resolve_layers(model, choice, example, candidates)]
     except AuditError as exc:
         if not choice.auto:
             raise
-        return [], str(exc)
+        return ChosenLayers([], str(exc))
     if not layers:
-        return [], "no layer of the network runs as a module once per forward"
-    return layers, None
+        return ChosenLayers([], "no layer of the network runs as a module once per forward")
+    return ChosenLayers(layers, None, token_layout(model, example, candidates),
+                        {o.name: list(o.shape) for o in candidates if o.name in layers})
 
 
-def build_suite(context: AnalysisContext, user: list[Analysis], skipped: str | None = None) -> AnalysisSuite:
+def build_suite(context: AnalysisContext, user: list[Analysis], chosen: ChosenLayers | None = None) -> AnalysisSuite:
     """The user's analyses and every registered analysis that is on for this audit (``build`` returned one)."""
     for analysis in user:
         if not isinstance(analysis, Analysis):
             raise AuditError(f"run_audit(analyses=...): {type(analysis).__name__} is not an "
                              "audit.analyses.base.Analysis (subclass it)")
     built = [analysis for s in sections() if (analysis := s.builder()(context)) is not None]
-    notes = [f"per-layer analyses skipped: {skipped}"] if skipped else []
-    return AnalysisSuite(context.layers, [*user, *built], notes, skipped)
+    chosen = chosen or ChosenLayers(context.layers)
+    notes = [f"per-layer analyses skipped: {chosen.skipped}"] if chosen.skipped else []
+    return AnalysisSuite(context.layers, [*user, *built], notes, chosen.skipped, layout=chosen.layout,
+                         shapes=chosen.shapes)

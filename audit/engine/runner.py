@@ -131,20 +131,22 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
                 "give the model's class names with --classes"
             )
         relabel = align_labels(data.classes, names, data.labels)
-        layers, skipped = choose_layers(opts.layers, audited, first.x[:2].to(device))
+        chosen = choose_layers(opts.layers, audited, first.x[:2].to(device))
+        layers = chosen.names
         space = None
         if layers or config.targeted in SEMANTIC_TARGETS:
             from audit.analyses.semantics.space import build_word_space
 
             space = build_word_space(names, config.embeddings, config.class_words)
-        suite = build_suite(AnalysisContext(config, names, layers, runs, space), user, skipped)
+        suite = build_suite(AnalysisContext(config, names, layers, runs, space), user, chosen)
+        preprocessing = settled.report()  # settled: every value, the class names included, is decided
         settings = PassSettings(seed=config.seed, targeted=config.targeted, steps=config.steps, budgets=opts.eps,
                                 confidence=config.confidence)
         audit_pass = AuditPass(settings, audited, device, plans, names, relabel, suite, space)
         execution = Execution(
             audit_pass, lambda: data.batches(config.batch_size, size=size, channels=channels), len(data), world,
             StateDir(state_dir, world.rank) if state_dir else None,
-            audit_fingerprint(config.effective(), loaded.sha256, data, world, settled.report()), config.resume, progress)
+            audit_fingerprint(config.effective(), loaded.sha256, data, world, preprocessing), config.resume, progress)
         if suite.prepass:
             progress.stage("clean pre-pass (class representations)")
             execution.prepass()
@@ -159,7 +161,7 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
 
     measured = Audited(config=config, options=opts, loaded=loaded, probed=probed, data=data, audit_pass=audit_pass,
                        suite=suite, names=names, input_shape=(channels, size[0], size[1]), mean=mean, std=std,
-                       preprocessing=settled.report(),
+                       preprocessing=preprocessing,
                        device=device, load_s=load_s, total_s=time.perf_counter() - started)
     result = conclude(assemble(measured), measured, checks)
     if world.active:
