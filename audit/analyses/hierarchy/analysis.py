@@ -101,8 +101,9 @@ class Tally:
         self.topk = {k: {} for k in ks}  # k -> {LCA total over the top k: samples}
 
     def add(self, lca: np.ndarray, labels: np.ndarray, logits: np.ndarray, mistakes: np.ndarray) -> None:
-        for t, p in zip(labels[mistakes].tolist(), logits[mistakes].argmax(1).tolist(), strict=True):
-            self.pairs[(t, p)] = self.pairs.get((t, p), 0) + 1
+        pairs = np.stack([labels[mistakes], logits[mistakes].argmax(1)], axis=1).astype(np.int64)
+        for (t, p), n in zip(*np.unique(pairs.reshape(-1, 2), axis=0, return_counts=True), strict=True):
+            self.pairs[(int(t), int(p))] = self.pairs.get((int(t), int(p)), 0) + int(n)
         for k, hist in self.topk.items():
             totals = np.rint(hierarchical_distance_topk(lca, logits, labels, k) * k).astype(np.int64)
             for value, count in zip(*np.unique(totals, return_counts=True), strict=True):
