@@ -160,6 +160,11 @@ def run(
                                           "glove-6b-50d (full vocabulary, optional package); default: the shipped "
                                           "GloVe 6B 50d subset."),
     class_words: str | None = typer.Option(None, help="File mapping class names to words (class<TAB>words, or JSON)."),
+    class_synsets: str | None = typer.Option(None, "--class-synsets", help="File mapping your class names to WordNet "
+                                             "synsets (class<TAB>synset name like dog.n.01 or wnid), read with "
+                                             "--wordnet; unmapped classes are named and left out."),
+    wordnet: str | None = typer.Option(None, "--wordnet", help="A WordNet 3.0 dict folder (e.g. /usr/share/wordnet) "
+                                       "for --class-synsets."),
     permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
     saliency: str = typer.Option("gradcam", help="Saliency maps per layer: gradcam, gradxact, activation, or none."),
     saliency_class: str = typer.Option("predicted", help="The class whose logit the maps explain: predicted or true."),

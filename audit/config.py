@@ -127,6 +127,11 @@ class AuditConfig:
                                     doc="word vectors: a file or glove-6b-50d (default: the shipped GloVe subset)")
     class_words: str | None = option(None, kinds=("string",), path="path", example="class_words.tsv",
                                      doc="file mapping class names to words")
+    class_synsets: str | None = option(None, kinds=("string",), path="path", example="class_synsets.tsv",
+                                       doc="file mapping class names to WordNet synsets (class<TAB>synset name or "
+                                       "wnid), read with wordnet")
+    wordnet: str | None = option(None, kinds=("string",), path="path", example="/usr/share/wordnet",
+                                 doc="a WordNet 3.0 dict folder that class_synsets is read against")
     permutations: int = option(1000, kinds=("integer",), doc="label permutations of the semantic significance test")
     saliency: str = option("gradcam", kinds=("string",), doc="saliency maps: gradcam, gradxact, activation or none")
     saliency_class: str = option("predicted", kinds=("string",), doc="whose logit the maps explain: predicted or true")
@@ -184,6 +189,9 @@ class AuditConfig:
                 raise AuditError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
         if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
             raise AuditError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'")
+        if (self.class_synsets is None) != (self.wordnet is None):
+            raise AuditError("--class-synsets and --wordnet go together: the synsets are looked up in that WordNet "
+                             "folder")
         if self.levels is not None and not 2 <= self.levels <= 256:
             raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
         from reports.gates import parse_gate

@@ -4,6 +4,7 @@ classes are no built-in set, and its sums carried across processes."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,9 @@ import torch
 
 from audit import AuditConfig, run_audit
 from audit.analyses.base import Analysis, Batch
-from audit.analyses.hierarchy.analysis import NOT_BUILTIN, SUPERCLASS_DEPTH, HierarchyAnalysis, label_set_of
+from audit.analyses.hierarchy.analysis import SUPERCLASS_DEPTH, HierarchyAnalysis
 from audit.analyses.semantics.hierarchy import build_tree
-from audit.analyses.semantics.wordnet import SKIPPED, load_builtin
+from audit.analyses.semantics.wordnet import NOT_BUILTIN, SKIPPED, label_set_of, load_builtin
 from audit.data.labels import BUILTIN
 from audit.demo import ARCH, ASSETS
 from audit.stats import bootstrap_interval, proportion_interval
@@ -69,23 +70,34 @@ def literal_superclass(tree, c: int) -> int:
     return node
 
 
-def expected_section(y, clean, adv=None):
-    """The measures by a loop over the samples (adv None: the clean measurement, else the attack's mistakes)."""
-    syn = load_builtin("fashion-mnist")
-    tree = build_tree(syn.graph.hypernyms, syn.wnids)
-    k = len(syn.classes)
+def expected_section(y, clean, adv=None, syn=None):
+    """The measures by a loop over the samples (adv None: the clean measurement, else the attack's mistakes).
+    ``syn``: the class mapping (default Fashion-MNIST's shipped one); samples of unmapped classes are skipped, a
+    mistake into an unmapped class is counted as unscored, and the top k ranks the mapped classes only."""
+    syn = syn or load_builtin("fashion-mnist")
+    mapped = [c for c in range(len(syn.classes)) if syn.wnids[c] is not None]
+    tree = build_tree(syn.graph.hypernyms, [syn.wnids[c] for c in mapped])
+    k = len(mapped)
     lca = [[literal_lca(tree, a, b) for b in range(k)] for a in range(k)]
+    top_h = tree.height[tree.root]
     logits = clean if adv is None else adv
-    mistakes, diffs, same, chance, counts, base = [], [], 0, 0.0, [0] * 5, [0.0] * 5
-    top = {1: [], 5: []}
+    mistakes, diffs, same, chance, counts, base = [], [], 0, 0.0, [0] * (top_h + 1), [0.0] * (top_h + 1)
+    top = {1: [], 5: []} if k >= 10 else {1: []}
+    unscored = 0
     for i in range(len(y)):
-        t, p = int(y[i]), int(np.argmax(logits[i]))
-        order = sorted(range(k), key=lambda c: (-logits[i][c], c))
+        if int(y[i]) not in mapped:
+            continue
+        t, p = mapped.index(int(y[i])), int(np.argmax(logits[i]))
+        order = sorted(range(k), key=lambda c: (-logits[i][mapped[c]], c))
         for kk in top:
             top[kk].append(sum(lca[t][c] for c in order[:kk]) / kk)
-        clean_ok = int(np.argmax(clean[i])) == t
-        if p == t or (adv is not None and not clean_ok):
+        clean_ok = int(np.argmax(clean[i])) == mapped[t]
+        if p == mapped[t] or (adv is not None and not clean_ok):
             continue
+        if p not in mapped:
+            unscored += 1
+            continue
+        p = mapped.index(p)
         h = lca[t][p]
         others = [lca[t][c] for c in range(k) if c != t]
         mistakes.append((t, p, h))
@@ -101,11 +113,12 @@ def expected_section(y, clean, adv=None):
             "base": base, "mean": sum(heights) / n, "median": float(np.median(heights)),
             "baseline_mean": sum(h - d for (_, _, h), (_, _, d) in zip(sorted(mistakes), sorted(diffs), strict=True)) / n,
             "same": same, "chance": chance / n, "top": {kk: sum(v) / len(v) for kk, v in top.items()},
-            "top_values": top}
+            "top_values": top, "unscored": unscored}
 
 
 def check(entry: dict, want: dict) -> None:
     assert entry["n"] == want["n"] > 0
+    assert entry["n_unscored"] == want["unscored"]
     assert entry["counts"] == want["counts"]
     assert entry["baseline_counts"] == pytest.approx(want["base"], abs=1e-9)
     assert entry["mean"] == pytest.approx(want["mean"], abs=1e-12)
@@ -194,7 +207,7 @@ def test_export_and_absorb_across_two_processes_equal_one(audited):
     run = next(iter(rec.runs.values()))
 
     def fresh():
-        return HierarchyAnalysis("fashion-mnist", load_builtin("fashion-mnist"), runs=[run])
+        return HierarchyAnalysis(load_builtin("fashion-mnist"), runs=[run])
 
     def feed(analysis, parts):
         for i in parts:
@@ -222,7 +235,114 @@ def test_the_hierarchy_alone_does_not_turn_the_layer_tap_on():
     from audit.analyses.hierarchy.analysis import HierarchyOff
     from audit.analyses.suite import AnalysisSuite
 
-    hierarchy = HierarchyAnalysis("cifar10", load_builtin("cifar10"))
+    hierarchy = HierarchyAnalysis(load_builtin("cifar10"))
     assert not AnalysisSuite(["features.1"], [hierarchy, HierarchyOff("why")]).tapping
     assert AnalysisSuite(["features.1"], [hierarchy, Analysis()]).tapping
     assert not AnalysisSuite([], [Analysis()]).tapping
+
+
+# --- a user's class file against a WordNet folder (--class-synsets, --wordnet) ----------------------------------
+
+CLOTHES = """\
+00001740 03 n 01 entity 0 000 | that which is perceived or known
+00002000 06 n 01 clothing 0 001 @ 00001740 n 0000 | worn
+00002100 06 n 01 top 0 001 @ 00002000 n 0000 | worn above
+00002101 06 n 01 tee 0 001 @ 00002100 n 0000 | a tee
+00002102 06 n 01 pullover 0 001 @ 00002100 n 0000 | a pullover
+00002103 06 n 01 shirt 0 001 @ 00002100 n 0000 | a shirt
+00002200 06 n 01 trouser 0 001 @ 00002000 n 0000 | worn below
+00003000 06 n 01 footwear 0 001 @ 00001740 n 0000 | worn on feet
+00003001 06 n 01 sandal 0 001 @ 00003000 n 0000 | a sandal
+00003002 06 n 01 sneaker 0 001 @ 00003000 n 0000 | a sneaker
+00004000 06 n 01 bag 0 001 @ 00001740 n 0000 | a bag
+"""
+CLOTHES_INDEX = "".join(f"{w} n 1 1 @ 1 0 {o}\n" for w, o in (
+    ("bag", "00004000"), ("clothing", "00002000"), ("entity", "00001740"), ("footwear", "00003000"),
+    ("pullover", "00002102"), ("sandal", "00003001"), ("shirt", "00002103"), ("sneaker", "00003002"),
+    ("tee", "00002101"), ("top", "00002100"), ("trouser", "00002200")))
+CLASS_FILE = """\
+# seven of Fashion-MNIST's ten classes; Dress and Coat not listed, Ankle boot left out on purpose
+T-shirt/top\ttee.n.01
+Trouser\ttrouser.n.01
+Pullover\tn00002102
+Shirt\tshirt.n.01
+Sandal\tsandal.n.01
+Sneaker\tsneaker.n.01
+Bag\tbag.n.01
+Ankle boot\t-
+"""
+
+
+def clothes_wordnet(folder: Path) -> Path:
+    from tests.test_wordnet_data import tiny_wordnet
+
+    return tiny_wordnet(folder, data=CLOTHES, index=CLOTHES_INDEX)
+
+
+@pytest.fixture(scope="module")
+def mapped_by_file(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("synsets")
+    folder, file = clothes_wordnet(tmp / "wn"), tmp / "classes.tsv"
+    file.write_text(CLASS_FILE, encoding="utf-8")
+    recorder = Recorder()
+    result = run_audit(config(class_synsets=str(file), wordnet=str(folder)), analyses=[recorder])
+    from audit.analyses.semantics.wordnet import load_class_synsets
+
+    return result, recorder, load_class_synsets(file, folder, BUILTIN["fashion-mnist"]())
+
+
+def test_a_class_file_maps_seven_classes_and_names_the_three_left_out(mapped_by_file):
+    result, rec, syn = mapped_by_file
+    sec = result.analyses["hierarchy"]
+    assert sec["label_set"] == "fashion-mnist" and "classes.tsv" in sec["source"]
+    assert sec["n_classes"] == 7 and sec["max_height"] == 3  # entity > clothing > top > tee
+    assert set(sec["unmapped"]) == {"Dress", "Coat", "Ankle boot"}
+    assert "on purpose" not in sec["unmapped"]["Dress"] and "not listed" in sec["unmapped"]["Dress"]
+    assert "left unmapped" in sec["unmapped"]["Ankle boot"]
+    groups = {g["name"]: set(g["classes"]) for g in sec["superclasses"]}
+    assert groups == {"clothing.n.01": {"T-shirt/top", "Pullover", "Shirt", "Trouser"},
+                      "footwear.n.01": {"Sandal", "Sneaker"}, "bag.n.01": {"Bag"}}
+    y, clean = np.concatenate(rec.y), np.concatenate(rec.clean)
+    check(sec["clean"], expected_section(y, clean, syn=syn))
+    [run] = sec["adversarial"]
+    want = expected_section(y, clean, np.concatenate(rec.adv[next(iter(rec.adv))]), syn=syn)
+    check(run, want)
+    assert want["unscored"] > 0  # the demo model's mistakes do land in Dress, Coat and Ankle boot
+
+
+def test_the_left_out_classes_are_named_in_the_terminal(mapped_by_file):
+    from rich.console import Console
+
+    from audit.analyses.hierarchy.report import terminal
+
+    console = Console(record=True, width=200)
+    terminal(mapped_by_file[0], console)
+    assert "left out, no synset: Dress, Coat, Ankle boot" in " ".join(console.export_text().split())
+
+
+@pytest.mark.parametrize("case", ["unknown synset", "not wordnet", "unknown class", "alone"])
+def test_bad_class_mappings_on_audit_run_are_one_line_exit_2_and_no_report(tmp_path, capsys, case):
+    from audit.cli import main
+
+    folder, file = clothes_wordnet(tmp_path / "wn"), tmp_path / "classes.tsv"
+    text = {"unknown synset": CLASS_FILE.replace("sandal.n.01", "sandal.n.07"),
+            "not wordnet": CLASS_FILE, "unknown class": CLASS_FILE + "Jumpsuit\ttee.n.01\n",
+            "alone": CLASS_FILE}[case]
+    file.write_text(text, encoding="utf-8")
+    if case == "not wordnet":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    out = tmp_path / "out"
+    args = ["run", str(ASSETS / "fashion_cnn.safetensors"), "--arch", ARCH, "--data", "demo", "--classes",
+            "fashion-mnist", "--samples", "8", "--attack", "fgsm", "--eps", "0.1", "--device", "cpu",
+            "--layers", "none", "--out", str(out), "--class-synsets", str(file)]
+    if case != "alone":
+        args += ["--wordnet", str(folder)]
+    with pytest.raises(SystemExit) as end:
+        main(args)
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[audit]"))
+    assert end.value.code == 2 and err.count("\n") == 0 and err.startswith("error: "), err
+    assert {"unknown synset": "sandal.n.07", "not wordnet": "not a WordNet 3.0 dict folder",
+            "unknown class": "'Jumpsuit' is not one of the model's classes",
+            "alone": "--class-synsets and --wordnet go together"}[case] in err
+    assert not (out / "report.json").exists() and not (out / "report.html").exists()

@@ -38,14 +38,16 @@ POOLING = ("global average over space (N, C, H, W) -> (N, C); (N, D) as is; toke
 
 @dataclass
 class AnalysisContext:
-    """What an analysis's ``build`` gets: the audit's options, class names, chosen layers, attack runs, and the
-    word space (when word vectors were loaded)."""
+    """What an analysis's ``build`` gets: the audit's options, class names, chosen layers, attack runs, the
+    word space (when word vectors were loaded), and the classes mapped to WordNet (a ``ClassSynsets``, or the
+    reason there is none, a string; ``audit.analyses.semantics.wordnet.audit_synsets``)."""
 
     config: object  # the AuditConfig
     names: list[str]
     layers: list[str]
     runs: list  # every AttackRun of the audit, in plan order
     space: object | None = None
+    synsets: object | None = None
 
 
 @dataclass

@@ -138,7 +138,10 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
             from audit.analyses.semantics.space import build_word_space
 
             space = build_word_space(names, config.embeddings, config.class_words)
-        suite = build_suite(AnalysisContext(config, names, layers, runs, space), user, chosen)
+        from audit.analyses.semantics.wordnet import audit_synsets
+
+        synsets = audit_synsets(names, config.class_synsets, config.wordnet)
+        suite = build_suite(AnalysisContext(config, names, layers, runs, space, synsets), user, chosen)
         preprocessing = settled.report()  # settled: every value, the class names included, is decided
         settings = PassSettings(seed=config.seed, targeted=config.targeted, steps=config.steps, budgets=opts.eps,
                                 confidence=config.confidence)

@@ -1,10 +1,13 @@
 """The severity of mistakes in the class hierarchy (Bertinetto et al., CVPR 2020; Jeanneret et al., 2021).
 
-On when the audit's class names are a built-in label set with a shipped WordNet hierarchy (ImageNet-1k, CIFAR-10,
-CIFAR-100, Fashion-MNIST: the names equal the set's names, in its order, by ``audit.data.labels.norm_name``);
-otherwise the section says why it is off (MNIST's digits have no meaningful hierarchy; other class names need
-``--class-synsets``, which comes next). The tree is ``build_tree`` of the set's shipped graph, its LCA heights
-``lca_height``.
+On when the audit's classes map to WordNet (``AnalysisContext.synsets``, from
+``audit.analyses.semantics.wordnet.audit_synsets``): a user's ``--class-synsets`` file read against ``--wordnet``,
+or a built-in label set with a shipped hierarchy (ImageNet-1k, CIFAR-10, CIFAR-100, Fashion-MNIST: the names
+equal the set's names, in its order, by ``audit.data.labels.norm_name``); otherwise the section says why it is off
+(MNIST's digits have no meaningful hierarchy). The tree is ``build_tree`` over the mapped classes, its LCA heights
+``lca_height``. Classes without a synset are left out and named (``unmapped``): samples of such a class are not
+measured, and a mistake into such a class is counted as not scored (``n_unscored``); the top-k distance ranks
+the mapped classes only.
 
 It reads only the logits. Its sums, all integer counts that merge by addition (``export``/``absorb``, so torchrun
 and ``--resume`` give the report of one process):
@@ -37,18 +40,15 @@ from __future__ import annotations
 import numpy as np
 
 from audit.analyses.base import Analysis, Batch
+from audit.analyses.semantics.wordnet import label_set_of
 from audit.analyses.semantics.hierarchy import (
     build_tree, hierarchical_distance_topk, lca_height, random_wrong_baseline, superclasses,
 )
-from audit.analyses.semantics.wordnet import load_builtin, no_hierarchy_reason
-from audit.data.labels import BUILTIN, norm_name
 from audit.stats import DEFAULT_CONFIDENCE, alpha_of, bootstrap_interval, proportion_interval
 
 SUPERCLASS_DEPTH = 1  # the root's split (CIFAR-10: animals / vehicles; Fashion-MNIST: clothing / footwear / bag)
 TOP_K = (1, 5)  # k = 5 only with at least MIN_CLASSES_TOP5 classes
 MIN_CLASSES_TOP5 = 10
-NOT_BUILTIN = ("the class names are not a built-in label set with a shipped hierarchy (imagenet-1k, cifar10, "
-               "cifar100, fashion-mnist); mapping your own classes with --class-synsets comes next")
 METHOD = ("Mistake severity = height of the lowest common ancestor (LCA) of the true and predicted class in the "
           "WordNet class tree (Bertinetto et al., CVPR 2020: each class's longest hypernym path, single-child "
           "nodes removed; leaves at height 0). Attack runs: the mistakes the attack induced (clean-correct samples "
@@ -56,27 +56,12 @@ METHOD = ("Mistake severity = height of the lowest common ancestor (LCA) of the 
           "the same samples; paired Wilcoxon signed-rank test of observed minus expected.")
 
 
-def label_set_of(names) -> str | None:
-    """The built-in label set whose class names (in order, compared by ``norm_name``) are ``names``, or None."""
-    key = tuple(norm_name(n) for n in names)
-    for name, load in BUILTIN.items():
-        if name == "imagenet-1k" and len(key) != 1000:
-            continue
-        if tuple(norm_name(n) for n in load()) == key:
-            return name
-    return None
-
-
 def build(context) -> Analysis:
-    """The hierarchy analysis when the class names are a built-in set with a hierarchy, else a note saying why."""
-    label_set = label_set_of(context.names)
-    if label_set is None:
-        return HierarchyOff(NOT_BUILTIN)
-    why = no_hierarchy_reason(label_set)
-    synsets = load_builtin(label_set) if why is None else None
-    if synsets is None or synsets.unmapped:
-        return HierarchyOff(why or f"{label_set}: classes without a synset: {', '.join(synsets.unmapped)}")
-    return HierarchyAnalysis(label_set, synsets, runs=context.runs, seed=context.config.seed,
+    """The hierarchy analysis when the audit's classes map to WordNet, else a note saying why not."""
+    synsets = context.synsets
+    if synsets is None or isinstance(synsets, str):
+        return HierarchyOff(synsets or "no class hierarchy was loaded")
+    return HierarchyAnalysis(synsets, runs=context.runs, seed=context.config.seed,
                              confidence=context.config.confidence)
 
 
@@ -97,11 +82,18 @@ class Tally:
     """One measurement's integer sums: mistakes per (true, predicted) pair and the top-k LCA totals' histograms."""
 
     def __init__(self, ks: tuple[int, ...]):
-        self.pairs: dict[tuple[int, int], int] = {}
+        self.pairs: dict[tuple[int, int], int] = {}  # (true, predicted) among the mapped classes -> mistakes
         self.topk = {k: {} for k in ks}  # k -> {LCA total over the top k: samples}
+        self.unscored = 0  # mistakes into a class without a synset
 
-    def add(self, lca: np.ndarray, labels: np.ndarray, logits: np.ndarray, mistakes: np.ndarray) -> None:
-        pairs = np.stack([labels[mistakes], logits[mistakes].argmax(1)], axis=1).astype(np.int64)
+    def add(self, lca: np.ndarray, labels: np.ndarray, logits: np.ndarray, mistakes: np.ndarray,
+            predicted: np.ndarray) -> None:
+        """One batch of samples of mapped classes: ``labels`` and ``predicted`` in the mapped classes' indices
+        (-1: a prediction without a synset), ``logits`` of the mapped classes, ``mistakes`` the samples that
+        count."""
+        self.unscored += int((mistakes & (predicted < 0)).sum())
+        mistakes = mistakes & (predicted >= 0)
+        pairs = np.stack([labels[mistakes], predicted[mistakes]], axis=1).astype(np.int64)
         for (t, p), n in zip(*np.unique(pairs.reshape(-1, 2), axis=0, return_counts=True), strict=True):
             self.pairs[(int(t), int(p))] = self.pairs.get((int(t), int(p)), 0) + int(n)
         for k, hist in self.topk.items():
@@ -112,7 +104,7 @@ class Tally:
     def export(self) -> dict:
         pairs = np.array([[t, p, n] for (t, p), n in sorted(self.pairs.items())], dtype=np.int64).reshape(-1, 3)
         return {"pairs": pairs, "topk": {str(k): np.array(sorted(h.items()), dtype=np.int64).reshape(-1, 2)
-                                         for k, h in self.topk.items()}}
+                                         for k, h in self.topk.items()}, "unscored": self.unscored}
 
     def absorb(self, part: dict) -> None:
         for t, p, n in np.asarray(part["pairs"], dtype=np.int64).reshape(-1, 3).tolist():
@@ -121,6 +113,7 @@ class Tally:
             hist = self.topk[int(k)]
             for value, n in np.asarray(rows, dtype=np.int64).reshape(-1, 2).tolist():
                 hist[value] = hist.get(value, 0) + n
+        self.unscored += int(part["unscored"])
 
     def mistakes(self) -> tuple[np.ndarray, np.ndarray]:
         """The mistakes' true and predicted classes, one entry per mistake, in (true, predicted) order."""
@@ -136,12 +129,14 @@ class HierarchyAnalysis(Analysis):
     key = "hierarchy"
     reads_tap = False
 
-    def __init__(self, label_set: str, synsets, *, runs: list | None = None, seed: int = 0,
-                 confidence: float = DEFAULT_CONFIDENCE):
-        self.label_set, self.synsets, self.seed, self.confidence = label_set, synsets, seed, confidence
-        self.tree = build_tree(synsets.graph.hypernyms, synsets.wnids)
+    def __init__(self, synsets, *, runs: list | None = None, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE):
+        self.synsets, self.seed, self.confidence = synsets, seed, confidence
+        self.mapped = np.array(synsets.mapped, dtype=np.int64)  # the audit's classes that have a synset
+        self.position = np.full(len(synsets.classes), -1, dtype=np.int64)  # audit class -> mapped index, or -1
+        self.position[self.mapped] = np.arange(len(self.mapped))
+        self.tree = build_tree(synsets.graph.hypernyms, [synsets.wnids[c] for c in self.mapped])
         self.lca = lca_height(self.tree)
-        k = len(synsets.classes)
+        k = len(self.mapped)
         self.ks = tuple(x for x in TOP_K if x == 1 or k >= MIN_CLASSES_TOP5)
         self.runs = {run.key: run for run in runs or []}
         self.clean = Tally(self.ks)
@@ -151,14 +146,20 @@ class HierarchyAnalysis(Analysis):
     def _tally(self, key: str) -> Tally:
         return self.adv.setdefault(key, Tally(self.ks))
 
-    def on_clean(self, batch: Batch) -> None:
+    def _add(self, tally: Tally, batch: Batch, mistakes: np.ndarray) -> None:
+        """The batch's samples of mapped classes, in the mapped classes' indices, into ``tally``."""
         labels, logits = batch.y.cpu().numpy(), batch.logits.detach().double().cpu().numpy()
-        self._clean_correct = logits.argmax(1) == labels
-        self.clean.add(self.lca, labels, logits, ~self._clean_correct)
+        keep = self.position[labels] >= 0
+        tally.add(self.lca, self.position[labels[keep]], logits[keep][:, self.mapped], mistakes[keep],
+                  self.position[logits[keep].argmax(1)])
+
+    def on_clean(self, batch: Batch) -> None:
+        self._clean_correct = (batch.logits.argmax(1) == batch.y).cpu().numpy()
+        self._add(self.clean, batch, ~self._clean_correct)
 
     def on_adversarial(self, run, batch: Batch) -> None:
-        labels, logits = batch.y.cpu().numpy(), batch.logits.detach().double().cpu().numpy()
-        self._tally(run.key).add(self.lca, labels, logits, self._clean_correct & (logits.argmax(1) != labels))
+        wrong = (batch.logits.argmax(1) != batch.y).cpu().numpy()
+        self._add(self._tally(run.key), batch, self._clean_correct & wrong)
 
     def export(self, phase: str) -> dict | None:
         if phase != "pass":
@@ -176,6 +177,7 @@ class HierarchyAnalysis(Analysis):
 
     def finish(self, result) -> None:
         syn, tree = self.synsets, self.tree
+        classes = [syn.classes[c] for c in self.mapped]
         groups = superclasses(tree, SUPERCLASS_DEPTH)
         names = syn.graph.names
         group_names = {int(g): names.get(tree.synset[g], tree.synset[g]) for g in np.unique(groups)}
@@ -186,11 +188,12 @@ class HierarchyAnalysis(Analysis):
             runs.append({"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text,
                          **self._measure(self.adv[key], groups)})
         result.analyses[self.key] = {
-            "method": METHOD, "label_set": self.label_set, "source": syn.source,
-            "n_classes": len(syn.classes), "max_height": int(self.tree.height[self.tree.root]),
+            "method": METHOD, "label_set": label_set_of(syn.classes), "source": syn.source,
+            "n_classes": len(self.mapped), "unmapped": syn.unmapped,
+            "max_height": int(self.tree.height[self.tree.root]),
             "confidence": self.confidence, "alpha": alpha_of(self.confidence), "seed": self.seed,
             "superclass_depth": SUPERCLASS_DEPTH,
-            "superclasses": [{"name": group_names[g], "classes": [syn.classes[c] for c in np.flatnonzero(groups == g)]}
+            "superclasses": [{"name": group_names[g], "classes": [classes[c] for c in np.flatnonzero(groups == g)]}
                              for g in group_names],
             "clean": self._measure(self.clean, groups), "adversarial": runs,
         }
@@ -200,7 +203,7 @@ class HierarchyAnalysis(Analysis):
         heights = self.lca[true, pred].astype(np.float64)
         expected = random_wrong_baseline(self.lca, true)
         top = int(self.tree.height[self.tree.root])
-        out: dict = {"n": int(true.size), "counts": np.bincount(heights.astype(np.int64), minlength=top + 1)[
+        out: dict = {"n": int(true.size), "n_unscored": tally.unscored, "counts": np.bincount(heights.astype(np.int64), minlength=top + 1)[
             :top + 1].tolist()}
         # the expected counts per height of a random wrong class for each mistake's true class
         others = np.zeros((len(self.lca), top + 1))

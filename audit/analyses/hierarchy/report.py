@@ -70,6 +70,13 @@ def _rows(sec: dict, largest: bool = False) -> list[tuple[str, dict]]:
     return [("clean", sec["clean"]), *((label(r), r) for r in (largest_per_attack(runs) if largest else runs))]
 
 
+def _listed(unmapped: dict, shown: int = 8) -> str:
+    """The unmapped classes, the first ``shown`` by name, then how many more."""
+    names = list(unmapped)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _level(sec: dict) -> str:
     return f"{100 * sec.get('confidence', 0.95):g}%"
 
@@ -84,9 +91,12 @@ def terminal(result, console) -> None:
     if "skipped" in sec:
         _say(console, f"Mistake severity in the class hierarchy: off ({sec['skipped']})", style="dim")
         return
-    _say(console, f"Mistake severity in the class hierarchy ({sec['label_set']}, WordNet tree of height "
+    where = sec.get("label_set") or f"{sec['n_classes']} mapped classes"
+    _say(console, f"Mistake severity in the class hierarchy ({where}, WordNet tree of height "
                   f"{sec['max_height']}): LCA height of true and predicted class vs a random wrong class, "
                   f"{_level(sec)} intervals", style="bold")
+    if sec.get("unmapped"):
+        _say(console, f"left out, no synset: {_listed(sec['unmapped'])}", indent="  ", style="yellow")
     for name, entry in _rows(sec, largest=True):
         if not entry["n"]:
             _say(console, f"{name}: no mistakes", indent="  ")
@@ -126,6 +136,7 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
                      x_label="share of mistakes")
     return {"skipped": None, "method": sec["method"], "source": sec["source"], "level": _level(sec),
             "depth": sec["superclass_depth"], "superclasses": sec.get("superclasses") or [], "ks": ks,
+            "unmapped": _listed(sec["unmapped"]) if sec.get("unmapped") else None,
             "rows": rows, "svg": svg}
 
 

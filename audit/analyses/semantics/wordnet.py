@@ -19,6 +19,10 @@ Classes map to synsets in two ways:
   name or a wnid; an empty second field or ``-`` leaves the class out on purpose) against a WordNet folder.
   A class the file does not map is returned unmapped with its reason, never guessed.
 
+``audit_synsets(names, class_synsets, wordnet)`` is what an audit uses: the user's file when given, else the
+shipped mapping of the built-in label set whose names the audit's classes are (``label_set_of``), else the
+reason there is none (a string).
+
 Bad input (a folder that is not WordNet 3.0, an unknown synset, a class the model does not have) raises a
 one-line ``AuditError``.
 """
@@ -301,3 +305,39 @@ def load_class_synsets(file, wordnet_folder, class_names=None) -> ClassSynsets:
     sub = ancestors(graph, [w for w in wnids if w])
     return ClassSynsets(tuple(names), tuple(wnids), tuple(sub.names[w] if w else None for w in wnids),
                         tuple(reasons), sub, f"{path} (WordNet {graph.version}, {wordnet_folder})")
+
+
+MIN_MAPPED = 2  # a hierarchy needs two mapped classes
+NOT_BUILTIN = ("the class names are not a built-in label set with a shipped hierarchy (imagenet-1k, cifar10, "
+               "cifar100, fashion-mnist): map them with --class-synsets FILE --wordnet DIR")
+
+
+def label_set_of(names) -> str | None:
+    """The built-in label set whose class names (in order, compared by ``norm_name``) are ``names``, or None."""
+    key = tuple(norm_name(n) for n in names)
+    for name, load in BUILTIN.items():
+        if name == "imagenet-1k" and len(key) != 1000:
+            continue
+        if tuple(norm_name(n) for n in load()) == key:
+            return name
+    return None
+
+
+def audit_synsets(names, class_synsets=None, wordnet=None) -> ClassSynsets | str:
+    """The audit's classes (``names``, in the model's order) mapped to WordNet, or why they are not (a string).
+
+    ``class_synsets`` (with ``wordnet``, the folder it is read against) wins; else the shipped mapping of the
+    built-in label set the names are. A bad file or folder raises ``AuditError``; a mapping that leaves fewer
+    than ``MIN_MAPPED`` classes is refused too, since nothing could be measured on it.
+    """
+    if class_synsets is not None:
+        found = load_class_synsets(class_synsets, wordnet, class_names=list(names))
+        if len(found.mapped) < MIN_MAPPED:
+            raise AuditError(f"{class_synsets} maps {len(found.mapped)} of the model's {len(found.classes)} classes "
+                             f"to a synset: the class hierarchy needs at least {MIN_MAPPED}")
+        return found
+    label_set = label_set_of(names)
+    if label_set is None:
+        return NOT_BUILTIN
+    why = no_hierarchy_reason(label_set)
+    return why if why is not None else load_builtin(label_set)
