@@ -346,3 +346,18 @@ def test_bad_class_mappings_on_audit_run_are_one_line_exit_2_and_no_report(tmp_p
             "unknown class": "'Jumpsuit' is not one of the model's classes",
             "alone": "--class-synsets and --wordnet go together"}[case] in err
     assert not (out / "report.json").exists() and not (out / "report.html").exists()
+
+
+def test_resume_fingerprint_holds_the_classes_synsets():
+    """An edited --class-synsets file (same path) must not resume onto sums counted under the old mapping."""
+    from audit.data import open_data
+    from audit.engine.distributed import world
+    from audit.engine.execution import audit_fingerprint
+
+    data = open_data("demo", samples=8, seed=0)
+    one = world("cpu")
+    base = audit_fingerprint({"seed": 0}, "abc", data, one)
+    mapped = audit_fingerprint({"seed": 0}, "abc", data, one, synsets=("n1", None, "n2"))
+    edited = audit_fingerprint({"seed": 0}, "abc", data, one, synsets=("n1", "n3", "n2"))
+    assert len({json.dumps(fp, sort_keys=True) for fp in (base, mapped, edited)}) == 3
+    assert audit_fingerprint({"seed": 0}, "abc", data, one, synsets=("n1", None, "n2")) == mapped

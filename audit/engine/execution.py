@@ -23,14 +23,18 @@ from audit.errors import AuditError
 NOT_NUMBERS = {"resume", "threads", "label", "config", "out", "html", "junit", "export_representations"}
 
 
-def audit_fingerprint(settings: dict, sha256: str, data, world: World, preprocessing: dict | None = None) -> dict:
+def audit_fingerprint(settings: dict, sha256: str, data, world: World, preprocessing: dict | None = None,
+                      synsets: tuple | None = None) -> dict:
     """What determines the numbers of an audit: the model file, the data and its chosen samples, every setting
-    (``AuditConfig.effective()``) that changes a number, the world size, and the preprocessing as settled
+    (``AuditConfig.effective()``) that changes a number, the world size, the preprocessing as settled
     (``model.preprocessing``: a model config, such as a Hugging Face folder's preprocessor_config.json, is not
-    part of the model's digest)."""
+    part of the model's digest), and the classes' synsets (a ``--class-synsets`` file's content is not part of
+    the settings: its path is)."""
     options = {f"--{k.replace('_', '-')}": v for k, v in settings.items() if k not in NOT_NUMBERS}
     chosen = hashlib.sha256(data.chosen.tobytes()).hexdigest()
     extra = {} if preprocessing is None else {"preprocessing": preprocessing}
+    if synsets is not None:
+        extra["synsets"] = list(synsets)
     return fingerprint({"model": sha256, "data": [data.source, data.format, chosen], **options,
                         "world size": world.size, **extra})
 

@@ -149,7 +149,8 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
         execution = Execution(
             audit_pass, lambda: data.batches(config.batch_size, size=size, channels=channels), len(data), world,
             StateDir(state_dir, world.rank) if state_dir else None,
-            audit_fingerprint(config.effective(), loaded.sha256, data, world, preprocessing), config.resume, progress)
+            audit_fingerprint(config.effective(), loaded.sha256, data, world, preprocessing,
+                              None if isinstance(synsets, str) else synsets.wnids), config.resume, progress)
         if suite.prepass:
             progress.stage("clean pre-pass (class representations)")
             execution.prepass()
