@@ -411,35 +411,6 @@ def compare_cmd(
                          f"beyond the tolerance: {', '.join(names[:5])}" + (" ..." if len(names) > 5 else ""))
 
 
-def _load(labelset: str | None, class_synsets: Path | None, wordnet: Path | None):
-    """The classes of `audit hierarchy` as ``(classes, wnids, hypernyms, names)``: the one place the command meets the
-    WordNet data (a built-in label set's shipped files, or a user's class -> synset file read against a WordNet
-    dict folder)."""
-    try:
-        from audit.analyses.semantics import wordnet as wn
-    except ImportError:
-        raise AuditError("this build ships no WordNet data (audit.analyses.semantics.wordnet is missing)") from None
-    if class_synsets is None:
-        found = wn.load_builtin(labelset)
-        if found is None:
-            raise AuditError(f"the label set {labelset!r} has no WordNet hierarchy ({wn.no_hierarchy_reason(labelset)}); "
-                             "give a class -> synset file with --class-synsets FILE --wordnet DIR")
-    else:
-        found = wn.load_class_synsets(class_synsets, wordnet)
-    unmapped = list(found.unmapped.items())
-    if unmapped:
-        from rich.markup import escape
-
-        left = ", ".join(f"{name} ({why})" for name, why in unmapped[:5])
-        _console().print(f"[yellow]left out, not mapped to a synset:[/] {escape(left)}"
-                         + (f" and {len(unmapped) - 5} more" if len(unmapped) > 5 else ""))
-    kept = found.mapped
-    if len(kept) < 2:
-        raise AuditError(f"only {len(kept)} of {len(found.classes)} classes map to a synset: a hierarchy needs two")
-    return ([found.classes[i] for i in kept], [found.wnids[i] for i in kept], found.graph.hypernyms,
-            found.graph.names)
-
-
 @app.command("hierarchy", help="Print the class tree the audit uses for mistake severity (WordNet hypernyms, each "
              "class's longest path to the root, single-child nodes removed; heights: a class 0, a node 1 + its "
              "highest child), and with --export FILE.npz write classes, synsets and lca_height.")
@@ -459,44 +430,18 @@ def hierarchy_cmd(
                          "with --wordnet DIR, not both")
     if (class_synsets is None) != (wordnet is None):
         raise AuditError("--class-synsets and --wordnet go together: the synsets are looked up in that WordNet folder")
-    import io
-
-    import numpy as np
     from rich.markup import escape
-    from rich.tree import Tree
 
-    from audit.analyses.semantics.hierarchy import build_tree, lca_height, top_split
+    from audit.analyses.hierarchy import tree_view
     from reports.schema import write_atomic
 
-    classes, wnids, hypernyms, names = _load(labelset, class_synsets, wordnet)
-    try:
-        tree = build_tree(hypernyms, wnids)
-    except ValueError as exc:
-        raise AuditError(f"cannot build the class tree: {exc}") from None
-    lca = lca_height(tree)
-
-    def label(node: int) -> str:
-        synset = tree.synset[node]
-        if tree.leaf_class[node] >= 0:
-            return f"[bold]{escape(classes[tree.leaf_class[node]])}[/bold]  {escape(names.get(synset, synset))} {synset}"
-        return f"{escape(names.get(synset, synset))} {synset}  [dim]height {tree.height[node]}[/dim]"
-
-    view = Tree(label(tree.root))
-    stack = [(tree.root, view)]
-    while stack:
-        node, branch = stack.pop()
-        for child in tree.children[node]:
-            stack.append((child, branch.add(label(child))))
+    found = tree_view.mapped_classes(labelset, class_synsets, wordnet)
     console = _console()
-    console.print(view)
-    groups = "; ".join(f"{escape(names.get(tree.synset[n], tree.synset[n]))}: {len(c)}" for n, c in top_split(tree))
-    console.print(f"{len(classes)} classes, {len(tree.parent) - len(classes)} inner nodes, height "
-                  f"{tree.height[tree.root]}; the root splits into {groups or 'nothing (one class)'}")
+    tree_view.show(found, console)
     if export is not None:
-        buffer = io.BytesIO()
-        np.savez(buffer, classes=np.array(classes, dtype=str), synsets=np.array(wnids, dtype=str), lca_height=lca)
-        write_atomic(export, buffer.getvalue())
-        console.print(f"wrote {escape(str(export))}: classes, synsets, lca_height ({len(classes)} x {len(classes)})")
+        write_atomic(export, tree_view.export(found))
+        n = len(found.mapped)
+        console.print(f"wrote {escape(str(export))}: classes, synsets, lca_height ({n} x {n})")
 
 
 def main(argv: list[str] | None = None) -> None:

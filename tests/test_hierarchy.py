@@ -264,15 +264,23 @@ def test_cifar10_on_wordnet(wordnet):
 
 # ---- audit hierarchy ----------------------------------------------------------------------------------------------
 
+def _synsets(classes, wnids, hypernyms, names):
+    from audit.analyses.semantics.wordnet import ClassSynsets, NounGraph
+
+    return ClassSynsets(tuple(classes), tuple(wnids), tuple(names.get(w, w) for w in wnids), (None,) * len(wnids),
+                        NounGraph(hypernyms, names, "3.0"), "toy")
+
+
 def _toy_load(labelset, class_synsets, wordnet):
     names = {"R": "root.n.01", "A": "animal.n.01", "E": "vehicle.n.01", "B": "pet.n.01"}
-    return [f"class {c}" for c in CLASSES], list(CLASSES), GRAPH, names
+    return _synsets([f"class {c}" for c in CLASSES], list(CLASSES), GRAPH, names)
 
 
 def test_the_command_prints_the_tree_and_exports_it(tmp_path, monkeypatch, capsys):
     from audit import cli
+    from audit.analyses.hierarchy import tree_view
 
-    monkeypatch.setattr(cli, "_load", _toy_load)
+    monkeypatch.setattr(tree_view, "mapped_classes", _toy_load)
     out = tmp_path / "sub" / "toy.npz"
     with pytest.raises(SystemExit) as done:
         cli.main(["hierarchy", "toy", "--export", str(out)])
@@ -306,8 +314,10 @@ def test_the_command_refuses_bad_flags_in_one_line(args, needle, capsys):
 
 def test_a_graph_without_one_root_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     from audit import cli
+    from audit.analyses.hierarchy import tree_view
 
-    monkeypatch.setattr(cli, "_load", lambda *a: (["a", "b"], ["a", "b"], {"a": ("r1",), "b": ("r2",)}, {}))
+    monkeypatch.setattr(tree_view, "mapped_classes",
+                        lambda *a: _synsets(["a", "b"], ["a", "b"], {"a": ("r1",), "b": ("r2",)}, {}))
     out = tmp_path / "x.npz"
     with pytest.raises(SystemExit) as done:
         cli.main(["hierarchy", "toy", "--export", str(out)])
