@@ -13,7 +13,7 @@ import torch
 
 from audit import AuditConfig, run_audit
 from audit.analyses.base import Analysis, Batch
-from audit.analyses.hierarchy.analysis import SUPERCLASS_DEPTH, HierarchyAnalysis
+from audit.analyses.hierarchy.analysis import HierarchyAnalysis
 from audit.analyses.semantics.hierarchy import build_tree
 from audit.analyses.semantics.wordnet import NOT_BUILTIN, SKIPPED, label_set_of, load_builtin
 from audit.data.labels import BUILTIN
@@ -65,7 +65,7 @@ def literal_lca(tree, a: int, b: int) -> int:
 
 def literal_superclass(tree, c: int) -> int:
     node = tree.leaf[c]
-    while tree.depth[node] > SUPERCLASS_DEPTH:
+    while tree.depth[node] > 1:  # the default level of Fashion-MNIST (and CIFAR-10): depth 1
         node = tree.parent[node]
     return node
 
