@@ -19,6 +19,7 @@ from audit.analyses.semantics.wordnet import NOT_BUILTIN, SKIPPED, label_set_of,
 from audit.data.labels import BUILTIN
 from audit.demo import ARCH, ASSETS
 from audit.stats import bootstrap_interval, proportion_interval
+from reports.formatting import pct
 
 
 def config(**kw) -> AuditConfig:
@@ -244,7 +245,21 @@ def test_section_follows_the_schema_and_renders(audited):
     assert max(len(line) for line in text.splitlines()) <= 80
     p = panel(report)
     assert len(p["rows"]) == 2 and "<svg" in str(p["svg"])
-    assert 'id="hierarchy"' in render_html(report)
+    # the superclass lines and table: the level, each superclass with samples, the test across superclasses
+    flat = " ".join(text.split())
+    assert "superclasses: depth 1 of the class tree (the default" in flat
+    sec = report["analyses"]["hierarchy"]
+    for row, adv in zip(sec["clean"]["by_superclass"], run["by_superclass"], strict=True):
+        assert f"{row['name']} ({len(next(g for g in sec['superclasses'] if g['name'] == row['name'])['classes'])} " \
+               f"classes, n {row['n']}): accuracy {pct(row['accuracy'])}" in flat
+        assert f"fgsm@0.1 robust {pct(adv['accuracy'])}" in flat
+    assert f"accuracy across superclasses: clean {sec['clean']['superclass_test']['verdict']}" in flat
+    coarse = p["coarse"]
+    assert [r["name"] for r in coarse["rows"]] == ["clothing.n.01", "footwear.n.02", "bag.n.04"]
+    assert coarse["columns"] == ["fgsm@0.1 robust accuracy"] and coarse["inside_columns"] == ["fgsm@0.1"]
+    html = render_html(report)
+    assert 'id="hierarchy"' in html and "Coarse robustness per superclass" in html
+    assert coarse["rows"][0]["runs"][0] in html
 
 
 def test_class_names_that_are_no_builtin_set_get_the_note():
