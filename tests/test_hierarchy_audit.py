@@ -249,17 +249,18 @@ def test_section_follows_the_schema_and_renders(audited):
     flat = " ".join(text.split())
     assert "superclasses: depth 1 of the class tree (the default" in flat
     sec = report["analyses"]["hierarchy"]
+    sizes = {g["name"]: len(g["classes"]) for g in sec["superclasses"]}
     for row, adv in zip(sec["clean"]["by_superclass"], run["by_superclass"], strict=True):
-        assert f"{row['name']} ({len(next(g for g in sec['superclasses'] if g['name'] == row['name'])['classes'])} " \
-               f"classes, n {row['n']}): accuracy {pct(row['accuracy'])}" in flat
+        named = f"{sizes[row['name']]} class{'es' if sizes[row['name']] > 1 else ''}"
+        assert f"{row['name']} ({named}, n {row['n']}): accuracy {pct(row['accuracy'])}" in flat
         assert f"fgsm@0.1 robust {pct(adv['accuracy'])}" in flat
     assert f"accuracy across superclasses: clean {sec['clean']['superclass_test']['verdict']}" in flat
     coarse = p["coarse"]
     assert [r["name"] for r in coarse["rows"]] == ["clothing.n.01", "footwear.n.02", "bag.n.04"]
-    assert coarse["columns"] == ["fgsm@0.1 robust accuracy"] and coarse["inside_columns"] == ["fgsm@0.1"]
+    assert coarse["runs"] == [{"label": "fgsm@0.1", "accuracy_of": "robust accuracy"}]
     html = render_html(report)
     assert 'id="hierarchy"' in html and "Coarse robustness per superclass" in html
-    assert coarse["rows"][0]["runs"][0] in html
+    assert coarse["rows"][0]["runs"][0][0] in html and coarse["tests"]["clean"] in html
 
 
 def test_class_names_that_are_no_builtin_set_get_the_note():

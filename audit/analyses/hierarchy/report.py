@@ -5,8 +5,8 @@ interval and p-value was computed at audit time (audit/analyses/hierarchy/analys
 A sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
 significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...". Likewise accuracy
 "differs across superclasses" (naming the lowest and highest) only when the section's ``superclass_test`` is
-significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``), each
-attack at its largest budget; the HTML table has every superclass and every run.
+significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``), the HTML
+table every superclass; both show each attack at its largest budget.
 
 No score component and no gate metric (the score's severity component is the semantic window's).
 """
@@ -120,13 +120,14 @@ def _superclass_lines(console, sec: dict) -> None:
     sizes = {g["name"]: len(g["classes"]) for g in sec.get("superclasses") or []}
     clean = [r for r in sec["clean"].get("by_superclass") or [] if r["n"]]
     for row in clean[:SHOWN]:
-        parts = [f"{row['name']} ({sizes.get(row['name'], '?')} classes, n {row['n']}): accuracy {_accuracy(row)}"]
+        size = sizes.get(row["name"], 0)
+        parts = [f"{row['name']} ({size} class{'' if size == 1 else 'es'}, n {row['n']}): accuracy {_accuracy(row)}"]
         for run in runs:
             mine = next(r for r in run["by_superclass"] if r["name"] == row["name"])
             what = "robust" if run.get("accuracy_of", "robust accuracy") == "robust accuracy" else "failure rate"
             inside = _inside(mine)
             parts.append(f"{label(run)} {what} {_accuracy(mine)}"
-                         + ("" if inside == "—" else f", its mistakes inside {inside}"))
+                         + ("" if inside == "—" else f", inside {inside}"))
         _say(console, "; ".join(parts), indent="    ")
     if len(clean) > SHOWN:
         _say(console, f"and {len(clean) - SHOWN} more superclasses with samples (the HTML report lists them)",
@@ -197,22 +198,21 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
 
 
 def _coarse(sec: dict) -> dict | None:
-    """The superclass table: per superclass its classes, samples, clean accuracy, robust accuracy under every run
-    and the share of each attack's mistakes (largest budget) staying inside; a last row with the tests across."""
+    """The superclass table: per superclass its classes, samples and clean accuracy, then per attack at its largest
+    budget the robust accuracy and the share of the attack's mistakes staying inside; a last row with the tests
+    across superclasses."""
     if sec["clean"].get("by_superclass") is None:
         return None
-    runs = sec.get("adversarial") or []
-    largest = largest_per_attack(runs)
+    runs = largest_per_attack(sec.get("adversarial") or [])
     classes = {g["name"]: g["classes"] for g in sec.get("superclasses") or []}
-    columns = [f"{label(r)} {r.get('accuracy_of', 'robust accuracy')}" for r in runs]
     rows = []
     for i, row in enumerate(sec["clean"]["by_superclass"]):
         rows.append({"name": row["name"], "classes": ", ".join(classes.get(row["name"], [])), "n": row["n"],
-                     "clean": _accuracy(row), "runs": [_accuracy(r["by_superclass"][i]) for r in runs],
-                     "inside": [_inside(r["by_superclass"][i]) for r in largest]})
-    return {"rule": (sec.get("superclass_level") or {}).get("rule", ""), "columns": columns,
-            "inside_columns": [label(r) for r in largest], "rows": rows,
-            "tests": {"clean": _across(sec["clean"]), "runs": [_across(r) for r in runs]},
+                     "clean": _accuracy(row),
+                     "runs": [(_accuracy(r["by_superclass"][i]), _inside(r["by_superclass"][i])) for r in runs]})
+    return {"rule": (sec.get("superclass_level") or {}).get("rule", ""),
+            "runs": [{"label": label(r), "accuracy_of": r.get("accuracy_of", "robust accuracy")} for r in runs],
+            "rows": rows, "tests": {"clean": _across(sec["clean"]), "runs": [_across(r) for r in runs]},
             "test_names": sorted({t["test"] for t in (sec["clean"], *runs)
                                   for t in [t.get("superclass_test") or {}] if t.get("test")})}
 
