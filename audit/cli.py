@@ -165,6 +165,13 @@ def run(
                                              "--wordnet; unmapped classes are named and left out."),
     wordnet: str | None = typer.Option(None, "--wordnet", help="A WordNet 3.0 dict folder (e.g. /usr/share/wordnet) "
                                        "for --class-synsets."),
+    superclass_depth: int | None = typer.Option(None, "--superclass-depth", help="Superclasses at this depth of "
+                                                "the class tree (root 0); default: the shallowest depth where no "
+                                                "superclass holds more than two thirds of the classes."),
+    superclasses: str | None = typer.Option(None, "--superclasses", help="Superclasses as WordNet nodes "
+                                            "NODE,NODE,... (synset names like vehicle.n.01, or wnids): each class "
+                                            "goes to the deepest named node above it, classes under none to "
+                                            "'other'."),
     permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
     saliency: str = typer.Option("gradcam", help="Saliency maps per layer: gradcam, gradxact, activation, or none."),
     saliency_class: str = typer.Option("predicted", help="The class whose logit the maps explain: predicted or true."),

@@ -132,6 +132,13 @@ class AuditConfig:
                                        "wnid), read with wordnet")
     wordnet: str | None = option(None, kinds=("string",), path="path", example="/usr/share/wordnet",
                                  doc="a WordNet 3.0 dict folder that class_synsets is read against")
+    superclass_depth: int | None = option(None, kinds=("integer",), example=1,
+                                          doc="depth of the superclasses in the class tree, root 0 (default: the "
+                                          "shallowest depth where no superclass holds over 2/3 of the classes)")
+    superclasses: str | None = option(None, kinds=("strings", "string"), to_field=_joined,
+                                      example=["vertebrate.n.01", "vehicle.n.01"],
+                                      doc="superclasses as WordNet nodes (synset names or wnids): each class under "
+                                      "the deepest one above it, the rest 'other'")
     permutations: int = option(1000, kinds=("integer",), doc="label permutations of the semantic significance test")
     saliency: str = option("gradcam", kinds=("string",), doc="saliency maps: gradcam, gradxact, activation or none")
     saliency_class: str = option("predicted", kinds=("string",), doc="whose logit the maps explain: predicted or true")
@@ -192,6 +199,13 @@ class AuditConfig:
         if (self.class_synsets is None) != (self.wordnet is None):
             raise AuditError("--class-synsets and --wordnet go together: the synsets are looked up in that WordNet "
                              "folder")
+        if self.superclass_depth is not None and self.superclasses:
+            raise AuditError("--superclass-depth and --superclasses choose the same thing: give one of them")
+        if self.superclass_depth is not None and self.superclass_depth < 1:
+            raise AuditError(f"--superclass-depth must be at least 1 (depth 0 is the root, one group of every "
+                             f"class), got {self.superclass_depth}")
+        if self.superclasses is not None and not _joined(self.superclasses).replace(",", "").strip():
+            raise AuditError("--superclasses names no node: give WordNet nodes, e.g. vertebrate.n.01,vehicle.n.01")
         if self.levels is not None and not 2 <= self.levels <= 256:
             raise AuditError(f"--levels must be between 2 and 256, got {self.levels}")
         from reports.gates import parse_gate

@@ -88,7 +88,11 @@ def test_the_examples_commented_values_are_valid_settings(tmp_path):
     uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", example_toml(), flags=re.M)
     values = read_config_file(write(tmp_path, uncommented))
     assert set(values) == set(file_keys())
-    config = AuditConfig.from_options(values)
+    # superclass_depth and superclasses choose one thing: each example is valid alone, the two together are not
+    with pytest.raises(AuditError, match="give one of them"):
+        AuditConfig.from_options(values).check()
+    AuditConfig.from_options({k: v for k, v in values.items() if k != "superclass_depth"}).check()
+    config = AuditConfig.from_options({k: v for k, v in values.items() if k != "superclasses"})
     config.check()
     assert config.arch_kwargs == {"num_classes": 10} and config.eps == ["2/255", "4/255", "8/255"]
     assert config.mean == [0.485, 0.456, 0.406] and config.fail_under == 50.0

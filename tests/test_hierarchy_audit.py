@@ -13,12 +13,13 @@ import torch
 
 from audit import AuditConfig, run_audit
 from audit.analyses.base import Analysis, Batch
-from audit.analyses.hierarchy.analysis import SUPERCLASS_DEPTH, HierarchyAnalysis
+from audit.analyses.hierarchy.analysis import HierarchyAnalysis
 from audit.analyses.semantics.hierarchy import build_tree
 from audit.analyses.semantics.wordnet import NOT_BUILTIN, SKIPPED, label_set_of, load_builtin
 from audit.data.labels import BUILTIN
 from audit.demo import ARCH, ASSETS
 from audit.stats import bootstrap_interval, proportion_interval
+from reports.formatting import pct
 
 
 def config(**kw) -> AuditConfig:
@@ -63,9 +64,10 @@ def literal_lca(tree, a: int, b: int) -> int:
     return tree.height[node]
 
 
-def literal_superclass(tree, c: int) -> int:
+def literal_superclass(tree, c: int, depth: int = 1) -> int:
+    """Class c's ancestor at ``depth`` (1: the default level of Fashion-MNIST and CIFAR-10), walking up."""
     node = tree.leaf[c]
-    while tree.depth[node] > SUPERCLASS_DEPTH:
+    while tree.depth[node] > depth:
         node = tree.parent[node]
     return node
 
@@ -84,10 +86,14 @@ def expected_section(y, clean, adv=None, syn=None):
     mistakes, diffs, same, chance, counts, base = [], [], 0, 0.0, [0] * (top_h + 1), [0.0] * (top_h + 1)
     top = {1: [], 5: []} if k >= 10 else {1: []}
     unscored = 0
+    groups = {}  # superclass node -> samples, right, mistakes, mistakes inside
     for i in range(len(y)):
         if int(y[i]) not in mapped:
             continue
         t, p = mapped.index(int(y[i])), int(np.argmax(logits[i]))
+        g = groups.setdefault(literal_superclass(tree, t), {"n": 0, "right": 0, "mistakes": 0, "inside": 0})
+        g["n"] += 1
+        g["right"] += p == mapped[t]
         order = sorted(range(k), key=lambda c: (-logits[i][mapped[c]], c))
         for kk in top:
             top[kk].append(sum(lca[t][c] for c in order[:kk]) / kk)
@@ -106,6 +112,8 @@ def expected_section(y, clean, adv=None, syn=None):
         for o in others:
             base[o] += 1 / len(others)
         same += literal_superclass(tree, t) == literal_superclass(tree, p)
+        g["mistakes"] += 1
+        g["inside"] += literal_superclass(tree, t) == literal_superclass(tree, p)
         chance += (sum(literal_superclass(tree, c) == literal_superclass(tree, t) for c in range(k)) - 1) / (k - 1)
     heights = [h for _, _, h in sorted(mistakes)]
     n = len(heights)
@@ -113,7 +121,10 @@ def expected_section(y, clean, adv=None, syn=None):
             "base": base, "mean": sum(heights) / n, "median": float(np.median(heights)),
             "baseline_mean": sum(h - d for (_, _, h), (_, _, d) in zip(sorted(mistakes), sorted(diffs), strict=True)) / n,
             "same": same, "chance": chance / n, "top": {kk: sum(v) / len(v) for kk, v in top.items()},
-            "top_values": top, "unscored": unscored}
+            "top_values": top, "unscored": unscored,
+            "superclasses": {syn.graph.names[tree.synset[node]]: {
+                **g, "size": sum(literal_superclass(tree, c) == node for c in range(k))} for node, g in groups.items()},
+            "classes": k}
 
 
 def check(entry: dict, want: dict) -> None:
@@ -141,6 +152,56 @@ def check(entry: dict, want: dict) -> None:
     for t in entry["topk"]:  # a bootstrap over the samples' distances (sorted as the tally keeps them): never below 0
         expected = bootstrap_interval(sorted(want["top_values"][t["k"]]), seed=0)
         assert t["ci"] == pytest.approx(expected, abs=1e-12) and t["ci"][0] >= 0
+    check_superclasses(entry, want)
+
+
+def check_superclasses(entry: dict, want: dict) -> None:
+    """The per-superclass rows and the test across superclasses against the literal loop's counts."""
+    rows = {r["name"]: r for r in entry["by_superclass"]}
+    assert {name for name, r in rows.items() if r["n"]} == set(want["superclasses"])
+    for name, g in want["superclasses"].items():
+        r = rows[name]
+        assert (r["n"], r["correct"]) == (g["n"], g["right"])
+        assert r["accuracy"] == g["right"] / g["n"] and r["accuracy_ci"] == proportion_interval(g["right"], g["n"])
+        m = r["mistakes"]
+        assert (m["k"], m["n"]) == (g["inside"], g["mistakes"])
+        assert m["ci"] == proportion_interval(g["inside"], g["mistakes"])
+        assert m["chance"] == pytest.approx((g["size"] - 1) / (want["classes"] - 1), abs=1e-15)
+    test = entry["superclass_test"]
+    have = [g for g in want["superclasses"].values() if g["n"]]
+    hits, sizes = np.array([g["right"] for g in have]), np.array([g["n"] for g in have])
+    assert test["n"] == sizes.sum() and test["groups"] == len(have)
+    if hits.sum() in (0, sizes.sum()) or len(have) < 2:
+        assert test["p_value"] is None and test["verdict"].startswith("nothing to compare")
+        return
+    table = np.stack([hits, sizes - hits], axis=1)
+    if len(have) == 2:
+        assert test["test"].startswith("Fisher") and test["p_value"] == pytest.approx(
+            scipy.stats.fisher_exact(table).pvalue, rel=1e-12)
+    else:
+        assert test["statistic"] == pytest.approx(scipy.stats.chi2_contingency(table, correction=False).statistic,
+                                                  rel=1e-12)
+        assert test["p_value"] == pytest.approx(permutation_p(hits, sizes, test["statistic"]), abs=0.03)
+    if test["p_value"] <= 0.05:
+        acc = {name: g["right"] / g["n"] for name, g in want["superclasses"].items()}
+        assert test["verdict"] == "differs across superclasses"
+        assert acc[test["lowest"]] == min(acc.values()) and acc[test["highest"]] == max(acc.values())
+    else:
+        assert test["verdict"] == f"inconclusive at n = {sizes.sum()}" and test["lowest"] is None
+
+
+def permutation_p(hits, sizes, observed: float, draws: int = 3000) -> float:
+    """The chi-square test's p-value by shuffling the samples' right/wrong over their superclasses (a loop)."""
+    rng = np.random.default_rng(123)
+    outcomes = np.repeat([1, 0], [hits.sum(), sizes.sum() - hits.sum()])
+    edges = np.cumsum(sizes)[:-1]
+    extreme = 0
+    for _ in range(draws):
+        shuffled = rng.permutation(outcomes)
+        right = np.array([part.sum() for part in np.split(shuffled, edges)])
+        table = np.stack([right, sizes - right], axis=1)
+        extreme += scipy.stats.chi2_contingency(table, correction=False).statistic >= observed - 1e-9
+    return (1 + extreme) / (1 + draws)
 
 
 def test_clean_and_attack_measures_equal_a_literal_loop_over_the_samples(audited):
@@ -184,7 +245,22 @@ def test_section_follows_the_schema_and_renders(audited):
     assert max(len(line) for line in text.splitlines()) <= 80
     p = panel(report)
     assert len(p["rows"]) == 2 and "<svg" in str(p["svg"])
-    assert 'id="hierarchy"' in render_html(report)
+    # the superclass lines and table: the level, each superclass with samples, the test across superclasses
+    flat = " ".join(text.split())
+    assert "superclasses: depth 1 of the class tree (the default" in flat
+    sec = report["analyses"]["hierarchy"]
+    sizes = {g["name"]: len(g["classes"]) for g in sec["superclasses"]}
+    for row, adv in zip(sec["clean"]["by_superclass"], run["by_superclass"], strict=True):
+        named = f"{sizes[row['name']]} class{'es' if sizes[row['name']] > 1 else ''}"
+        assert f"{row['name']} ({named}, n {row['n']}): accuracy {pct(row['accuracy'])}" in flat
+        assert f"fgsm@0.1 robust {pct(adv['accuracy'])}" in flat
+    assert f"accuracy across superclasses: clean {sec['clean']['superclass_test']['verdict']}" in flat
+    coarse = p["coarse"]
+    assert [r["name"] for r in coarse["rows"]] == ["clothing.n.01", "footwear.n.02", "bag.n.04"]
+    assert coarse["runs"] == [{"label": "fgsm@0.1", "accuracy_of": "robust accuracy"}]
+    html = render_html(report)
+    assert 'id="hierarchy"' in html and "Coarse robustness per superclass" in html
+    assert coarse["rows"][0]["runs"][0][0] in html and coarse["tests"]["clean"] in html
 
 
 def test_class_names_that_are_no_builtin_set_get_the_note():
@@ -361,3 +437,29 @@ def test_resume_fingerprint_holds_the_classes_synsets():
     edited = audit_fingerprint({"seed": 0}, "abc", data, one, synsets=("n1", "n3", "n2"))
     assert len({json.dumps(fp, sort_keys=True) for fp in (base, mapped, edited)}) == 3
     assert audit_fingerprint({"seed": 0}, "abc", data, one, synsets=("n1", None, "n2")) == mapped
+
+
+def test_superclass_counts_add_up_to_the_reports_own_totals(audited, mapped_by_file):
+    result, _ = audited
+    sec = result.analyses["hierarchy"]
+    level = sec["superclass_level"]
+    assert (level["how"], level["depth"], sec["superclass_depth"]) == ("default", 1, 1)
+    assert "two thirds" in level["rule"]
+    clean = sec["clean"]["by_superclass"]
+    assert sum(r["n"] for r in clean) == result.clean["n"] == 60
+    assert sum(r["correct"] for r in clean) == result.clean["n_correct"]
+    for run, attack in zip(sec["adversarial"], result.attacks, strict=True):
+        assert run["accuracy_of"] == "robust accuracy"
+        assert sum(r["n"] for r in run["by_superclass"]) == result.clean["n"]
+        assert sum(r["correct"] for r in run["by_superclass"]) == round(attack["robust_accuracy"] * result.clean["n"])
+    # seven of ten classes mapped: the counts add up to the report's per-class counts of those seven
+    result, _, syn = mapped_by_file
+    sec = result.analyses["hierarchy"]
+    mapped = {syn.classes[c] for c in syn.mapped}
+    per_class = [c for c in result.clean["per_class"] if c["class"] in mapped]
+    assert sum(r["n"] for r in sec["clean"]["by_superclass"]) == sum(c["n"] for c in per_class)
+    assert sum(r["correct"] for r in sec["clean"]["by_superclass"]) == sum(round(c["accuracy"] * c["n"])
+                                                                          for c in per_class)
+    for run, attack in zip(sec["adversarial"], result.attacks, strict=True):
+        robust = [c for c in attack["per_class_robust_accuracy"] if c["class"] in mapped]
+        assert sum(r["correct"] for r in run["by_superclass"]) == sum(round(c["accuracy"] * c["n"]) for c in robust)

@@ -17,7 +17,9 @@ and ``--resume`` give the report of one process):
   attack induced);
 - per k (1, and 5 with at least 10 classes), a histogram of each sample's top-k LCA total (the sum of the LCA
   heights between the true class and its k highest scored classes, an integer; its mean over k is Bertinetto et
-  al.'s hierarchical distance of the top-k), over every audited sample, clean and per run.
+  al.'s hierarchical distance of the top-k), over every audited sample, clean and per run;
+- per mapped class, the audited samples and those predicted right: clean, and per run under attack (the report's
+  robust accuracy counts the same way: a clean mistake stays a mistake).
 
 ``finish`` rebuilds the mistakes from the pair counts (in (true, predicted) order, so the result does not depend on
 the batches' order or their split over processes) and reports, clean and per run:
@@ -30,9 +32,14 @@ the batches' order or their split over processes) and reports, clean and per run
   ``scipy.stats.wilcoxon``, zero differences dropped); the verdict says "milder" or "worse than chance" (the sign
   with the larger rank sum) only when p <= alpha, else that it is inconclusive at this n;
 - the top-k hierarchical distance: mean with a percentile bootstrap interval over the samples (never below 0);
-- coarse robustness: each class's superclass at ``SUPERCLASS_DEPTH`` (1: the root's split, ``superclasses``) and
-  the share of mistakes whose prediction stays inside the true class's superclass, with a Wilson interval
-  (``audit.stats.proportion_interval``), beside the share a random wrong class would have.
+- coarse robustness (``coarse.py``) at the level of ``--superclass-depth`` or ``--superclasses`` (default: the
+  shallowest depth where no superclass holds more than two thirds of the classes; the section's
+  ``superclass_level`` says which and why): the share of all mistakes whose prediction stays inside the true class's
+  superclass, with a Wilson interval (``audit.stats.proportion_interval``), beside the share a random wrong class
+  would have (``same_superclass``); per superclass the samples, the accuracy (clean) or robust accuracy (a run; the
+  failure rate of a minimal-perturbation attack, ``accuracy_of``) with a Wilson interval and the share of its
+  mistakes staying inside (``by_superclass``); and whether accuracy differs across superclasses
+  (``superclass_test``: Fisher's exact test with two, a Monte Carlo chi-square test with more).
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ import numpy as np
 from audit.analyses.base import Analysis, Batch
 from audit.analyses.semantics.wordnet import label_set_of
 from audit.analyses.semantics.hierarchy import (
-    build_tree, hierarchical_distance_topk, lca_height, random_wrong_baseline, superclasses,
+    build_tree, hierarchical_distance_topk, lca_height, random_wrong_baseline,
 )
-from audit.stats import DEFAULT_CONFIDENCE, alpha_of, bootstrap_interval, proportion_interval
+from audit.analyses.hierarchy.coarse import by_superclass, choose_level, compare, inside_share
+from audit.errors import AuditError
+from audit.stats import DEFAULT_CONFIDENCE, alpha_of, bootstrap_interval
 
-SUPERCLASS_DEPTH = 1  # the root's split (CIFAR-10: animals / vehicles; Fashion-MNIST: clothing / footwear / bag)
 TOP_K = (1, 5)  # k = 5 only with at least MIN_CLASSES_TOP5 classes
 MIN_CLASSES_TOP5 = 10
 METHOD = ("Mistake severity = height of the lowest common ancestor (LCA) of the true and predicted class in the "
@@ -57,12 +65,19 @@ METHOD = ("Mistake severity = height of the lowest common ancestor (LCA) of the 
 
 
 def build(context) -> Analysis:
-    """The hierarchy analysis when the audit's classes map to WordNet, else a note saying why not."""
-    synsets = context.synsets
+    """The hierarchy analysis when the audit's classes map to WordNet, else a note saying why not (and bad input
+    when a superclass level was asked for)."""
+    synsets, config = context.synsets, context.config
+    given = config.superclasses or ""
+    nodes = [n.strip() for n in (given.split(",") if isinstance(given, str) else given) if n.strip()] or None
     if synsets is None or isinstance(synsets, str):
+        if nodes or config.superclass_depth is not None:
+            flag = "--superclasses" if nodes else "--superclass-depth"
+            raise AuditError(f"{flag} needs a class hierarchy, and this audit has none "
+                             f"({synsets or 'no class hierarchy was loaded'})")
         return HierarchyOff(synsets or "no class hierarchy was loaded")
-    return HierarchyAnalysis(synsets, runs=context.runs, seed=context.config.seed,
-                             confidence=context.config.confidence)
+    return HierarchyAnalysis(synsets, runs=context.runs, seed=config.seed, confidence=config.confidence,
+                             superclass_depth=config.superclass_depth, superclasses=nodes)
 
 
 class HierarchyOff(Analysis):
@@ -79,18 +94,23 @@ class HierarchyOff(Analysis):
 
 
 class Tally:
-    """One measurement's integer sums: mistakes per (true, predicted) pair and the top-k LCA totals' histograms."""
+    """One measurement's integer sums: mistakes per (true, predicted) pair, the top-k LCA totals' histograms, and per
+    mapped class the samples and those predicted right."""
 
-    def __init__(self, ks: tuple[int, ...]):
+    def __init__(self, ks: tuple[int, ...], classes: int):
+        self.samples = np.zeros(classes, dtype=np.int64)  # mapped class -> samples
+        self.correct = np.zeros(classes, dtype=np.int64)  # mapped class -> samples predicted right
         self.pairs: dict[tuple[int, int], int] = {}  # (true, predicted) among the mapped classes -> mistakes
         self.topk = {k: {} for k in ks}  # k -> {LCA total over the top k: samples}
         self.unscored = 0  # mistakes into a class without a synset
 
     def add(self, lca: np.ndarray, labels: np.ndarray, logits: np.ndarray, mistakes: np.ndarray,
-            predicted: np.ndarray) -> None:
+            predicted: np.ndarray, correct: np.ndarray) -> None:
         """One batch of samples of mapped classes: ``labels`` and ``predicted`` in the mapped classes' indices
         (-1: a prediction without a synset), ``logits`` of the mapped classes, ``mistakes`` the samples that
-        count."""
+        count, ``correct`` those predicted right."""
+        self.samples += np.bincount(labels, minlength=self.samples.size)
+        self.correct += np.bincount(labels[correct], minlength=self.correct.size)
         self.unscored += int((mistakes & (predicted < 0)).sum())
         mistakes = mistakes & (predicted >= 0)
         pairs = np.stack([labels[mistakes], predicted[mistakes]], axis=1).astype(np.int64)
@@ -103,10 +123,13 @@ class Tally:
 
     def export(self) -> dict:
         pairs = np.array([[t, p, n] for (t, p), n in sorted(self.pairs.items())], dtype=np.int64).reshape(-1, 3)
-        return {"pairs": pairs, "topk": {str(k): np.array(sorted(h.items()), dtype=np.int64).reshape(-1, 2)
-                                         for k, h in self.topk.items()}, "unscored": self.unscored}
+        topk = {str(k): np.array(sorted(h.items()), dtype=np.int64).reshape(-1, 2) for k, h in self.topk.items()}
+        return {"samples": self.samples.copy(), "correct": self.correct.copy(), "pairs": pairs, "topk": topk,
+                "unscored": self.unscored}
 
     def absorb(self, part: dict) -> None:
+        self.samples += np.asarray(part["samples"], dtype=np.int64)
+        self.correct += np.asarray(part["correct"], dtype=np.int64)
         for t, p, n in np.asarray(part["pairs"], dtype=np.int64).reshape(-1, 3).tolist():
             self.pairs[(t, p)] = self.pairs.get((t, p), 0) + n
         for k, rows in part["topk"].items():
@@ -129,37 +152,40 @@ class HierarchyAnalysis(Analysis):
     key = "hierarchy"
     reads_tap = False
 
-    def __init__(self, synsets, *, runs: list | None = None, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE):
+    def __init__(self, synsets, *, runs: list | None = None, seed: int = 0, confidence: float = DEFAULT_CONFIDENCE,
+                 superclass_depth: int | None = None, superclasses: list[str] | None = None):
         self.synsets, self.seed, self.confidence = synsets, seed, confidence
         self.mapped = np.array(synsets.mapped, dtype=np.int64)  # the audit's classes that have a synset
         self.position = np.full(len(synsets.classes), -1, dtype=np.int64)  # audit class -> mapped index, or -1
         self.position[self.mapped] = np.arange(len(self.mapped))
         self.tree = build_tree(synsets.graph.hypernyms, [synsets.wnids[c] for c in self.mapped])
         self.lca = lca_height(self.tree)
+        self.level = choose_level(self.tree, synsets.graph.names, synsets.graph.lookup, depth=superclass_depth,
+                                  nodes=superclasses)
         k = len(self.mapped)
         self.ks = tuple(x for x in TOP_K if x == 1 or k >= MIN_CLASSES_TOP5)
         self.runs = {run.key: run for run in runs or []}
-        self.clean = Tally(self.ks)
+        self.clean = Tally(self.ks, k)
         self.adv: dict[str, Tally] = {}
         self._clean_correct: np.ndarray | None = None
 
     def _tally(self, key: str) -> Tally:
-        return self.adv.setdefault(key, Tally(self.ks))
+        return self.adv.setdefault(key, Tally(self.ks, len(self.mapped)))
 
-    def _add(self, tally: Tally, batch: Batch, mistakes: np.ndarray) -> None:
+    def _add(self, tally: Tally, batch: Batch, mistakes: np.ndarray, correct: np.ndarray) -> None:
         """The batch's samples of mapped classes, in the mapped classes' indices, into ``tally``."""
         labels, logits = batch.y.cpu().numpy(), batch.logits.detach().double().cpu().numpy()
         keep = self.position[labels] >= 0
         tally.add(self.lca, self.position[labels[keep]], logits[keep][:, self.mapped], mistakes[keep],
-                  self.position[logits[keep].argmax(1)])
+                  self.position[logits[keep].argmax(1)], correct[keep])
 
     def on_clean(self, batch: Batch) -> None:
         self._clean_correct = (batch.logits.argmax(1) == batch.y).cpu().numpy()
-        self._add(self.clean, batch, ~self._clean_correct)
+        self._add(self.clean, batch, ~self._clean_correct, self._clean_correct)
 
     def on_adversarial(self, run, batch: Batch) -> None:
         wrong = (batch.logits.argmax(1) != batch.y).cpu().numpy()
-        self._add(self._tally(run.key), batch, self._clean_correct & wrong)
+        self._add(self._tally(run.key), batch, self._clean_correct & wrong, ~wrong)
 
     def export(self, phase: str) -> dict | None:
         if phase != "pass":
@@ -176,35 +202,37 @@ class HierarchyAnalysis(Analysis):
     # --- the report -------------------------------------------------------------------------------------------
 
     def finish(self, result) -> None:
-        syn, tree = self.synsets, self.tree
+        syn, level = self.synsets, self.level
         classes = [syn.classes[c] for c in self.mapped]
-        groups = superclasses(tree, SUPERCLASS_DEPTH)
-        names = syn.graph.names
-        group_names = {int(g): names.get(tree.synset[g], tree.synset[g]) for g in np.unique(groups)}
         order = list(self.runs)
         runs = []
         for key in sorted(self.adv, key=lambda k: order.index(k) if k in order else len(order)):
             run = self.runs[key]
             runs.append({"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text,
-                         **self._measure(self.adv[key], groups)})
+                         "accuracy_of": "robust accuracy" if run.spec.bounded else "failure rate",
+                         **self._measure(self.adv[key])})
         result.analyses[self.key] = {
             "method": METHOD, "label_set": label_set_of(syn.classes), "source": syn.source,
             "n_classes": len(self.mapped), "unmapped": syn.unmapped,
             "max_height": int(self.tree.height[self.tree.root]),
             "confidence": self.confidence, "alpha": alpha_of(self.confidence), "seed": self.seed,
-            "superclass_depth": SUPERCLASS_DEPTH,
-            "superclasses": [{"name": group_names[g], "classes": [classes[c] for c in np.flatnonzero(groups == g)]}
-                             for g in group_names],
-            "clean": self._measure(self.clean, groups), "adversarial": runs,
+            "superclass_depth": level.depth,
+            "superclass_level": {"how": level.how, "depth": level.depth, "rule": level.rule,
+                                 "nodes": None if level.depth is not None else
+                                 [n for n, s in zip(level.names, level.synsets, strict=True) if s is not None]},
+            "superclasses": [{"name": name, "synset": wnid,
+                              "classes": [classes[c] for c in np.flatnonzero(level.groups == g)]}
+                             for g, (name, wnid) in enumerate(zip(level.names, level.synsets, strict=True))],
+            "clean": {"accuracy_of": "accuracy", **self._measure(self.clean)}, "adversarial": runs,
         }
 
-    def _measure(self, tally: Tally, groups: np.ndarray) -> dict:
+    def _measure(self, tally: Tally) -> dict:
         true, pred = tally.mistakes()
         heights = self.lca[true, pred].astype(np.float64)
         expected = random_wrong_baseline(self.lca, true)
         top = int(self.tree.height[self.tree.root])
-        out: dict = {"n": int(true.size), "n_unscored": tally.unscored, "counts": np.bincount(heights.astype(np.int64), minlength=top + 1)[
-            :top + 1].tolist()}
+        out: dict = {"n": int(true.size), "n_unscored": tally.unscored, "counts": np.bincount(
+            heights.astype(np.int64), minlength=top + 1)[:top + 1].tolist()}
         # the expected counts per height of a random wrong class for each mistake's true class
         others = np.zeros((len(self.lca), top + 1))
         for c, row in enumerate(self.lca):
@@ -220,16 +248,13 @@ class HierarchyAnalysis(Analysis):
                                                                                 seed=self.seed),
             )
             out.update(_versus_chance(diff, alpha_of(self.confidence)))
-            inside = int((groups[true] == groups[pred]).sum())
-            sizes = np.bincount(groups, minlength=int(groups.max()) + 1)
-            out["same_superclass"] = {
-                "k": inside, "n": int(true.size), "share": inside / true.size,
-                "ci": proportion_interval(inside, int(true.size), self.confidence),
-                "chance": float(((sizes[groups[true]] - 1) / (len(groups) - 1)).mean()),
-            }
         else:
             out.update(mean=None, mean_ci=None, median=None, baseline_mean=None, difference=None,
-                       difference_ci=None, p_value=None, verdict="no mistakes", same_superclass=None)
+                       difference_ci=None, p_value=None, verdict="no mistakes")
+        out["same_superclass"] = inside_share(self.level, true, pred, self.confidence)
+        rows = by_superclass(self.level, tally.samples, tally.correct, true, pred, self.confidence)
+        out["by_superclass"] = rows
+        out["superclass_test"] = compare(rows, alpha_of(self.confidence), self.seed)
         out["topk"] = [_topk(k, tally.topk[k], self.confidence, self.seed) for k in self.ks]
         return out
 

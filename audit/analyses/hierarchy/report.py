@@ -1,9 +1,12 @@
 """The severity of mistakes in the class hierarchy in the report: terminal lines and the HTML panel.
 
 Reads only report.json's ``analyses.hierarchy`` section (plain data); imports neither torch nor numpy: every
-interval and p-value was computed at audit time (audit/analyses/hierarchy/analysis.py documents them). A
-sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
-significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...".
+interval and p-value was computed at audit time (audit/analyses/hierarchy/analysis.py and coarse.py document them).
+A sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
+significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...". Likewise accuracy
+"differs across superclasses" (naming the lowest and highest) only when the section's ``superclass_test`` is
+significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``), the HTML
+table every superclass; both show each attack at its largest budget.
 
 No score component and no gate metric (the score's severity component is the semantic window's).
 """
@@ -81,6 +84,58 @@ def _level(sec: dict) -> str:
     return f"{100 * sec.get('confidence', 0.95):g}%"
 
 
+SHOWN = 8  # superclasses the terminal lists (those with samples, in the section's order); the HTML has them all
+
+
+def _accuracy(row: dict) -> str:
+    return "—" if row.get("accuracy") is None else f"{pct(row['accuracy'])} {pct_interval(row.get('accuracy_ci'))}"
+
+
+def _inside(row: dict) -> str:
+    m = row.get("mistakes")
+    if not m or not m["n"]:
+        return "—"
+    return f"{pct(m['share'])} {pct_interval(m.get('ci'))} of {m['n']} (chance {pct(m['chance'])})"
+
+
+def _across(entry: dict) -> str:
+    """The test across superclasses: its verdict, p, and the lowest and highest superclass when it is significant."""
+    test = entry.get("superclass_test") or {}
+    if test.get("p_value") is None:
+        return test.get("verdict", "—")
+    text = f"{test['verdict']} (p {test['p_value']:.2g})"
+    if test.get("lowest"):
+        rows = {r["name"]: r for r in entry["by_superclass"]}
+        text += (f": lowest {test['lowest']} {pct(rows[test['lowest']]['accuracy'])}, highest {test['highest']} "
+                 f"{pct(rows[test['highest']]['accuracy'])}")
+    return text
+
+
+def _superclass_lines(console, sec: dict) -> None:
+    """The level, then per superclass with samples its accuracy, each attack's robust accuracy (largest budget)
+    and the share of the attack's mistakes staying inside; then the test across superclasses per measurement."""
+    level = sec.get("superclass_level") or {}
+    _say(console, f"superclasses: {level.get('rule', '')}", indent="  ")
+    runs = largest_per_attack(sec.get("adversarial") or [])
+    sizes = {g["name"]: len(g["classes"]) for g in sec.get("superclasses") or []}
+    clean = [r for r in sec["clean"].get("by_superclass") or [] if r["n"]]
+    for row in clean[:SHOWN]:
+        size = sizes.get(row["name"], 0)
+        parts = [f"{row['name']} ({size} class{'' if size == 1 else 'es'}, n {row['n']}): accuracy {_accuracy(row)}"]
+        for run in runs:
+            mine = next(r for r in run["by_superclass"] if r["name"] == row["name"])
+            what = "robust" if run.get("accuracy_of", "robust accuracy") == "robust accuracy" else "failure rate"
+            inside = _inside(mine)
+            parts.append(f"{label(run)} {what} {_accuracy(mine)}"
+                         + ("" if inside == "—" else f", inside {inside}"))
+        _say(console, "; ".join(parts), indent="    ")
+    if len(clean) > SHOWN:
+        _say(console, f"and {len(clean) - SHOWN} more superclasses with samples (the HTML report lists them)",
+             indent="    ")
+    tests = [f"clean {_across(sec['clean'])}", *(f"{label(r)} {_across(r)}" for r in runs)]
+    _say(console, "accuracy across superclasses: " + "; ".join(tests), indent="  ")
+
+
 # --- the terminal summary -----------------------------------------------------------------------------------
 
 def terminal(result, console) -> None:
@@ -104,6 +159,8 @@ def terminal(result, console) -> None:
         _say(console, f"{name}: {entry['n']} mistakes, LCA height {_mean(entry)} vs {entry['baseline_mean']:.2f} "
                       f"(difference {_difference(entry)}, Wilcoxon p {_p(entry)}): {entry['verdict']}; inside "
                       f"the true superclass {_same(entry)}", indent="  ")
+    if sec["clean"].get("by_superclass") is not None:
+        _superclass_lines(console, sec)
 
 
 # --- the HTML panel -----------------------------------------------------------------------------------------
@@ -137,7 +194,27 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
     return {"skipped": None, "method": sec["method"], "source": sec["source"], "level": _level(sec),
             "depth": sec["superclass_depth"], "superclasses": sec.get("superclasses") or [], "ks": ks,
             "unmapped": _listed(sec["unmapped"]) if sec.get("unmapped") else None,
-            "rows": rows, "svg": svg}
+            "rows": rows, "svg": svg, "coarse": _coarse(sec)}
+
+
+def _coarse(sec: dict) -> dict | None:
+    """The superclass table: per superclass its classes, samples and clean accuracy, then per attack at its largest
+    budget the robust accuracy and the share of the attack's mistakes staying inside; a last row with the tests
+    across superclasses."""
+    if sec["clean"].get("by_superclass") is None:
+        return None
+    runs = largest_per_attack(sec.get("adversarial") or [])
+    classes = {g["name"]: g["classes"] for g in sec.get("superclasses") or []}
+    rows = []
+    for i, row in enumerate(sec["clean"]["by_superclass"]):
+        rows.append({"name": row["name"], "classes": ", ".join(classes.get(row["name"], [])), "n": row["n"],
+                     "clean": _accuracy(row),
+                     "runs": [(_accuracy(r["by_superclass"][i]), _inside(r["by_superclass"][i])) for r in runs]})
+    return {"rule": (sec.get("superclass_level") or {}).get("rule", ""),
+            "runs": [{"label": label(r), "accuracy_of": r.get("accuracy_of", "robust accuracy")} for r in runs],
+            "rows": rows, "tests": {"clean": _across(sec["clean"]), "runs": [_across(r) for r in runs]},
+            "test_names": sorted({t["test"] for t in (sec["clean"], *runs)
+                                  for t in [t.get("superclass_test") or {}] if t.get("test")})}
 
 
 def finding(report: dict) -> str | None:
