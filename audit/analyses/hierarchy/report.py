@@ -5,7 +5,8 @@ interval and p-value was computed at audit time (audit/analyses/hierarchy/analys
 sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
 significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...".
 
-No score component and no gate metric (the score's severity component is the semantic window's).
+No score component and no gate metric of its own: the score's severity component (the semantic window's,
+audit/analyses/semantics/report.py) reads this section's reference run when it has one.
 """
 
 from __future__ import annotations
