@@ -6,8 +6,8 @@
    - off: ``audit_synsets`` answers that there is no hierarchy, so every analysis that reads the class mapping
      turns itself off (the hierarchy section says "off", as it does for class names that are no built-in set);
    interleaved, ``--repeat`` times (the minimum of each kept). Printed: the timed hooks' seconds and their share of
-   the audit's wall time (the precise figure: same run), and the on/off wall times with their difference (noisy
-   on a shared machine: differences below a second are within its noise).
+   the audit's wall time (the precise figure: same run), and the on/off wall times with their difference and
+   every repeat's times (noisy on a shared machine: the spread of the repeats shows how much).
 2. The ImageNet-1k hierarchy from the shipped files: ``load_builtin`` (read and map the 1000 classes),
    ``build_tree``, ``lca_height`` (all 499,500 pairs), and ``wordnet_distance`` (the WordNet target space of
    ``--target-space wordnet``, with its Wu–Palmer tie-break: paid only by audits that ask for it).
@@ -180,8 +180,9 @@ def main() -> None:
     for target, seconds in clock.items():
         print(f"  {target.split(':')[1]:42s} {1000 * seconds:8.1f} ms")
     print(f"  timed hooks together {hooks:.3f} s of the audit's {on:.2f} s: {100 * hooks / on:.2f}% (target < 2%)")
-    print(f"  on {on:.2f} s, off {off:.2f} s: difference {on - off:+.2f} s ({100 * (on - off) / off:+.1f}%; "
-          "within the machine's noise when below a second)")
+    print(f"  on {on:.2f} s, off {off:.2f} s: difference {on - off:+.2f} s ({100 * (on - off) / off:+.1f}%); every "
+          f"repeat on {', '.join(f'{w:.2f}' for w in walls_on)} s, off {', '.join(f'{w:.2f}' for w in walls_off)} s "
+          "(the spread is the machine's noise)")
 
 
 if __name__ == "__main__":
