@@ -148,6 +148,8 @@ def run(
                                   "budget (see `audit attacks`; below the reference for cw and autoattack)."),
     targeted: str | None = typer.Option(None, help="Targeted attack: random, least-likely, semantic-near or "
                                          "semantic-far (the class nearest to / farthest from the true one in word space)."),
+    target_space: str = typer.Option("glove", help="Where semantic-near/-far find their targets: glove (word vectors) "
+                                     "or wordnet (smallest / largest LCA height in the class tree)."),
     samples: str = typer.Option("500", help="Number of images drawn stratified per class, or 'all'."),
     seed: int = typer.Option(0, help="Seed for sampling, targets and attacks."),
     batch_size: int = typer.Option(64, help="Images per batch."),

@@ -35,6 +35,7 @@ from audit.options import (
 
 SALIENCY_METHODS = ("gradcam", "gradxact", "activation", "none")
 TARGETED_MODES = ("random", "least-likely", "semantic-near", "semantic-far")
+TARGET_SPACES = ("glove", "wordnet")  # where semantic-near / semantic-far find their targets
 
 __all__ = ["AuditConfig", "Resolved", "parse_input_size", "parse_weights", "option_fields"]
 
@@ -113,6 +114,9 @@ class AuditConfig:
                                doc="iterations, queries for square (default: each attack's default budget)")
     targeted: str | None = option(None, kinds=("string",), example="random",
                                   doc="targeted attack: random, least-likely, semantic-near or semantic-far")
+    target_space: str = option("glove", kinds=("string",),
+                               doc="where semantic-near/-far targets come from: glove (word vectors) or wordnet "
+                                   "(the class tree's LCA height)")
     samples: int | str | None = option(500, kinds=("integer", "string"),
                                        doc="images drawn stratified per class, or \"all\"")
     seed: int = option(0, kinds=("integer",), doc="seed for sampling, targets and attacks")
@@ -183,6 +187,8 @@ class AuditConfig:
         """Check every option and parse those that need nothing loaded."""
         if self.targeted is not None and self.targeted not in TARGETED_MODES:
             raise AuditError(f"--targeted must be one of {', '.join(TARGETED_MODES)}, got '{self.targeted}'")
+        if self.target_space not in TARGET_SPACES:
+            raise AuditError(f"--target-space must be one of {', '.join(TARGET_SPACES)}, got '{self.target_space}'")
         for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--threads", self.threads),
                             ("--permutations", self.permutations)):
             if value is not None and value < 1:

@@ -181,10 +181,22 @@ TARGETING = {  # the target each sample is aimed at, the same for every attack a
 }
 
 
+TARGETING_WORDNET = {  # the semantic modes with --target-space wordnet (audit.engine.targets.wordnet_distance)
+    "semantic-near": "semantic-near targets from WordNet (the class with the smallest LCA height to the true one in "
+                     "the class tree)",
+    "semantic-far": "semantic-far targets from WordNet (the class with the largest LCA height to the true one in the "
+                    "class tree)",
+}
+
+
 def targeting(report: dict) -> str | None:
-    """How a targeted audit chose its targets, in words; None for an untargeted audit."""
-    mode = (report.get("settings") or {}).get("targeted") or next(
+    """How a targeted audit chose its targets, in words (the semantic modes in their ``target_space``); None for
+    an untargeted audit."""
+    settings = report.get("settings") or {}
+    mode = settings.get("targeted") or next(
         (e["targeted"] for e in report.get("attacks") or [] if e.get("targeted")), None)
+    if settings.get("target_space") == "wordnet" and mode in TARGETING_WORDNET:
+        return TARGETING_WORDNET[mode]
     return None if not mode else TARGETING.get(mode, f"{mode} targets")
 
 

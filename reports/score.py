@@ -19,14 +19,15 @@ Components (each in [0, 1], higher = more robust)
         entry, the budgets are the points of those implied curves. Value = clip(mean_b r_b / clean accuracy,
         0, 1); 0 when clean accuracy is 0; missing when there is no budget.
     too few images
-        A component's compute may return a third item {"n": images it rests on, "too_few": bool}; the component
-        carries both, and one marked ``too_few`` keeps its value for inspection but is left out of the score
+        A component's compute may return a third item {"n": images it rests on, "too_few": bool, and any field of
+        its own, e.g. severity's ``source``}; the component carries them all, and one marked ``too_few`` keeps its value for inspection but is left out of the score
         (not included, weight 0), so that a handful of images cannot swing the score by itself (each analysis
         documents its threshold: saliency needs 20 successful adversarials at the reference run).
     the components of the analyses
         Each registered analysis (audit.analyses.registry) may add components, each with its weight and formula,
         after robustness in the analyses' order: the semantic window adds ``severity`` and ``representation``
-        (audit/analyses/semantics/report.py), the saliency entropy ``saliency``
+        (audit/analyses/semantics/report.py; severity reads the class hierarchy's section when the report has it,
+        else the word vectors, and its ``source`` says which), the saliency entropy ``saliency``
         (audit/analyses/saliency/report.py); their docstrings give the formulas.
 
 Value and grade

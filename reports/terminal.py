@@ -177,8 +177,8 @@ def render_verdict(result: AuditResult, console: Console) -> None:
     if score.get("not_scored"):
         console.print(f"[bold]Score[/] {escape(score['not_scored'])}")
     elif score.get("value") is not None:
-        parts = ", ".join(f"{name} {comp['value']:.2f}" for name, comp in score["components"].items()
-                          if comp.get("included"))
+        parts = ", ".join(f"{name} {comp['value']:.2f}" + (f" ({comp['source']})" if comp.get("source") else "")
+                          for name, comp in score["components"].items() if comp.get("included"))
         bounds = score.get("interval")
         shown = f"{score['value']:.1f}" + (f" [{bounds[0]:.1f}, {bounds[1]:.1f}]" if bounds else "")
         console.print(f"[bold]Score[/] {shown}/100, grade [bold]{score['grade']}[/] ({parts})")

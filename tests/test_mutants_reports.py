@@ -111,9 +111,9 @@ def test_severity_reads_the_reference_runs_mean_and_says_why_not_otherwise():
     entry = {"attack": "pgd", "eps": 0.1, "mean": 1.5, "n": 20}
     value, detail, size = severity(semantic_report(severity=[{"attack": "pgd", "eps": 0.2, "mean": 0.1, "n": 1},
                                                              entry]), REF)
-    assert value == pytest.approx(1 - 0.4 * 1.5 / 2) and size == {"n": 20, "too_few": False}
-    assert detail == ("pgd@0.1 broke 40.0% of the clean-correct samples with mean severity 1.50 (1 = an average "
-                      "confusion between two classes; 20 errors scored)")
+    assert value == pytest.approx(1 - 0.4 * 1.5 / 2) and size == {"n": 20, "too_few": False, "source": "word vectors"}
+    assert detail == ("word vectors: pgd@0.1 broke 40.0% of the clean-correct samples with mean severity 1.50 (1 = "
+                      "an average confusion between two classes; 20 errors scored)")
     capped, _, _ = severity(semantic_report(severity=[{**entry, "mean": 3.0}]), REF)
     assert capped == pytest.approx(1 - 0.4)  # severity above 2 counts as 2
     assert severity(semantic_report(), None) == (None, "no attack run to read it at")

@@ -39,9 +39,10 @@ class AuditPass:
     """The state of the single pass over the data: clean tally, one tally per attack run, the analyses."""
 
     def __init__(self, settings: PassSettings, model: torch.nn.Module, device, plans: list[list[AttackRun]],
-                 names: list[str], relabel, suite: AnalysisSuite, space=None):
+                 names: list[str], relabel, suite: AnalysisSuite, distance=None):
         self.settings, self.model, self.device = settings, model, device
-        self.plans, self.names, self.relabel, self.suite, self.space = plans, names, relabel, suite, space
+        self.plans, self.names, self.relabel, self.suite = plans, names, relabel, suite
+        self.distance = distance  # class x class, for the semantic targets (audit.engine.targets.target_distance)
         self.clean = ClassCounts(len(names))
         self.tallies = {run: AttackTally(len(names)) for plan in plans for run in plan}
         # the first batch, kept for the validity checks: x, y, clean-correct, targets (targeted audits), and per
@@ -79,9 +80,7 @@ class AuditPass:
             self.first = {"x": x, "y": y, "correct": torch.as_tensor(clean_correct, device=x.device), "broken": {},
                           "targets": None}
         suite.clean(Batch(x, y, clean_logits, clean_tap, offset))
-        space = self.space
-        targets = choose_targets(settings.targeted, clean_logits, y, settings.seed, offset,
-                                 distance=space.distance if space is not None else None)
+        targets = choose_targets(settings.targeted, clean_logits, y, settings.seed, offset, distance=self.distance)
         if first_batch:
             self.first["targets"] = targets
         for plan in self.plans:

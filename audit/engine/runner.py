@@ -24,7 +24,7 @@ from audit.engine.plan import plan_attacks
 from audit.engine.preprocessing import finish_classes, finish_size, settle
 from audit.engine.result import Audited, assemble, conclude
 from audit.engine.state import StateDir
-from audit.engine.targets import SEMANTIC_TARGETS
+from audit.engine.targets import SEMANTIC_TARGETS, target_distance
 from audit.errors import AuditError
 from audit.options import fit_stats, this_placement
 from audit.data.labels import align_labels, imagenet_names_for
@@ -134,18 +134,19 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
         chosen = choose_layers(opts.layers, audited, first.x[:2].to(device))
         layers = chosen.names
         space = None
-        if layers or config.targeted in SEMANTIC_TARGETS:
+        if layers or (config.targeted in SEMANTIC_TARGETS and config.target_space == "glove"):
             from audit.analyses.semantics.space import build_word_space
 
             space = build_word_space(names, config.embeddings, config.class_words)
         from audit.analyses.semantics.wordnet import audit_synsets
 
         synsets = audit_synsets(names, config.class_synsets, config.wordnet)
+        distance = target_distance(config.targeted, config.target_space, space, synsets)
         suite = build_suite(AnalysisContext(config, names, layers, runs, space, synsets), user, chosen)
         preprocessing = settled.report()  # settled: every value, the class names included, is decided
         settings = PassSettings(seed=config.seed, targeted=config.targeted, steps=config.steps, budgets=opts.eps,
                                 confidence=config.confidence)
-        audit_pass = AuditPass(settings, audited, device, plans, names, relabel, suite, space)
+        audit_pass = AuditPass(settings, audited, device, plans, names, relabel, suite, distance)
         execution = Execution(
             audit_pass, lambda: data.batches(config.batch_size, size=size, channels=channels), len(data), world,
             StateDir(state_dir, world.rank) if state_dir else None,

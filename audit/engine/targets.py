@@ -1,11 +1,19 @@
-"""Target classes for targeted attacks, fixed per sample so every attack and budget aims at the same class."""
+"""Target classes for targeted attacks, fixed per sample so every attack and budget aims at the same class.
+
+``choose_targets`` is pure: the semantic modes read a class x class distance matrix, which ``target_distance``
+builds for the audit's ``--target-space``: ``glove``, the word space's distance (``WordSpace.distance``, 1 −
+cosine of the class vectors); ``wordnet``, ``wordnet_distance`` (the class tree's LCA height, ties broken by
+Wu–Palmer similarity, then by class index).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-SEMANTIC_TARGETS = ("semantic-near", "semantic-far")  # the modes that need word vectors
+from audit.errors import AuditError
+
+SEMANTIC_TARGETS = ("semantic-near", "semantic-far")  # the modes that need a distance between classes
 
 
 def choose_targets(mode: str | None, logits: torch.Tensor, y: torch.Tensor, seed: int, offset: int,
@@ -14,9 +22,9 @@ def choose_targets(mode: str | None, logits: torch.Tensor, y: torch.Tensor, seed
 
     ``random`` draws from the other classes with a generator keyed by (seed, sample position), so a sample's
     target does not depend on the batch size; ``least-likely`` takes the class the clean logits rank lowest;
-    ``semantic-near`` / ``semantic-far`` take the class nearest to / farthest from the true class in word space
-    (``distance``: class x class word distance, NaN for classes without a word vector, which are never chosen;
-    a sample whose own class has no vector gets the least-likely class).
+    ``semantic-near`` / ``semantic-far`` take the class nearest to / farthest from the true class in the target
+    space (``distance``: class x class, NaN for classes the space does not place, which are never chosen; a sample
+    whose own class is not placed gets the least-likely class); of equal distances, the lowest class index.
     """
     if mode is None:
         return None
@@ -39,3 +47,40 @@ def choose_targets(mode: str | None, logits: torch.Tensor, y: torch.Tensor, seed
     draws = np.array([np.random.default_rng([seed, offset + i]).integers(num_classes - 1) for i in range(len(y))])
     targets = draws + (draws >= labels)  # skip the true class
     return torch.as_tensor(targets, dtype=torch.long, device=y.device)
+
+
+def wordnet_distance(synsets) -> np.ndarray:
+    """The WordNet target space of the audit's classes (a ``ClassSynsets``): class x class float64,
+    d = LCA height + (1 − Wu–Palmer similarity) / 2, NaN in the rows and columns of unmapped classes.
+
+    The tree is ``build_tree`` over the mapped classes (the hierarchy analysis's tree), the heights ``lca_height``,
+    the similarity ``wu_palmer_matrix`` on the WordNet graph. The added part lies in [0, 0.5), below the step of
+    one LCA height, so ``choose_targets`` gives: semantic-near = the smallest LCA height, of those the largest
+    Wu–Palmer similarity, then the lowest class index; semantic-far = the largest LCA height, of those the
+    smallest Wu–Palmer similarity, then the lowest class index. (Equal similarities are equal floats: each is one
+    division of the same small integers.)
+    """
+    from audit.analyses.semantics.hierarchy import build_tree, lca_height, wu_palmer_matrix
+
+    mapped = np.array(synsets.mapped, dtype=np.int64)
+    nodes = [synsets.wnids[c] for c in mapped]
+    lca = lca_height(build_tree(synsets.graph.hypernyms, nodes)).astype(np.float64)
+    similarity = wu_palmer_matrix(synsets.graph.hypernyms, nodes, synsets.graph.names)
+    out = np.full((len(synsets.classes), len(synsets.classes)), np.nan)
+    out[np.ix_(mapped, mapped)] = lca + (1.0 - similarity) / 2.0
+    return out
+
+
+def target_distance(targeted: str | None, target_space: str, word_space, synsets) -> np.ndarray | None:
+    """The distance matrix ``choose_targets`` reads for this audit (None unless a semantic mode is asked for):
+    the word space's for ``glove``, ``wordnet_distance`` for ``wordnet``; ``synsets`` a string (why the classes
+    have no WordNet mapping) with ``wordnet`` is an :class:`AuditError`."""
+    if targeted not in SEMANTIC_TARGETS:
+        return None
+    if target_space == "glove":
+        return word_space.distance
+    if synsets is None or isinstance(synsets, str):
+        raise AuditError(f"--target-space wordnet: the classes do not map to WordNet "
+                         f"({synsets or 'no class hierarchy was loaded'}); use --target-space glove, or map them "
+                         "with --class-synsets FILE --wordnet DIR")
+    return wordnet_distance(synsets)

@@ -8,7 +8,8 @@ significant at its alpha (the section's ``verdict``); otherwise it says "inconcl
 significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``), the HTML
 table every superclass; both show each attack at its largest budget.
 
-No score component and no gate metric (the score's severity component is the semantic window's).
+No score component and no gate metric of its own: the score's severity component (the semantic window's,
+audit/analyses/semantics/report.py) reads this section's reference run when it has one.
 """
 
 from __future__ import annotations

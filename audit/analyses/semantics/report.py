@@ -7,12 +7,19 @@ carries ``n``, the images it rests on, and ``too_few``: whether that is below MI
 rule that keeps a handful of images from swinging the score.
     severity (weight 0.15)
         At the reference run: 1 − s · min(m, 2) / 2, where s = n_success / n_attacked of its attack entry (the
-        share of clean-correct samples the attack broke) and m = the mean semantic severity of those errors
-        (analyses.semantics.severity: word-vector distance of true and predicted class over the mean distance
-        between classes, 1 = an average confusion; only errors whose two classes have word vectors are scored,
-        and their mean stands for all). ``n``: the errors scored. 1 when nothing broke; missing when the
-        semantic section is absent or skipped, no broken sample was scored, or fewer than MIN_SCORED_FOR_SCORE
-        errors were (too_few).
+        share of clean-correct samples the attack broke) and m the mean severity of those errors, 1 = as bad as
+        an average confusion, from one source (the component's ``source``, named in its detail):
+        - ``hierarchy`` when the report has a hierarchy section (analyses.hierarchy, not skipped) with a
+          measurement of the reference run: m = the mean LCA height of the attack's mistakes in the WordNet class
+          tree over the mean LCA height a uniformly random wrong class would have for the same samples (the
+          section's ``mean`` / ``baseline_mean``), so 1 = as bad as a random confusion; only mistakes whose two
+          classes have a synset are scored (``n``), and their mean stands for all;
+        - else ``word vectors``: m = analyses.semantics.severity's mean (word-vector distance of true and
+          predicted class over the mean distance between classes, 1 = an average confusion); only errors whose
+          two classes have word vectors are scored, and their mean stands for all.
+        ``n``: the errors scored. 1 when nothing broke; missing when neither section measured the run (or the
+        semantic section is absent or skipped), no broken sample was scored, or fewer than MIN_SCORED_FOR_SCORE
+        errors were (too_few; the source is never switched to escape it).
     representation (weight 0.15)
         At the last semantic layer and the reference run, the mean of the parts that exist:
         (a) 2 vs 2 retention clip((adv_2v2 − 0.5) / (clean_2v2 − 0.5), 0, 1), only when clean_2v2 > 0.5;
@@ -38,6 +45,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from audit.analyses.hierarchy.report import KEY as HIERARCHY
 from audit.analyses.registry import GateFamily, ScoreComponent, Section
 from reports.formatting import fixed_interval, num, signed, two
 from reports.html.analysis_panels import label, largest_per_attack, pick_focus, run_of
@@ -254,27 +262,47 @@ def _section(report: dict) -> tuple[dict | None, str]:
 
 
 def severity(report: dict, ref: dict | None) -> tuple[float | None, str]:
+    """The severity component (module docstring): from the class hierarchy when the report's hierarchy section
+    measured the reference run, else from the word vectors; the third item's ``source`` says which."""
+    tree = (report.get("analyses") or {}).get(HIERARCHY) or {}
+    entry = None if ref is None or "skipped" in tree else find_run(tree.get("adversarial") or [], ref)
+    if entry is not None:
+        mean, chance = entry.get("mean"), entry.get("baseline_mean")  # chance > 0: distinct classes differ
+        return _graded(ref, entry, "hierarchy", mean / chance if mean is not None and chance else None)
     sem, why = _section(report)
     if sem is None or ref is None:
         return None, why or "no attack run to read it at"
+    entry = find_run(sem.get("severity", []), ref)
+    return _graded(ref, entry or {}, "word vectors", (entry or {}).get("mean"))
+
+
+def _graded(ref: dict, entry: dict, source: str, m: float | None) -> tuple:
+    """1 - s · min(m, MAX_SEVERITY) / MAX_SEVERITY for the reference run ``ref`` and the severity ``m`` its
+    ``entry`` (a measurement of ``source``) gives, or why not."""
     if not ref.get("n_attacked"):
         return None, f"{run_name(ref)} attacked no clean-correct sample"
     share = ref["n_success"] / ref["n_attacked"]
     if ref["n_success"] == 0:
         return 1.0, f"{run_name(ref)} broke no clean-correct sample"
-    entry = find_run(sem.get("severity", []), ref)
-    if entry is None or entry.get("mean") is None:
-        return None, f"no broken sample of {run_name(ref)} has word vectors for both its classes"
-    mean, n = entry["mean"], entry.get("n", 0)
-    size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE}
+    if m is None:
+        return None, (f"no broken sample of {run_name(ref)} has word vectors for both its classes"
+                      if source == "word vectors" else
+                      f"no mistake of {run_name(ref)} was scored in the class hierarchy (both classes need a synset)")
+    n = entry.get("n", 0)
+    size = {"n": n, "too_few": n < MIN_SCORED_FOR_SCORE, "source": source}
+    if source == "hierarchy":
+        measured = (f"mistakes of mean LCA height {with_interval(entry['mean'], entry.get('mean_ci'))} against "
+                    f"{entry['baseline_mean']:.2f} for a random wrong class: severity {m:.2f}")
+        unit = "1 = as bad as a random confusion"
+    else:
+        measured, unit = f"mean severity {with_interval(m, entry.get('mean_ci'))}", \
+            "1 = an average confusion between two classes"
     if size["too_few"]:
-        return None, (f"only {n} errors of {run_name(ref)} scored (mean severity "
-                      f"{with_interval(mean, entry.get('mean_ci'))}); the component needs at least "
-                      f"{MIN_SCORED_FOR_SCORE}"), size
-    value = clip(1.0 - share * min(mean, MAX_SEVERITY) / MAX_SEVERITY)
-    return value, (f"{run_name(ref)} broke {100 * share:.1f}% of the clean-correct samples with mean severity "
-                   f"{with_interval(mean, entry.get('mean_ci'))} (1 = an average confusion between two classes; "
-                   f"{n} errors scored)"), size
+        return None, (f"{source}: only {n} errors of {run_name(ref)} scored ({measured}; {unit}); the component "
+                      f"needs at least {MIN_SCORED_FOR_SCORE}"), size
+    value = clip(1.0 - share * min(m, MAX_SEVERITY) / MAX_SEVERITY)
+    return value, (f"{source}: {run_name(ref)} broke {100 * share:.1f}% of the clean-correct samples with "
+                   f"{measured} ({unit}; {n} errors scored)"), size
 
 
 def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
@@ -325,8 +353,10 @@ SECTION = Section(
     terminal=terminal, panel=panel, template=Path(__file__).with_name("panel.html.j2"), finding=finding,
     score=(
         ScoreComponent(name="severity", weight=0.15, compute=severity,
-                       formula="1 - (n_success / n_attacked) * min(mean severity, 2) / 2 at the strongest attack's "
-                               f"largest budget; left out with fewer than {MIN_SCORED_FOR_SCORE} errors scored"),
+                       formula="1 - (n_success / n_attacked) * min(m, 2) / 2 at the strongest attack's largest "
+                               "budget, m = the mistakes' mean LCA height / a random wrong class's (class hierarchy, "
+                               "when the report has it) else their mean word-vector severity; left out with fewer "
+                               f"than {MIN_SCORED_FOR_SCORE} errors scored"),
         ScoreComponent(name="representation", weight=0.15, compute=representation,
                        formula="mean of clip((adv_2v2 - 0.5) / (clean_2v2 - 0.5), 0, 1) and clip(source_like / "
                                "source_like_clean, 0, 1) at the last layer, strongest attack, largest budget; the "
