@@ -165,6 +165,9 @@ def run(
                                              "--wordnet; unmapped classes are named and left out."),
     wordnet: str | None = typer.Option(None, "--wordnet", help="A WordNet 3.0 dict folder (e.g. /usr/share/wordnet) "
                                        "for --class-synsets."),
+    semantic_space: str | None = typer.Option(None, "--semantic-space", help="The semantic window's spaces: glove "
+                                              "(word vectors), wordnet (Wu-Palmer on WordNet) or both; default: "
+                                              "both when the classes map to WordNet, else glove."),
     permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
     saliency: str = typer.Option("gradcam", help="Saliency maps per layer: gradcam, gradxact, activation, or none."),
     saliency_class: str = typer.Option("predicted", help="The class whose logit the maps explain: predicted or true."),
