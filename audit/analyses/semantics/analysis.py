@@ -132,7 +132,8 @@ class SemanticAnalysis(Analysis):
         self.confidence = confidence
         self.runs = {run.key: run for run in runs or []}  # to rebuild the per-run sums of a saved state
         self.reset_prepass()
-        # run key -> {"run", "sums": {layer: ClassSums}, "paired": {space: counts}, "n_flip": {space: n}, "confusion"}
+        # run key -> {"run", "sums": {layer: ClassSums}, "paired": {space: counts}, "n_flip": {space: n},
+        # "n_tied": {space: n}, "confusion"}
         self.adv: dict = {}
         self.views: list[SpaceView] = []
         self._clean_correct: np.ndarray | None = None
@@ -168,7 +169,7 @@ class SemanticAnalysis(Analysis):
             # per space and layer, the paired 1 vs 2 outcomes of the scored adversarials and their clean versions
             # (PAIRED), and per space the number scored
             "paired": {key: np.zeros((len(self.layers), len(PAIRED)), dtype=np.int64) for key in keys},
-            "n_flip": dict.fromkeys(keys, 0),
+            "n_flip": dict.fromkeys(keys, 0), "n_tied": dict.fromkeys(keys, 0),
             "confusion": np.zeros((k, k), dtype=np.int64),
         })
 
@@ -185,11 +186,18 @@ class SemanticAnalysis(Analysis):
             # the 1 vs 2 test needs a class representation of the true class (a reference for the others) and the
             # space's similarity rows of both classes; the reference classes are the used classes but these two
             scored = fooled & (view.position[labels] >= 0) & view.space.covered[pred]
-            if not scored.any():
-                continue
             s, t = labels[scored], pred[scored]
             keep = (view.used[None, :] != s[:, None]) & (view.used[None, :] != t[:, None])
             word_s, word_t = view.rows[s], view.rows[t]
+            # a true and a predicted class with the same similarity to every reference class (sister synsets under
+            # Wu-Palmer) leave the test nothing to compare: not scored, counted as tied
+            tied = np.all(~keep | (word_s == word_t), axis=1)
+            if tied.any():
+                state["n_tied"][view.key] += int(tied.sum())
+                scored[np.flatnonzero(scored)[tied]] = False
+                s, t, keep, word_s, word_t = s[~tied], t[~tied], keep[~tied], word_s[~tied], word_t[~tied]
+            if not scored.any():
+                continue
             rows = torch.as_tensor(scored, device=batch.y.device)
             for i, name in enumerate(self.layers):
                 adv, clean = (source_like(profile(pooled[name][rows].double().cpu().numpy(), view.clean_reps[name]),
@@ -204,7 +212,8 @@ class SemanticAnalysis(Analysis):
         if phase == "prepass":
             return {"clean": {n: c.export() for n, c in self.clean.items()}, "pixels": self.pixels.export()}
         return {"adv": {key: {"sums": {n: c.export() for n, c in st["sums"].items()},
-                              "paired": st["paired"], "n_flip": st["n_flip"], "confusion": st["confusion"]} for key, st in self.adv.items()}}
+                              **{field: st[field] for field in ("paired", "n_flip", "n_tied", "confusion")}}
+                        for key, st in self.adv.items()}}
 
     def absorb(self, phase: str, state: dict) -> None:
         if phase == "prepass":
@@ -220,6 +229,7 @@ class SemanticAnalysis(Analysis):
             for space, counts in part["paired"].items():
                 st["paired"][space] = st["paired"][space] + np.asarray(counts, dtype=np.int64)
                 st["n_flip"][space] += int(part["n_flip"][space])
+                st["n_tied"][space] += int(part["n_tied"][space])
 
     # --- the report -------------------------------------------------------------------------------------------
 
@@ -352,6 +362,8 @@ class SemanticAnalysis(Analysis):
         run, alpha = state["run"], alpha_of(self.confidence)
         reading = read_flip(stats, self.layers, alpha)
         return {"attack": run.spec.name, "eps": run.eps, "eps_text": run.eps_text, "n_scored": state["n_flip"][space],
+                # successful adversarials whose true and predicted class the space does not tell apart: not scored
+                "n_tied": state["n_tied"][space],
                 "paired": {"columns": list(PAIRED), "counts": state["paired"][space].tolist()},
                 **{field: stats[field] for field in LAYER_FIELDS},
                 "alpha": alpha, "flip_layer": None if reading.layer is None else self.layers[reading.layer],
