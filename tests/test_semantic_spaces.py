@@ -291,10 +291,12 @@ def test_terminal_page_gates_and_schema_show_both_spaces(both):
     console = Console(record=True, width=200)
     terminal(result, console)
     text = " ".join(console.export_text().split())
-    assert "2 vs 2 against word vectors and WordNet (Wu-Palmer)" in text  and "GloVe FDR 2v2 WordNet FDR 2v2" in text
-    last = f"{LAST} {sem['layers'][-1]['clean']['two_vs_two']:.2f} {sem['layers'][-1]['clean']['p_value']:.3f}"
-    assert last in text and f"{wn['layers'][-1]['clean']['two_vs_two']:.2f} " \
-        f"{wn['layers'][-1]['clean']['p_value']:.3f}" in text.split(last, 1)[1]
+    assert "2 vs 2 against word vectors and WordNet (Wu-Palmer)" in text  and "clean FDR 2v2 clean FDR" in text
+    assert "layer GloVe p fgsm@0.1 WordNet p" in text
+    glove, mine = sem["layers"][-1], wn["layers"][-1]
+    assert (f"{LAST} {glove['clean']['two_vs_two']:.2f} {glove['clean']['p_value']:.3f} "
+            f"{glove['adversarial'][0]['two_vs_two']:.2f} {mine['clean']['two_vs_two']:.2f} "
+            f"{mine['clean']['p_value']:.3f}") in text
     assert f"RSA between GloVe and WordNet: {between['rsa']:.2f}" in text
     assert ("agree, significantly" in text) == (between["p_value"] < sem["alpha"])
     assert f"WordNet: {wn['interpretation']}" in text

@@ -14,6 +14,14 @@ adversarial only, the clean version only, neither), and a class x class confusio
   with a percentile bootstrap interval over the errors (``audit.stats.bootstrap_interval``, seeded with the
   audit's seed).
 
+Every figure but the severity is measured against each semantic space ``--semantic-space`` chooses
+(``space.choose_spaces``; a space gives covered classes and a class x class similarity: word vectors, Wu-Palmer on
+WordNet): per space, the classes used (covered, with images), the 2v2 and RSA tests, the 1 vs 2 counts (a true and
+predicted class with the same similarity to every reference class are not scored: ``n_tied``). The section's main
+fields describe the first chosen space (``space``), ``spaces`` each space and the other's figures,
+``between_spaces`` the RSA between the two spaces on the classes both cover. The severity stays the word-vector
+distance.
+
 The clean class representations come from a pre-pass (one tapped forward per image, no attack) so that the
 1 vs 2 test can score each adversarial image against them while the pass runs, with memory that does not grow
 with the number of images.

@@ -128,18 +128,23 @@ def terminal(result, console) -> None:
         pixels = ", ".join(f"{space_label(sem, k)} {f['pixels']['two_vs_two']:.2f}" for k, f in measured)
         console.print(f"[bold]Semantic window[/] 2 vs 2 against {' and '.join(SPACE_NAMES[k] for k, _ in spaces)} "
                       f"(chance 0.50; raw pixels {pixels})")
+    # the main space: clean 2v2, FDR p and the shown run's 2v2; each other space: clean 2v2 and FDR p (80 columns)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("layer", justify="left", no_wrap=True)
-    for key, _ in measured:
-        first = "clean\n2v2" if len(spaces) == 1 else f"{space_label(sem, key)}\n2v2"
-        for col in (first, "FDR\np", f"2v2\n{escape(run_text)}" if shown else "adv\n2v2"):
+    for n, (key, _) in enumerate(measured):
+        cols = ["clean\n2v2" if len(spaces) == 1 else f"clean\n{space_label(sem, key)}", "FDR\np"]
+        if n == 0:
+            cols.append(f"2v2\n{escape(run_text)}" if shown else "adv\n2v2")
+        for col in cols:
             table.add_column(col, justify="right", no_wrap=True)
     for i, layer in enumerate(sem["layers"]):
         cells = [escape(layer["name"])]
-        for _, fig in measured:
+        for n, (_, fig) in enumerate(measured):
             c = fig["layers"][i]["clean"]
-            adv = fig["layers"][i]["adversarial"][shown[0]] if shown else None
-            cells += [f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}", two(adv["two_vs_two"]) if adv else "—"]
+            cells += [f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}"]
+            if n == 0:
+                adv = fig["layers"][i]["adversarial"][shown[0]] if shown else None
+                cells.append(two(adv["two_vs_two"]) if adv else "—")
         table.add_row(*cells)
     console.print(table)
     for key, fig in spaces:
