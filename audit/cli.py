@@ -174,6 +174,9 @@ def run(
                                             "NODE,NODE,... (synset names like vehicle.n.01, or wnids): each class "
                                             "goes to the deepest named node above it, classes under none to "
                                             "'other'."),
+    semantic_space: str | None = typer.Option(None, "--semantic-space", help="The semantic window's spaces: glove "
+                                              "(word vectors), wordnet (Wu-Palmer on WordNet) or both; default: "
+                                              "both when the classes map to WordNet, else glove."),
     permutations: int = typer.Option(1000, help="Label permutations for the semantic significance test."),
     saliency: str = typer.Option("gradcam", help="Saliency maps per layer: gradcam, gradxact, activation, or none."),
     saliency_class: str = typer.Option("predicted", help="The class whose logit the maps explain: predicted or true."),

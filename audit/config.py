@@ -143,6 +143,9 @@ class AuditConfig:
                                       example=["vertebrate.n.01", "vehicle.n.01"],
                                       doc="superclasses as WordNet nodes (synset names or wnids): each class under "
                                       "the deepest one above it, the rest 'other'")
+    semantic_space: str | None = option(None, kinds=("string",), example="both",
+                                        doc="the semantic window's spaces: glove, wordnet or both (default: both "
+                                        "when the classes map to WordNet, else glove)")
     permutations: int = option(1000, kinds=("integer",), doc="label permutations of the semantic significance test")
     saliency: str = option("gradcam", kinds=("string",), doc="saliency maps: gradcam, gradxact, activation or none")
     saliency_class: str = option("predicted", kinds=("string",), doc="whose logit the maps explain: predicted or true")
@@ -202,6 +205,8 @@ class AuditConfig:
                 raise AuditError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
         if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
             raise AuditError(f"--interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{self.interpolation}'")
+        if self.semantic_space is not None and self.semantic_space not in ("glove", "wordnet", "both"):
+            raise AuditError(f"--semantic-space must be glove, wordnet or both, got '{self.semantic_space}'")
         if (self.class_synsets is None) != (self.wordnet is None):
             raise AuditError("--class-synsets and --wordnet go together: the synsets are looked up in that WordNet "
                              "folder")

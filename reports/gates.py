@@ -8,8 +8,10 @@ Reads only the report dict; no torch. Metric names (values are floats, or None w
     median_norm[ATTACK]                   minimal-perturbation attacks: median minimal norm (inf when most samples
                                           resisted)
     score.value, score.components.NAME    the score (computed from the report when it carries none)
-    semantics.two_vs_two[LAYER]           clean 2 vs 2 accuracy per semantic layer (each analysis adds its own:
+    semantics.two_vs_two[LAYER]           clean 2 vs 2 accuracy per semantic layer, against the section's main
+                                          space (word vectors when chosen; each analysis adds its own:
                                           ``Section.gate_metrics`` in audit/analyses/NAME/report.py)
+    semantics.wordnet.two_vs_two[LAYER]   the same against WordNet (Wu-Palmer), when the audit measured it
     checks.failed                         number of validity checks with status fail (when the report has checks)
 
 Bounds (:func:`bounds`): a metric with an interval in the report has ``.lower`` and ``.upper`` names, the ends of

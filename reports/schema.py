@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 

@@ -227,16 +227,16 @@ def test_one_vs_two_counts_equal_a_literal_loop_also_for_targets_without_images(
         cells[tuple(decisions)] += 1
         scored += 1
     state = obs.adv["pgd@1"]
-    assert state["n_flip"] == scored and any(int(p) == 5 for p in pred)
+    assert state["n_flip"]["glove"] == scored and any(int(p) == 5 for p in pred)
     # both source-like, the adversarial only, the clean version only, neither
     expected = [cells[True, True], cells[True, False], cells[False, True], cells[False, False]]
-    assert state["paired"][0].tolist() == expected and cells[True, False] + cells[False, True] > 0
+    assert state["paired"]["glove"][0].tolist() == expected and cells[True, False] + cells[False, True] > 0
     # exported and absorbed into a fresh analysis (resume, another rank): the counts add up exactly
     other, _, _ = prepared_analysis(np.random.default_rng(0), k, [6], labels, d)
     other.runs = {"pgd@1": run}
     other.absorb("pass", obs.export("pass"))
     other.absorb("pass", obs.export("pass"))
-    assert other.adv["pgd@1"]["paired"][0].tolist() == [2 * c for c in expected]
+    assert other.adv["pgd@1"]["paired"]["glove"][0].tolist() == [2 * c for c in expected]
 
 
 def test_severity_intervals_come_from_the_errors_rebuilt_from_the_confusion_counts():

@@ -34,7 +34,16 @@ shares, percentile bootstrap for the severity), and the adjusted p-values of the
 comes from the analysis (``interpretation``, the flip note), which states a direction only when it is
 significant.
 
-Gate metrics: ``semantics.two_vs_two[LAYER]``, the clean 2 vs 2 accuracy per semantic layer.
+Spaces (``--semantic-space``): the section's main fields (layers, pixels, one_vs_two, interpretation, notes)
+describe the space ``space`` names (the first chosen: ``glove`` when chosen, so the score, the gates and ``audit
+compare`` read the word vectors as before); ``spaces[KEY]`` describes every chosen space (measure, source,
+coverage) and, for the other space, holds its own figures under the same field names; ``between_spaces`` is the
+RSA between the two spaces. A report without ``space`` (before schema 2.2) has the word space alone
+(``space_figures``). Terminal and panel show the clean 2 vs 2 per layer of both spaces side by side, the RSA
+between them and each space's interpretation.
+
+Gate metrics: ``semantics.two_vs_two[LAYER]``, the clean 2 vs 2 accuracy per semantic layer of the main space;
+``semantics.wordnet.two_vs_two[LAYER]``, the same against WordNet (when the audit measured it).
 """
 
 from __future__ import annotations
@@ -59,6 +68,44 @@ MAX_SEVERITY = 2.0
 MIN_SCORED_FOR_SCORE = 20  # fewer scored images: the 1 vs 2 part of representation, and severity, are left out
 
 
+SPACE_NAMES = {"glove": "word vectors", "wordnet": "WordNet (Wu-Palmer)"}
+
+
+def space_figures(sem: dict) -> list[tuple[str, dict]]:
+    """Each chosen space's key and figures, the main space first: the section itself for the main space, its
+    ``spaces`` entry for the other (which may be ``skipped``). A report before the spaces: the word space alone."""
+    main = sem.get("space", "glove")
+    out = [(main, sem)]
+    for key, entry in (sem.get("spaces") or {}).items():
+        if key != main:
+            out.append((key, entry))
+    return out
+
+
+def space_label(sem: dict, key: str) -> str:
+    """A space's short name: GloVe for the shipped or a GloVe file's vectors, else "words"; WordNet."""
+    if key == "wordnet":
+        return "WordNet"
+    return "GloVe" if "glove" in str((sem.get("embeddings") or {}).get("source", "")).lower() else "words"
+
+
+def between_text(sem: dict) -> str | None:
+    """The RSA between the two spaces in one sentence that calls the agreement significant only when it is."""
+    between = sem.get("between_spaces")
+    if not between:
+        return None
+    names = " and ".join(space_label(sem, key) for key, _ in space_figures(sem))
+    if between.get("rsa") is None:
+        return f"RSA between {names}: not measured ({between.get('skipped', 'no reading')})"
+    alpha = sem.get("alpha", ALPHA)
+    n = between["n_classes"]
+    verdict = ("the two spaces' class similarities agree, significantly" if between["p_value"] < alpha else
+               "no significant agreement between the spaces at this number of classes")
+    return (f"RSA between {names}: {between['rsa']:.2f} (Spearman over the {n * (n - 1) // 2} pairs of the {n} "
+            f"classes both cover, permutation p = {between['p_value']:.2g}): {verdict}; a finding that holds against one "
+            "space only depends on the space")
+
+
 def with_interval(value: float | None, ci) -> str:
     """``0.27 [0.10,0.52]``: a value with its interval (two decimals); the value alone without one."""
     if value is None:
@@ -80,20 +127,45 @@ def terminal(result, console) -> None:
     if not shown and runs:  # no analysis of the reference run: the first attack at its largest budget
         shown = [i for i, a in enumerate(runs) if a["attack"] == runs[0]["attack"]][-1:]
     run_text = f"{runs[shown[0]]['attack']}@{runs[shown[0]]['eps_text']}" if shown else ""
-    console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
-                  f"{sem['pixels']['two_vs_two']:.2f})")
+    spaces = space_figures(sem)
+    measured = [(key, fig) for key, fig in spaces if "skipped" not in fig]
+    if len(spaces) == 1:
+        console.print(f"[bold]Semantic window[/] 2 vs 2 against word vectors (chance 0.50; raw pixels "
+                      f"{sem['pixels']['two_vs_two']:.2f})")
+    else:
+        pixels = ", ".join(f"{space_label(sem, k)} {f['pixels']['two_vs_two']:.2f}" for k, f in measured)
+        console.print(f"[bold]Semantic window[/] 2 vs 2 against {' and '.join(SPACE_NAMES[k] for k, _ in spaces)} "
+                      f"(chance 0.50; raw pixels {pixels})")
+    # the main space: clean 2v2, FDR p and the shown run's 2v2; each other space: clean 2v2 and FDR p (80 columns)
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("layer", "clean\n2v2", "FDR\np", f"2v2\n{escape(run_text)}" if shown else "adv\n2v2"):
-        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
-    for layer in sem["layers"]:
-        c = layer["clean"]
-        adv = layer["adversarial"][shown[0]] if shown else None
-        table.add_row(escape(layer["name"]), f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}",
-                      two(adv["two_vs_two"]) if adv else "—")
+    table.add_column("layer", justify="left", no_wrap=True)
+    for n, (key, _) in enumerate(measured):
+        cols = ["clean\n2v2" if len(spaces) == 1 else f"clean\n{space_label(sem, key)}", "FDR\np"]
+        if n == 0:
+            cols.append(f"2v2\n{escape(run_text)}" if shown else "adv\n2v2")
+        for col in cols:
+            table.add_column(col, justify="right", no_wrap=True)
+    for i, layer in enumerate(sem["layers"]):
+        cells = [escape(layer["name"])]
+        for n, (_, fig) in enumerate(measured):
+            c = fig["layers"][i]["clean"]
+            cells += [f"{c['two_vs_two']:.2f}", f"{c['p_value']:.3f}"]
+            if n == 0:
+                adv = fig["layers"][i]["adversarial"][shown[0]] if shown else None
+                cells.append(two(adv["two_vs_two"]) if adv else "—")
+        table.add_row(*cells)
     console.print(table)
+    for key, fig in spaces:
+        if "skipped" in fig:
+            console.print(f"{space_label(sem, key)}: {escape(fig['skipped'])}")
+    if between_text(sem):
+        console.print(escape(between_text(sem)))
     if shown:
         _one_vs_two_table(sem, shown[0], run_text, console)
     console.print(escape(sem["interpretation"]))
+    for key, fig in spaces[1:]:
+        if fig.get("interpretation"):
+            console.print(f"{space_label(sem, key)}: {escape(fig['interpretation'])}")
     sev = next((r for r in sem.get("severity") or [] if is_reference(r, ref)), None)
     if sev and sev.get("mean") is not None:
         console.print(f"Severity of the {sev['n']} errors scored under {escape(label(sev))}: mean "
@@ -101,6 +173,9 @@ def terminal(result, console) -> None:
                       f"{with_interval(sev['median'], sev.get('median_ci'))} (1 = an average confusion)")
     for note in sem.get("notes", []):
         console.print(f"[dim]note: {escape(note)}[/]")
+    for key, fig in spaces[1:]:
+        for note in fig.get("notes", []):
+            console.print(f"[dim]note ({space_label(sem, key)}): {escape(note)}[/]")
 
 
 def _one_vs_two_table(sem: dict, at: int, run_text: str, console) -> None:
@@ -172,9 +247,53 @@ def panel(report: dict, figures: list[dict] | None = None) -> dict | None:
                 for r in adv_runs],
     } for layer in layers]
     out["pixels"] = two(pixels)
+    focus = pick_focus(layers[0]["adversarial"], report)
+    out.update(_spaces(sem, names, [focus] if focus else []))
     out.update(_one_vs_two(sem.get("one_vs_two") or [], names, report))
     out.update(_severity(sem.get("severity") or [], report))
     out["run_rows"] = _run_rows(sem.get("one_vs_two") or [], sem.get("severity") or [])
+    return out
+
+
+def _spaces(sem: dict, names: list[str], adv_runs: list[dict]) -> dict:
+    """The spaces side by side: what each is and where it came from, the clean 2 vs 2 per layer of each (a chart with
+    each space's chance band, and a table with the adversarial 2v2 of the reference run), the RSA between them, and
+    each other space's interpretation and notes."""
+    spaces = space_figures(sem)
+    about = [{"name": space_label(sem, key), "measure": (sem.get("spaces") or {}).get(key, {}).get("measure", ""),
+              "source": (sem.get("spaces") or {}).get(key, {}).get("source", ""),
+              "main": i == 0, "skipped": fig.get("skipped")} for i, (key, fig) in enumerate(spaces)]
+    out = {"spaces": about if sem.get("spaces") else [], "space_main": space_label(sem, spaces[0][0])}
+    measured = [(key, fig) for key, fig in spaces if "skipped" not in fig and fig.get("layers")]
+    if len(spaces) < 2 or len(measured) < 2:
+        out["others"] = [{"name": space_label(sem, k), "interpretation": f.get("interpretation"),
+                          "notes": f.get("notes") or []} for k, f in spaces[1:]]
+        return out
+    series, refs = [], [Reference(0.5, "chance 0.50")]
+    colours = ("#1f77b4", "#d62728")
+    for (key, fig), colour in zip(measured, colours, strict=False):
+        name = space_label(sem, key)
+        series.append(Series(f"{name}, clean", [(i, layer["clean"]["two_vs_two"]) for i, layer in enumerate(fig["layers"])],
+                             colour=colour))
+        band = [(i, layer["clean"].get("chance_upper")) for i, layer in enumerate(fig["layers"])]
+        if any(y is not None for _, y in band):
+            series.append(Series(f"{name}: chance band ({_level(sem)} of label permutations below)", band,
+                                 dash="dotted", marker="bar", colour=colour))
+    out["spaces_svg"] = line_chart(series, title="Clean 2 vs 2 accuracy per layer against each semantic space",
+                                   x_label="layer", y_label="2 vs 2 accuracy", categories=names, references=refs,
+                                   y_format=two)
+    alpha = sem.get("alpha", ALPHA)
+    out["space_names"] = [space_label(sem, key) for key, _ in measured]
+    out["space_runs"] = [label(r) for r in adv_runs]
+    out["space_rows"] = [{"name": name, "cells": [{
+        "two_vs_two": two(fig["layers"][i]["clean"]["two_vs_two"]), "rsa": two(fig["layers"][i]["clean"].get("rsa")),
+        "p": num(fig["layers"][i]["clean"].get("p_value")),
+        "significant": (fig["layers"][i]["clean"].get("p_value") or 1.0) < alpha,
+        "adv": [two(run_of(fig["layers"][i], r).get("two_vs_two")) for r in adv_runs]} for _, fig in measured]}
+        for i, name in enumerate(names)]
+    out["between"] = between_text(sem)
+    out["others"] = [{"name": space_label(sem, k), "interpretation": f.get("interpretation"),
+                      "notes": f.get("notes") or []} for k, f in spaces[1:]]
     return out
 
 
@@ -345,7 +464,12 @@ def representation(report: dict, ref: dict | None) -> tuple[float | None, str]:
 
 def gate_metrics(report: dict) -> dict[str, float | None]:
     sem = report.get("analyses", {}).get(KEY) or {}
-    return {f"semantics.two_vs_two[{layer['name']}]": layer["clean"]["two_vs_two"] for layer in sem.get("layers", [])}
+    out = {f"semantics.two_vs_two[{layer['name']}]": layer["clean"]["two_vs_two"] for layer in sem.get("layers", [])}
+    for key, fig in space_figures(sem):
+        if key == "wordnet":
+            out.update({f"semantics.wordnet.two_vs_two[{layer['name']}]": layer["clean"]["two_vs_two"]
+                        for layer in fig.get("layers", [])})
+    return out
 
 
 SECTION = Section(
@@ -363,5 +487,6 @@ SECTION = Section(
                                f"1 vs 2 part only with at least {MIN_SCORED_FOR_SCORE} adversarials scored"),
     ),
     gate_metrics=gate_metrics,
-    gate_families=(GateFamily(name="semantics.two_vs_two[LAYER]", better="higher", tolerance="absolute"),),
+    gate_families=(GateFamily(name="semantics.two_vs_two[LAYER]", better="higher", tolerance="absolute"),
+                   GateFamily(name="semantics.wordnet.two_vs_two[LAYER]", better="higher", tolerance="absolute")),
 )
