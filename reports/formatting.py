@@ -55,6 +55,15 @@ def pct_interval(interval) -> str:
     return f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]%"
 
 
+def pct_with(value: float | None, interval) -> str:
+    """A share and its interval as ``96.7% [83.3, 99.4]`` (one % sign); ``—`` without a value."""
+    if value is None:
+        return "—"
+    if not interval or interval[0] is None or interval[1] is None:
+        return pct(value)
+    return f"{pct(value)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
 def num_interval(interval, digits: int = 3) -> str:
     """An interval as ``[0.12, 0.34]`` with ``digits`` significant digits; an infinite or missing end as ∞/—."""
     if not interval:

@@ -243,6 +243,7 @@ def test_section_follows_the_schema_and_renders(audited):
     run = report["analyses"]["hierarchy"]["adversarial"][0]
     assert f"fgsm@0.1: {run['n']} mistakes" in text and run["verdict"] in " ".join(text.split())
     assert max(len(line) for line in text.splitlines()) <= 80
+    assert "]%" not in text  # a share with its interval carries one % sign: 96.7% [83.3, 99.4]
     p = panel(report)
     assert len(p["rows"]) == 2 and "<svg" in str(p["svg"])
     # the superclass lines and table: the level, each superclass with samples, the test across superclasses

@@ -299,7 +299,7 @@ def test_terminal_page_gates_and_schema_show_both_spaces(both):
             f"{mine['clean']['p_value']:.3f}") in text
     assert f"RSA between GloVe and WordNet: {between['rsa']:.2f}" in text
     assert ("agree, significantly" in text) == (between["p_value"] < sem["alpha"])
-    assert f"WordNet: {wn['interpretation']}" in text
+    assert f"Against WordNet: {wn['interpretation'][:1].lower()}{wn['interpretation'][1:]}" in text
     html = " ".join(render_html(report).split())
     assert "Semantic spaces side by side" in html and f"RSA between GloVe and WordNet: {between['rsa']:.2f}" in html
     assert "Clean 2 vs 2 accuracy per layer against each semantic space" in html

@@ -5,8 +5,9 @@ interval and p-value was computed at audit time (audit/analyses/hierarchy/analys
 A sentence says the attack's mistakes are milder or worse than chance only when the section's Wilcoxon test is
 significant at its alpha (the section's ``verdict``); otherwise it says "inconclusive at n = ...". Likewise accuracy
 "differs across superclasses" (naming the lowest and highest) only when the section's ``superclass_test`` is
-significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``), the HTML
-table every superclass; both show each attack at its largest budget.
+significant. The superclass table: terminal lines for the superclasses with samples (at most ``SHOWN``) at the
+reference run (``reports.schema.reference_entry``), the HTML table every superclass with each attack at its
+largest budget.
 
 No score component and no gate metric of its own: the score's severity component (the semantic window's,
 audit/analyses/semantics/report.py) reads this section's reference run when it has one.
@@ -20,9 +21,10 @@ from pathlib import Path
 from rich.markup import escape
 
 from audit.analyses.registry import Section
-from reports.formatting import fixed_interval, pct, pct_interval
+from reports.formatting import fixed_interval, pct, pct_with
 from reports.html.analysis_panels import label, largest_per_attack
 from reports.html.charts import hbar_chart
+from reports.schema import is_reference, reference_entry
 
 KEY = "hierarchy"
 WIDTH = 80  # terminal lines stay within this many columns
@@ -57,7 +59,7 @@ def _same(entry: dict) -> str:
     same = entry.get("same_superclass")
     if not same:
         return "—"
-    return f"{pct(same['share'])} {pct_interval(same.get('ci'))} of {same['n']} (chance {pct(same['chance'])})"
+    return f"{pct_with(same['share'], same.get('ci'))} of {same['n']} (chance {pct(same['chance'])})"
 
 
 def _topk(entry: dict, k: int) -> str:
@@ -89,14 +91,14 @@ SHOWN = 8  # superclasses the terminal lists (those with samples, in the section
 
 
 def _accuracy(row: dict) -> str:
-    return "—" if row.get("accuracy") is None else f"{pct(row['accuracy'])} {pct_interval(row.get('accuracy_ci'))}"
+    return pct_with(row.get("accuracy"), row.get("accuracy_ci"))
 
 
 def _inside(row: dict) -> str:
     m = row.get("mistakes")
-    if not m or not m["n"]:
+    if not m or not m["n"] or not m.get("chance"):  # no mistakes, or a superclass of one class: none can stay inside
         return "—"
-    return f"{pct(m['share'])} {pct_interval(m.get('ci'))} of {m['n']} (chance {pct(m['chance'])})"
+    return f"{pct_with(m['share'], m.get('ci'))} of {m['n']} (chance {pct(m['chance'])})"
 
 
 def _across(entry: dict) -> str:
@@ -112,12 +114,13 @@ def _across(entry: dict) -> str:
     return text
 
 
-def _superclass_lines(console, sec: dict) -> None:
-    """The level, then per superclass with samples its accuracy, each attack's robust accuracy (largest budget)
-    and the share of the attack's mistakes staying inside; then the test across superclasses per measurement."""
+def _superclass_lines(console, sec: dict, ref: dict | None) -> None:
+    """The level, then per superclass with samples its accuracy, the reference run's robust accuracy and the
+    share of its mistakes staying inside; then the test across superclasses, clean and at the reference run (the
+    HTML table has each attack at its largest budget)."""
     level = sec.get("superclass_level") or {}
     _say(console, f"superclasses: {level.get('rule', '')}", indent="  ")
-    runs = largest_per_attack(sec.get("adversarial") or [])
+    runs = [r for r in sec.get("adversarial") or [] if is_reference(r, ref)]
     sizes = {g["name"]: len(g["classes"]) for g in sec.get("superclasses") or []}
     clean = [r for r in sec["clean"].get("by_superclass") or [] if r["n"]]
     for row in clean[:SHOWN]:
@@ -161,7 +164,7 @@ def terminal(result, console) -> None:
                       f"(difference {_difference(entry)}, Wilcoxon p {_p(entry)}): {entry['verdict']}; inside "
                       f"the true superclass {_same(entry)}", indent="  ")
     if sec["clean"].get("by_superclass") is not None:
-        _superclass_lines(console, sec)
+        _superclass_lines(console, sec, reference_entry(result.attacks))
 
 
 # --- the HTML panel -----------------------------------------------------------------------------------------

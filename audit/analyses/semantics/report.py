@@ -165,7 +165,8 @@ def terminal(result, console) -> None:
     console.print(escape(sem["interpretation"]))
     for key, fig in spaces[1:]:
         if fig.get("interpretation"):
-            console.print(f"{space_label(sem, key)}: {escape(fig['interpretation'])}")
+            text = fig["interpretation"]
+            console.print(f"Against {space_label(sem, key)}: {escape(text[:1].lower() + text[1:])}")
     sev = next((r for r in sem.get("severity") or [] if is_reference(r, ref)), None)
     if sev and sev.get("mean") is not None:
         console.print(f"Severity of the {sev['n']} errors scored under {escape(label(sev))}: mean "
