@@ -18,8 +18,8 @@ from reports.schema import AuditResult, stage_file
 def write_outputs(result: AuditResult, out: Path, *, export: bool = False, html: bool = True,
                   junit: Path | None = None) -> Path:
     """Write the audit's files into ``out``; returns the path of report.json."""
-    files: dict[Path, str | bytes] = {out / relative: content
-                                      for relative, content in result.artifacts.get("files", {}).items()}
+    pending = dict(result.artifacts.get("files", {}))  # relative path -> content (the example figures)
+    files: dict[Path, str | bytes] = {out / relative: content for relative, content in pending.items()}
     if export:
         files.update(export_representations(result, out))
     text = result.to_json() + "\n"  # raises on NaN or infinity before any file exists
@@ -27,7 +27,7 @@ def write_outputs(result: AuditResult, out: Path, *, export: bool = False, html:
     if html:
         from reports.html import render_html
 
-        files[out / "report.html"] = render_html(report, base_dir=out)
+        files[out / "report.html"] = render_html(report, base_dir=out, pending=pending)
     if junit is not None:
         from reports.junit import junit_xml
 

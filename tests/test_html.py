@@ -311,3 +311,26 @@ def test_per_class_bars_carry_their_intervals():
     # the first class's clean bar: its value and the Wilson interval of its count, in the tooltip of the whisker
     assert f"{clean['class']}, clean: [{100 * lo:.1f}%, {100 * hi:.1f}%]" in html
     assert html.count('class="error-bar"') >= 2 * len(report["clean"]["per_class"])
+
+
+def test_an_audit_written_into_a_fresh_folder_embeds_its_figures(tmp_path):
+    """The page is rendered before any file of the audit is on disk: its figures come from the audit, not from a
+    folder that does not have them yet (they were named "missing" in every fresh output folder)."""
+    from audit import AuditConfig, run_audit
+    from audit.demo import ARCH, ASSETS
+    from audit.outputs import write_outputs
+
+    result = run_audit(AuditConfig(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo",
+                                   classes="fashion-mnist", attacks=["fgsm"], eps="0.2", samples=20, batch_size=20,
+                                   device="cpu", permutations=20, checks=False))
+    out = tmp_path / "fresh"
+    write_outputs(result, out)
+    report = json.loads((out / "report.json").read_text())
+    names = report["analyses"]["saliency"]["figures"]
+    assert names
+    page = parse((out / "report.html").read_text())
+    images = [a["src"] for t, a in page.tags if t == "img"]
+    assert len(images) == len(names)
+    for name, src in zip(names, images, strict=True):
+        assert base64.b64decode(src.split(",", 1)[1]) == (out / name).read_bytes()
+    assert "missing" not in " ".join(page.text)

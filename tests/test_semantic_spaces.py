@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from markupsafe import escape
 import scipy.stats
 
 from audit import AuditConfig, run_audit
@@ -303,6 +304,7 @@ def test_terminal_page_gates_and_schema_show_both_spaces(both):
     html = " ".join(render_html(report).split())
     assert "Semantic spaces side by side" in html and f"RSA between GloVe and WordNet: {between['rsa']:.2f}" in html
     assert "Clean 2 vs 2 accuracy per layer against each semantic space" in html
+    assert f"Against WordNet: {escape(wn['interpretation'][:1].lower() + wn['interpretation'][1:])}" in html
     m = metrics(report)
     for layer, mine in zip(sem["layers"], wn["layers"], strict=True):
         assert m[f"semantics.two_vs_two[{layer['name']}]"] == layer["clean"]["two_vs_two"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,13 +52,23 @@ def stylesheet() -> tuple[Markup, str]:
     return Markup(css), policy
 
 
-def read_figures(paths: list[str], base_dir: Path | None) -> list[dict]:
-    """The example pictures as data URIs. A picture that cannot be embedded is named with the reason instead."""
+def read_figures(paths: list[str], base_dir: Path | None, pending: Mapping[str, bytes] | None = None) -> list[dict]:
+    """The example pictures as data URIs. A picture that cannot be embedded is named with the reason instead.
+    ``pending``: pictures about to be written beside report.json with it (by their path relative to it), read
+    from memory: an audit renders its page before any of its files is on disk."""
     out = []
     root = base_dir.resolve() if base_dir is not None else None
     for rel in paths:
         src, problem = None, None
-        if root is None:
+        if pending is not None and isinstance(pending.get(rel), bytes | bytearray):
+            data = bytes(pending[rel])
+            if len(data) > MAX_FIGURE_BYTES:
+                problem = "not embedded: larger than 5 MB"
+            elif data.startswith(PNG_MAGIC):
+                src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            else:
+                problem = "not embedded: not a PNG file"
+        elif root is None:
             problem = "not embedded: the report's folder is unknown"
         else:
             target = (root / rel).resolve()
@@ -77,7 +88,8 @@ def read_figures(paths: list[str], base_dir: Path | None) -> list[dict]:
     return out
 
 
-def section_panels(report: dict, base_dir: Path | None = None) -> list[dict]:
+def section_panels(report: dict, base_dir: Path | None = None, pending: Mapping[str, bytes] | None = None
+                   ) -> list[dict]:
     """Every registered analysis's panel, in the sections' order: its template's name and its context (``p``;
     None when the report has no such section). The pictures a section lists under ``figures`` are read here."""
     out = []
@@ -85,7 +97,8 @@ def section_panels(report: dict, base_dir: Path | None = None) -> list[dict]:
         if section.panel is None or section.template is None:
             continue
         data = (report.get("analyses") or {}).get(section.key) or {}
-        figures = read_figures(list(data.get("figures") or []), Path(base_dir) if base_dir is not None else None)
+        figures = read_figures(list(data.get("figures") or []), Path(base_dir) if base_dir is not None else None,
+                               pending)
         out.append({"key": section.key, "template": f"{section.key}/{section.template.name}",
                     "panel": section.panel(report, figures)})
     return out
@@ -103,7 +116,7 @@ def metric_delta(value: float | None, metric: str) -> str:
     return f"{100 * value:+.1f} pt" if family(metric) in PERCENT_FAMILIES else f"{value:+.4g}"
 
 
-def report_context(report: dict, base_dir: Path | None = None) -> dict:
+def report_context(report: dict, base_dir: Path | None = None, pending: Mapping[str, bytes] | None = None) -> dict:
     """Everything the report template shows, built from the report dict alone."""
     rows, notes = panels.attack_rows(report)
     return {
@@ -111,7 +124,7 @@ def report_context(report: dict, base_dir: Path | None = None) -> dict:
         "robustness": panels.robustness_charts(report),
         "attack_rows": rows, "attack_notes": notes,
         "per_class": panels.per_class(report),
-        "analyses": section_panels(report, base_dir),
+        "analyses": section_panels(report, base_dir, pending),
         "checks": panels.checks(report),
         "metadata": panels.metadata(report),
         "warnings": list(report.get("warnings") or []),
@@ -119,10 +132,11 @@ def report_context(report: dict, base_dir: Path | None = None) -> dict:
     }
 
 
-def render_html(report: dict, base_dir: Path | None = None) -> str:
-    """The review page of one report. ``base_dir``: the folder of report.json (where its figures live)."""
+def render_html(report: dict, base_dir: Path | None = None, pending: Mapping[str, bytes] | None = None) -> str:
+    """The review page of one report. ``base_dir``: the folder of report.json (where its figures live);
+    ``pending``: figures not yet written there (``read_figures``)."""
     css, policy = stylesheet()
-    ctx = report_context(report, base_dir)
+    ctx = report_context(report, base_dir, pending)
     title = f"Robustness audit: {ctx['summary']['model_name']}"
     return environment().get_template("report.html.j2").render(css=css, csp=policy, title=title, **ctx)
 
