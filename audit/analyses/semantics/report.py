@@ -101,7 +101,7 @@ def between_text(sem: dict) -> str | None:
     n = between["n_classes"]
     verdict = ("the two spaces' class similarities agree, significantly" if between["p_value"] < alpha else
                "no significant agreement between the spaces at this number of classes")
-    return (f"RSA between {names}: {between['rsa']:.2f} (Spearman over the {n * (n - 1) // 2} pairs of the {n} "
+    return (f"RSA between {names}: {between['rsa']:.2f} (Spearman over the {n * (n - 1) // 2:,} pairs of the {n:,} "
             f"classes both cover, permutation p = {between['p_value']:.2g}): {verdict}; a finding that holds against one "
             "space only depends on the space")
 
