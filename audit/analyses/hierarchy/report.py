@@ -87,6 +87,7 @@ def _level(sec: dict) -> str:
     return f"{100 * sec.get('confidence', 0.95):g}%"
 
 
+CLASSES_SHOWN = 12  # classes the HTML names per superclass; a larger one shows these and its count
 SHOWN = 8  # superclasses the terminal lists (those with samples, in the section's order); the HTML has them all
 
 
@@ -209,12 +210,17 @@ def _coarse(sec: dict) -> dict | None:
         return None
     runs = largest_per_attack(sec.get("adversarial") or [])
     classes = {g["name"]: g["classes"] for g in sec.get("superclasses") or []}
-    rows = []
+    rows, empty = [], []
     for i, row in enumerate(sec["clean"]["by_superclass"]):
-        rows.append({"name": row["name"], "classes": ", ".join(classes.get(row["name"], [])), "n": row["n"],
-                     "clean": _accuracy(row),
+        members = classes.get(row["name"], [])
+        if not row["n"]:  # no sample of its classes in this audit: named below the table, not a row of dashes
+            empty.append(f"{row['name']} ({len(members)})")
+            continue
+        shown = ", ".join(members[:CLASSES_SHOWN]) + (f" … ({len(members)} classes)" if len(members) > CLASSES_SHOWN
+                                                      else "")
+        rows.append({"name": row["name"], "classes": shown, "n": row["n"], "clean": _accuracy(row),
                      "runs": [(_accuracy(r["by_superclass"][i]), _inside(r["by_superclass"][i])) for r in runs]})
-    return {"rule": (sec.get("superclass_level") or {}).get("rule", ""),
+    return {"rule": (sec.get("superclass_level") or {}).get("rule", ""), "empty": ", ".join(empty),
             "runs": [{"label": label(r), "accuracy_of": r.get("accuracy_of", "robust accuracy")} for r in runs],
             "rows": rows, "tests": {"clean": _across(sec["clean"]), "runs": [_across(r) for r in runs]},
             "test_names": sorted({t["test"] for t in (sec["clean"], *runs)
