@@ -138,21 +138,32 @@ def test_the_random_wrong_baseline_of_two_and_three_classes():
 
 # ---- Wu-Palmer --------------------------------------------------------------------------------------------------
 
-# r is the root; e is under r; b is under r AND under e, so b's shortest depth is 1 and e's is 1 too; a is under b.
-# The common hypernyms of a and b: b, e, r; b and e tie at shortest depth 1. b is one of the two nodes itself, so it
-# is the LCS: its longest depth is 2 (r, e, b), depth 3; a is one edge below b, b none: 6 / (1 + 0 + 6).
-# Had e ("aa" by name) been taken: longest depth 1, depth 2; a two edges below, b one: 4 / (2 + 1 + 4).
-TIE_B = {"a": ("b",), "b": ("r", "e"), "e": ("r",)}
-TIE_NAMES = {"e": "aa.n.01", "b": "zz.n.01", "a": "zz.n.02", "r": "root.n.01"}
+# r is the root; f and e are under r, e also under f; b is under r AND under e; a is under b. Shortest depths: f, e,
+# b 1, a 2; longest: f 1, e 2, b 3, a 4. The common hypernyms of a and b: b, e, f, r; b, e and f tie at shortest
+# depth 1 (by name e "aa", f "ff", b "zz"). b is one of the two nodes itself, so it is the LCS: depth 3 + 1 = 4; a is
+# one edge below b, b none: 8 / (1 + 0 + 8). Had e been taken (the first by name): depth 2 + 1 = 3, a two edges below,
+# b one: 6 / (2 + 1 + 6). The tie is taken at e's SHORTEST depth (1); at its longest (2) neither f nor b would tie.
+TIE_B = {"a": ("b",), "b": ("r", "e"), "e": ("r", "f"), "f": ("r",)}
+TIE_NAMES = {"e": "aa.n.01", "f": "ff.n.01", "b": "zz.n.01", "a": "zz.n.02", "r": "root.n.01"}
 
 
 def test_wu_palmer_takes_the_second_node_when_it_is_in_the_tie():
-    assert H.wu_palmer(TIE_B, "a", "b", TIE_NAMES) == pytest.approx(6 / 7)
-    assert H.wu_palmer(TIE_B, "b", "a", TIE_NAMES) == pytest.approx(6 / 7)
+    assert H.wu_palmer(TIE_B, "a", "b", TIE_NAMES) == pytest.approx(8 / 9)
+    assert H.wu_palmer(TIE_B, "b", "a", TIE_NAMES) == pytest.approx(8 / 9)
+    assert H.wu_palmer(TIE_B, "a", "b") == pytest.approx(8 / 9)
     m = H.wu_palmer_matrix(TIE_B, ["a", "b", "e"], TIE_NAMES)
-    # a, e: common e, r; LCS e (shortest depth 1), longest 1, depth 2; a is 2 edges below e (a b e): 4 / (2 + 0 + 4)
-    # b, e: LCS e, b one edge below: 4 / 5
-    np.testing.assert_allclose(m, [[1, 6 / 7, 4 / 6], [6 / 7, 1, 4 / 5], [4 / 6, 4 / 5, 1]], rtol=0, atol=1e-15)
+    # a, e: common e, f, r; LCS e (itself in the tie e, f), depth 3; a is 2 edges below e (a b e): 6 / (2 + 0 + 6)
+    # b, e: LCS e, b one edge below: 6 / 7
+    np.testing.assert_allclose(m, [[1, 8 / 9, 6 / 8], [8 / 9, 1, 6 / 7], [6 / 8, 6 / 7, 1]], rtol=0, atol=1e-15)
+
+
+def test_wu_palmer_lcs_can_be_above_the_second_node_yet_deeper():
+    # b is under r and under x (x under y under r): b's shortest depth is 1, x's is 2. a is under b. The common
+    # hypernym with the greatest shortest depth is x, not b: longest depth 2, so 3; a is 2 edges below x (a b x), b
+    # one: 6 / (2 + 1 + 6). (b, shortest depth 1, is not in the tie and must not be taken.)
+    graph = {"a": ("b",), "b": ("r", "x"), "x": ("y",), "y": ("r",)}
+    assert H.wu_palmer(graph, "a", "b") == pytest.approx(6 / 9)
+    assert H.wu_palmer(graph, "b", "a") == pytest.approx(6 / 9)
 
 
 def test_wu_palmer_matrix_uses_the_names_for_ties():
@@ -256,6 +267,31 @@ def test_the_reader_refuses_what_is_not_wordnet(tmp_path):
     bad("nodata", "no data.noun", drop="data.noun")
 
 
+def test_the_reader_reads_latin_1_bytes(tmp_path):
+    folder = tiny_wordnet(tmp_path / "wn")
+    for name, extra in (("data.noun", b"00008000 05 n 01 caf\xe9 0 001 @ 00002000 n 0000 | a \xe9 gloss  \n"),
+                        ("index.noun", b"caf\xe9 n 1 1 @ 1 0 00008000  \n")):
+        with open(folder / name, "ab") as fh:
+            fh.write(extra)
+    g = wn.read_wordnet(folder)
+    assert g.names["n00008000"] == "caf\u00e9.n.01" and g.glosses["n00008000"] == "a \u00e9 gloss"
+    assert g.lookup("CAF\u00c9.n.01") == "n00008000"
+
+
+def test_the_reader_says_what_is_missing_in_full(tmp_path):
+    advice = "give --wordnet the folder that holds data.noun and index.noun (Debian: /usr/share/wordnet)"
+    assert one_line_error(lambda: wn.read_wordnet(tmp_path / "absent")) == \
+        f"{tmp_path / 'absent'} is not a WordNet 3.0 dict folder (no such folder); {advice}"
+    nohead = tiny_wordnet(tmp_path / "nohead")
+    (nohead / "data.noun").write_text(DATA, encoding="utf-8")
+    assert one_line_error(lambda: wn.read_wordnet(nohead)) == \
+        f"{nohead} is not a WordNet 3.0 dict folder (data.noun has no WordNet licence header); {advice}"
+    v31 = tiny_wordnet(tmp_path / "v31", version="3.1")
+    assert one_line_error(lambda: wn.read_wordnet(v31)) == \
+        f"{v31} holds WordNet 3.1; the audit needs WordNet 3.0 (ImageNet's wnids are WordNet 3.0 offsets): give " \
+        "--wordnet a WordNet 3.0 dict folder"
+
+
 def test_a_changed_folder_is_read_again(tmp_path):
     folder = tiny_wordnet(tmp_path / "wn")
     first = wn.read_wordnet(folder)
@@ -264,6 +300,10 @@ def test_a_changed_folder_is_read_again(tmp_path):
     second = wn.read_wordnet(folder)
     assert second is not first and second.glosses["n00004000"] == "a canine, longer | with a bar in the gloss"
     assert wn.read_wordnet(str(folder) + "/") is second  # the same folder, however written
+    with open(folder / "index.noun", "a", encoding="latin-1") as fh:  # index.noun alone changes
+        fh.write("doggy n 1 1 @ 1 0 00004000  \n")
+    third = wn.read_wordnet(folder)
+    assert third is not second and third.lookup("doggy.n.01") == "n00004000"
 
 
 # ---- the shipped mappings and class files -----------------------------------------------------------------------
@@ -290,6 +330,8 @@ def test_a_class_file_alone_lists_its_classes_in_order(tmp_path):
     assert cs.wnids == ("n00004000", None, "n00005000") and cs.senses == ("dog.n.01", None, "truck.n.01")
     assert cs.reasons == (None, "left unmapped in c.tsv (line 3)", None)
     assert cs.source == f"{f} (WordNet 3.0, {folder})"
+    f.write_text("pickup truck\ttruck.n.01\n", encoding="utf-8")  # a space inside a class name
+    assert wn.load_class_synsets(f, folder).classes == ("pickup truck",)
     assert cs.graph.names == {"n00001740": "entity.n.01", "n00004000": "dog.n.01", "n00002000": "animal.n.01",
                               "n00005000": "truck.n.01"}
 
