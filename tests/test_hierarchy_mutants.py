@@ -67,6 +67,25 @@ def test_two_classes_on_one_synset_and_a_class_on_the_root():
     np.testing.assert_array_equal(H.lca_height(tree), [[0, 1, 2], [1, 0, 2], [2, 2, 0]])
 
 
+def test_leaves_of_one_synset_follow_the_class_index():
+    # classes 7 and 8 both on x: a Python set iterates {7, 8} as 8, 7, so only the class index orders them
+    tree = H.build_tree({"x": ("r",), "y": ("r",)}, ["y"] * 7 + ["x", "x"])
+    assert tree.synset[:4] == ("r", "x", "x", "x") and tree.leaf[7:] == (2, 3)
+    assert tree.leaf[:7] == (5, 6, 7, 8, 9, 10, 11)
+    with pytest.raises(ValueError) as info:
+        H.build_tree({"x": ("r",)}, [])
+    assert str(info.value) == "no classes to build a hierarchy from"
+
+
+def test_superclasses_below_the_top_of_the_hand_made_tree():
+    # the tree of test_every_field_of_the_hand_made_tree: at depth 2, c1, c2 and B go to B (node 2); c3 (depth 2),
+    # c4, c5, c6 (depth 2) are their own leaves. At depth 3 every leaf is its own superclass.
+    tree = H.build_tree(GRAPH, CLASSES)
+    assert H.superclasses(tree, 2).tolist() == [2, 2, 6, 10, 8, 9, 2]
+    assert H.superclasses(tree, 3).tolist() == [4, 5, 6, 10, 8, 9, 3]
+    assert H.superclasses(tree, 1).tolist() == [1, 1, 1, 7, 7, 7, 1]
+
+
 # ---- the measures -----------------------------------------------------------------------------------------------
 
 def test_labels_and_scores_are_checked_with_their_messages():
@@ -134,6 +153,11 @@ def test_the_random_wrong_baseline_of_two_and_three_classes():
     three = np.array([[0, 1, 2], [1, 0, 2], [2, 2, 0]])
     assert H.random_wrong_baseline(three, [0, 1, 2]).tolist() == [1.5, 1.5, 2.0]
     assert H.random_wrong_baseline(three, [2]).dtype == np.float64
+    # the mean over the OTHER classes, whatever the diagonal holds
+    assert H.random_wrong_baseline(np.array([[5, 1], [2, 7]]), [0, 1]).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError) as info:
+        H.random_wrong_baseline(np.zeros((1, 1)), [0])
+    assert str(info.value) == "a random wrong class needs at least two classes"
 
 
 # ---- Wu-Palmer --------------------------------------------------------------------------------------------------
