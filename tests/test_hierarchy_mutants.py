@@ -221,11 +221,14 @@ def tiny(tmp_path):
     return wn.read_wordnet(tiny_wordnet(tmp_path / "wn"))
 
 
-def test_lookups_by_name_and_wnid(tiny):
+def test_lookups_by_name_and_wnid(tiny, tmp_path):
     assert tiny.lookup("  n00004000 ") == "n00004000"
     assert tiny.lookup(" cat.n.02\t") == "n00006000"
     assert tiny.lookup("TRUE_CAT.n.01") == "n00003000"  # through index.noun's senses, lemma lower-cased
     assert tiny.lookup("Cat.n.02") == "n00006000"
+    # a lemma's second sense that is no synset's first word: through index.noun's order only
+    kitty = wn.read_wordnet(tiny_wordnet(tmp_path / "kitty", index=INDEX + "kitty n 2 1 @ 2 0 00006000 00003000\n"))
+    assert kitty.lookup("kitty.n.02") == "n00003000" and kitty.lookup("kitty.n.01") == "n00006000"
     assert tiny.senses["cat"] == ("n00003000", "n00006000") and tiny.senses["true_cat"] == ("n00003000",)
     assert tiny.version == "3.0"
     assert one_line_error(lambda: tiny.lookup("cat.n.00")) == \
@@ -320,7 +323,8 @@ def test_a_changed_folder_is_read_again(tmp_path):
     folder = tiny_wordnet(tmp_path / "wn")
     first = wn.read_wordnet(folder)
     assert wn.read_wordnet(folder) is first
-    tiny_wordnet(folder, data=DATA.replace("a canine", "a canine, longer"))
+    other = tiny_wordnet(tmp_path / "other", data=DATA.replace("a canine", "a canine, longer"))
+    (folder / "data.noun").write_bytes((other / "data.noun").read_bytes())  # data.noun alone changes
     second = wn.read_wordnet(folder)
     assert second is not first and second.glosses["n00004000"] == "a canine, longer | with a bar in the gloss"
     assert wn.read_wordnet(str(folder) + "/") is second  # the same folder, however written
