@@ -53,8 +53,10 @@ Hypernyms = Mapping[str, Sequence[str]]
 class ClassTree:
     """The contracted class tree. Nodes are integers ``0 .. len(parent) - 1``.
 
-    ``parent[n]`` is the parent node (-1 for the root), ``children[n]`` the child nodes in the order of their
-    ``synset`` (then node number), ``synset[n]`` the graph node the tree node stands for (a leaf: its class's node),
+    ``parent[n]`` is the parent node (-1 for the root), ``children[n]`` the child nodes in the order of the graph
+    node each hangs from directly below ``n`` on the chosen paths, before contraction (a leaf hung there directly: its
+    class's node, after an inner node of the same name, then by class index), ``synset[n]`` the graph node the tree
+    node stands for (a leaf: its class's node),
     ``height[n]`` and ``depth[n]`` as in the module's rules, ``leaf[c]`` the leaf node of class ``c`` (``leaf_class``
     the inverse, -1 for inner nodes) and ``paths[c]`` the class's chosen hypernym path from the root down to its node,
     before contraction.
