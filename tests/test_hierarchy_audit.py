@@ -262,6 +262,19 @@ def test_section_follows_the_schema_and_renders(audited):
     html = render_html(report)
     assert 'id="hierarchy"' in html and "Coarse robustness per superclass" in html
     assert coarse["rows"][0]["runs"][0][0] in html and coarse["tests"]["clean"] in html
+    assert coarse["empty"] == "" and "without a sample" not in html
+    # a superclass without samples is named below the table, not a row; a large one shows 12 names and its count
+    import copy
+
+    other = copy.deepcopy(report)
+    osec = other["analyses"]["hierarchy"]
+    osec["clean"]["by_superclass"][2]["n"] = 0
+    osec["superclasses"][0]["classes"] = [f"class {i}" for i in range(30)]
+    again = panel(other)["coarse"]
+    assert [r["name"] for r in again["rows"]] == ["clothing.n.01", "footwear.n.02"]
+    assert again["empty"] == "bag.n.04 (1)"
+    assert again["rows"][0]["classes"] == ", ".join(f"class {i}" for i in range(12)) + " … (30 classes)"
+    assert "Superclasses without a sample in this audit (classes): bag.n.04 (1)." in render_html(other)
 
 
 def test_class_names_that_are_no_builtin_set_get_the_note():
