@@ -152,3 +152,76 @@ def test_a_share_reads_with_its_interval_and_one_percent_sign():
     assert pct_with(None, (0.1, 0.2)) == "—"
     for interval in (None, (), (None, 0.7), (0.2, None), (None, None)):
         assert pct_with(0.5, interval) == "50.0%"
+
+
+def without(syn, classes):
+    """The class mapping ``syn`` with ``classes`` left unmapped (reason: "left out by the test")."""
+    import dataclasses
+
+    def drop(values, reason=None):
+        return tuple(reason if c in classes else v for c, v in enumerate(values))
+
+    return dataclasses.replace(syn, wnids=drop(syn.wnids), senses=drop(syn.senses),
+                               reasons=drop(syn.reasons, "left out by the test"))
+
+
+# --- the WordNet target distance ------------------------------------------------------------------------------------
+
+def test_the_wordnet_distance_is_the_lca_height_plus_half_the_wu_palmer_gap_and_nan_off_the_mapping():
+    from tests.test_wordnet_targets import literal_lca
+
+    from audit.analyses.semantics.hierarchy import build_tree, wu_palmer
+    from audit.engine.targets import wordnet_distance
+
+    syn = load_builtin("fashion-mnist")
+    keep = [c for c in range(10) if syn.classes[c] not in ("Bag", "Coat")]
+    partial = without(syn, [c for c in range(10) if c not in keep])
+    d = wordnet_distance(partial)
+    tree = build_tree(syn.graph.hypernyms, [syn.wnids[c] for c in keep])
+    assert d.dtype == np.float64 and d.shape == (10, 10)
+    for a in range(10):
+        for b in range(10):
+            if a not in keep or b not in keep:
+                assert np.isnan(d[a, b])
+                continue
+            w = wu_palmer(syn.graph.hypernyms, syn.wnids[a], syn.wnids[b], syn.graph.names)
+            assert d[a, b] == pytest.approx(literal_lca(tree, keep.index(a), keep.index(b)) + (1 - w) / 2, abs=1e-12)
+
+
+def test_the_wordnet_distance_breaks_equal_depth_subsumers_by_name_as_wu_palmer_does():
+    """Two classes under two hypernyms of equal shortest depth: Wu–Palmer takes the one first by name (alpha.n.01,
+    whose longest path is one edge longer), not the one first by node id."""
+    from types import SimpleNamespace
+
+    from audit.analyses.semantics.hierarchy import wu_palmer
+    from audit.engine.targets import wordnet_distance
+
+    hypernyms = {"a": ("x1", "x2"), "b": ("x1", "x2"), "c": ("m",), "x1": ("r",), "x2": ("r", "m"), "m": ("r",),
+                 "r": ()}
+    names = {"a": "a.n.01", "b": "b.n.01", "c": "c.n.01", "x1": "zeta.n.01", "x2": "alpha.n.01", "m": "mid.n.01",
+             "r": "root.n.01"}
+    syn = SimpleNamespace(classes=["A", "B", "C", "D"], mapped=[0, 1, 2], wnids=("a", "b", "c", None),
+                          graph=SimpleNamespace(hypernyms=hypernyms, names=names))
+    # by hand: the subsumer alpha.n.01 (x2) has longest root depth 2, so depth 3, and a and b are one edge below it
+    assert wu_palmer(hypernyms, "a", "b", names) == 2 * 3 / (1 + 1 + 2 * 3)
+    d = wordnet_distance(syn)
+    # a and b: leaves of the contracted tree under one parent (LCA height 1), plus (1 - 0.75) / 2
+    assert d[0, 1] == d[1, 0] == 1 + (1 - 0.75) / 2
+    assert np.isnan(d[3]).all() and np.isnan(d[:, 3]).all()
+
+
+# --- the WordNet semantic space -------------------------------------------------------------------------------------
+
+def test_the_wordnet_space_coverage_names_every_class_and_why_one_is_left_out():
+    from audit.analyses.semantics.space import build_wordnet_space
+
+    syn = load_builtin("cifar10")
+    gone = syn.classes.index("frog")
+    partial = without(syn, [gone])
+    space = build_wordnet_space(list(syn.classes), partial)
+    cov = space.coverage()
+    assert cov == {"n_classes": 10, "n_covered": 9,
+                   "classes": [{"class": name, "synset": syn.senses[c], "wnid": syn.wnids[c]}
+                               for c, name in enumerate(syn.classes) if c != gone],
+                   "missing": ["frog"], "why": {"frog": "left out by the test"}}
+    assert space.covered.tolist() == [c != gone for c in range(10)]
