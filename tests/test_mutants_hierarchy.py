@@ -188,20 +188,27 @@ def test_the_wordnet_distance_is_the_lca_height_plus_half_the_wu_palmer_gap_and_
             assert d[a, b] == pytest.approx(literal_lca(tree, keep.index(a), keep.index(b)) + (1 - w) / 2, abs=1e-12)
 
 
-def test_the_wordnet_distance_breaks_equal_depth_subsumers_by_name_as_wu_palmer_does():
-    """Two classes under two hypernyms of equal shortest depth: Wu–Palmer takes the one first by name (alpha.n.01,
-    whose longest path is one edge longer), not the one first by node id."""
+def two_subsumers():
+    """Classes a and b under x1 (zeta.n.01) and x2 (alpha.n.01), both one edge below the root r; x2 also lies under
+    m, so its longest path is one edge longer. Class D has no synset."""
     from types import SimpleNamespace
-
-    from audit.analyses.semantics.hierarchy import wu_palmer
-    from audit.engine.targets import wordnet_distance
 
     hypernyms = {"a": ("x1", "x2"), "b": ("x1", "x2"), "c": ("m",), "x1": ("r",), "x2": ("r", "m"), "m": ("r",),
                  "r": ()}
     names = {"a": "a.n.01", "b": "b.n.01", "c": "c.n.01", "x1": "zeta.n.01", "x2": "alpha.n.01", "m": "mid.n.01",
              "r": "root.n.01"}
-    syn = SimpleNamespace(classes=["A", "B", "C", "D"], mapped=[0, 1, 2], wnids=("a", "b", "c", None),
-                          graph=SimpleNamespace(hypernyms=hypernyms, names=names))
+    return SimpleNamespace(classes=["A", "B", "C", "D"], mapped=[0, 1, 2], wnids=("a", "b", "c", None),
+                           source="by hand", graph=SimpleNamespace(hypernyms=hypernyms, names=names, version="3.0"))
+
+
+def test_the_wordnet_distance_breaks_equal_depth_subsumers_by_name_as_wu_palmer_does():
+    """Two classes under two hypernyms of equal shortest depth: Wu–Palmer takes the one first by name (alpha.n.01,
+    whose longest path is one edge longer), not the one first by node id."""
+    from audit.analyses.semantics.hierarchy import wu_palmer
+    from audit.engine.targets import wordnet_distance
+
+    syn = two_subsumers()
+    hypernyms, names = syn.graph.hypernyms, syn.graph.names
     # by hand: the subsumer alpha.n.01 (x2) has longest root depth 2, so depth 3, and a and b are one edge below it
     assert wu_palmer(hypernyms, "a", "b", names) == 2 * 3 / (1 + 1 + 2 * 3)
     d = wordnet_distance(syn)
@@ -225,3 +232,15 @@ def test_the_wordnet_space_coverage_names_every_class_and_why_one_is_left_out():
                                for c, name in enumerate(syn.classes) if c != gone],
                    "missing": ["frog"], "why": {"frog": "left out by the test"}}
     assert space.covered.tolist() == [c != gone for c in range(10)]
+
+
+def test_the_wordnet_space_takes_wu_palmer_with_the_name_tie_break_and_says_where_it_came_from():
+    from audit.analyses.semantics.space import MEASURES, build_wordnet_space
+
+    space = build_wordnet_space(["A", "B", "C", "D"], two_subsumers())
+    assert space.matrix[0, 1] == space.matrix[1, 0] == 0.75  # alpha.n.01 first by name (see above)
+    assert np.isnan(space.matrix[3]).all() and space.covered.tolist() == [True, True, True, False]
+    assert space.info == {"source": "by hand", "measure": MEASURES["wordnet"], "wordnet_version": "3.0"}
+    with pytest.raises(AuditError) as err:
+        build_wordnet_space(["A", "B", "C"], two_subsumers())
+    assert str(err.value) == "the WordNet mapping has 4 classes but the audit 3"
