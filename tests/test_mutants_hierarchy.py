@@ -60,6 +60,10 @@ def test_a_node_with_no_class_of_its_own_names_every_deeper_node():
         level_of("cifar10", superclasses=["vertebrate.n.01", "placental.n.01", "bird.n.01", "frog.n.01"])
     assert str(err.value) == ("--superclasses: vertebrate.n.01 keeps no class of its own (every class under it is "
                               "under a deeper named node: bird.n.01, frog.n.01, placental.n.01)")
+    with pytest.raises(AuditError) as err:  # a named node elsewhere in the tree is not one of the deeper ones
+        level_of("cifar10", superclasses=["vehicle.n.01", "mammal.n.01", "placental.n.01"])
+    assert str(err.value).endswith("mammal.n.01 keeps no class of its own (every class under it is under a deeper "
+                                   "named node: placental.n.01)")
 
 
 def test_nodes_without_a_synset_name_are_labelled_by_their_wnid():
