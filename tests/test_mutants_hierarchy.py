@@ -248,3 +248,17 @@ def test_the_wordnet_space_takes_wu_palmer_with_the_name_tie_break_and_says_wher
     with pytest.raises(AuditError) as err:
         build_wordnet_space(["A", "B", "C"], two_subsumers())
     assert str(err.value) == "the WordNet mapping has 4 classes but the audit 3"
+
+
+def test_the_space_choice_without_any_mapping_and_an_unknown_choice_word_for_word():
+    from audit.analyses.semantics.space import choose_spaces
+
+    assert choose_spaces(None, None) == (("glove",), "default: glove only, since the classes do not map to WordNet "
+                                                     "(no WordNet mapping)")
+    with pytest.raises(AuditError) as err:
+        choose_spaces("glove2", load_builtin("cifar10"))
+    assert str(err.value) == "--semantic-space must be one of glove, wordnet, both, got 'glove2'"
+    with pytest.raises(AuditError) as err:
+        choose_spaces("both", None)
+    assert str(err.value) == ("--semantic-space both needs the classes mapped to WordNet, and they are not: no WordNet "
+                              "mapping was made")
