@@ -255,6 +255,7 @@ def test_the_space_choice_without_any_mapping_and_an_unknown_choice_word_for_wor
 
     assert choose_spaces(None, None) == (("glove",), "default: glove only, since the classes do not map to WordNet "
                                                      "(no WordNet mapping)")
+    assert choose_spaces("both", load_builtin("cifar10")) == (("glove", "wordnet"), "--semantic-space both")
     with pytest.raises(AuditError) as err:
         choose_spaces("glove2", load_builtin("cifar10"))
     assert str(err.value) == "--semantic-space must be one of glove, wordnet, both, got 'glove2'"
@@ -262,3 +263,21 @@ def test_the_space_choice_without_any_mapping_and_an_unknown_choice_word_for_wor
         choose_spaces("both", None)
     assert str(err.value) == ("--semantic-space both needs the classes mapped to WordNet, and they are not: no WordNet "
                               "mapping was made")
+
+
+def test_the_target_distance_of_each_target_space_and_the_refusal_word_for_word():
+    from types import SimpleNamespace
+
+    from audit.engine.targets import target_distance, wordnet_distance
+
+    words = SimpleNamespace(distance=np.arange(4.0).reshape(2, 2))
+    syn = two_subsumers()
+    assert target_distance("semantic-near", "glove", words, syn) is words.distance
+    assert target_distance("random", "wordnet", words, syn) is None
+    assert np.array_equal(target_distance("semantic-far", "wordnet", words, syn), wordnet_distance(syn),
+                          equal_nan=True)
+    for synsets, why in ((None, "no class hierarchy was loaded"), ("MNIST's digits have none", "MNIST's digits have none")):
+        with pytest.raises(AuditError) as err:
+            target_distance("semantic-near", "wordnet", words, synsets)
+        assert str(err.value) == (f"--target-space wordnet: the classes do not map to WordNet ({why}); use "
+                                  "--target-space glove, or map them with --class-synsets FILE --wordnet DIR")
