@@ -145,7 +145,7 @@ def select(metric: str, named: list[tuple[str, dict]]) -> dict:
     better = better_of(metric)
     values = [(name, _names(report).get(metric)) for name, report in named]
     best = None
-    for i, (name, value) in enumerate(values):
+    for i, (_, value) in enumerate(values):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         if best is None or (value >= values[best][1] if better == "higher" else value <= values[best][1]):

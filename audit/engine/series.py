@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from audit.config import AuditConfig
@@ -190,7 +190,7 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
     series = build_series(named, order=order, alpha=alpha, select_metric=select, gate_on=gate_on,
                           tool={"name": "robustness-audit", "version": __version__,
                                 "data_opened": shared.opened, "data_decoded": shared.decoded},
-                          created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                          created=datetime.now(UTC).isoformat(timespec="seconds"))
     files: dict[Path, str] = {}
     if template.junit is not None:
         from reports.junit import junit_xml
