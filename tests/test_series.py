@@ -123,8 +123,8 @@ def test_the_paired_tests_between_checkpoints_against_a_literal_mcnemar_and_holm
     raw = {}
     for metric, (a, b, field) in outcomes.items():
         x, y = unpack_bits(a["per_sample"][field], 40), unpack_bits(b["per_sample"][field], 40)
-        lost = sum(1 for u, v in zip(x, y) if u and not v)
-        gained = sum(1 for u, v in zip(x, y) if v and not u)
+        lost = sum(1 for u, v in zip(x, y, strict=True) if u and not v)
+        gained = sum(1 for u, v in zip(x, y, strict=True) if v and not u)
         assert (rows[metric]["b"], rows[metric]["c"]) == (lost, gained)
         n = lost + gained
         raw[metric] = (1 - _binomial_tail(lost - 1, n) if lost else 1.0, _binomial_tail(lost, n))  # worse, better
@@ -134,7 +134,7 @@ def test_the_paired_tests_between_checkpoints_against_a_literal_mcnemar_and_holm
         for j, metric in enumerate(ordered):
             running = max(running, min(1.0, (len(ordered) - j) * raw[metric][side]))
             assert rows[metric][key] == pytest.approx(running, rel=1e-9, abs=1e-12)
-    for metric, row in rows.items():
+    for row in rows.values():
         p = row["p_better_adjusted"] if row["delta"] > 0 else row["p_adjusted"]
         expected = ("rose" if row["delta"] > 0 else "fell") if p < 0.05 else "inconclusive"
         assert row["direction"] == expected and row["significant"] == (p < 0.05)
@@ -213,7 +213,7 @@ def test_replayed_batches_equal_a_fresh_decode():
     fresh_set = open_data("demo", samples=25, seed=3, framing=framing)
     fresh = list(fresh_set.batches(8))
     assert shared.decoded == 1 and len(replay) == len(fresh) == 4
-    for a, b in zip(replay, fresh):
+    for a, b in zip(replay, fresh, strict=True):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.index, b.index)
     assert kept.fingerprint() == fresh_set.fingerprint() and kept.audited.tolist() == fresh_set.audited.tolist()
 
