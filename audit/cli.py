@@ -21,7 +21,7 @@ from attacks.registry import DEFAULT_ATTACK
 from audit.version import __version__
 from audit.errors import EXIT_INTERNAL, EXIT_USAGE, AuditError, GateFailed
 
-COMMANDS = {"run", "attacks", "demo", "layers", "report", "compare", "config", "hierarchy"}
+COMMANDS = {"run", "series", "attacks", "demo", "layers", "report", "compare", "config", "hierarchy"}
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Audit the adversarial robustness of a PyTorch image classifier.\n\n"
     "Usage: audit MODEL --data PATH [options]  (the `run` command is the default), "
-    "audit attacks, audit demo, audit layers MODEL, audit hierarchy LABELSET.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
+    "audit series MODEL..., audit attacks, audit demo, audit layers MODEL, audit hierarchy LABELSET.\n\nExit codes: 0 ok, 1 a quality gate failed, 2 bad input or usage, "
     "3 internal error.",
 )
 
@@ -206,6 +206,90 @@ def run(
     settings.check()
     _audit_and_report(settings, Path(settings.out), export=settings.export_representations, html=settings.html,
                       junit=None if settings.junit is None else Path(settings.junit))
+
+
+def _run_options(*, drop: set[str], first: list, last: list):
+    """Give a command every option of `audit run` (their declarations read from :func:`run`'s signature, so a new
+    option of `audit run` is an option of the command too), minus ``drop``, with the command's own parameters
+    ``first`` (after ``ctx``) and ``last``: (name, annotation, typer declaration) each. The command takes them
+    as keyword arguments."""
+    import inspect
+
+    def decorate(func):
+        shared = inspect.signature(run, eval_str=True).parameters
+        params = [shared["ctx"]]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                   for name, kind, default in first]
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for name, p in shared.items()
+                   if name != "ctx" and name not in drop]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                   for name, kind, default in last]
+        func.__signature__ = inspect.Signature(params)
+        func.__annotations__ = {p.name: p.annotation for p in params}
+        return func
+
+    return decorate
+
+
+SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
+
+
+@app.command("series", help="Audit each checkpoint MODEL... (files, a folder, or a glob such as "
+             "'ckpt/epoch_*.safetensors'; ordered by the number in the name unless --order given) on the same "
+             "samples, seed and settings, with every option of `audit run`: OUT/<name>/ per checkpoint, then "
+             "OUT/series.json with the trend, the paired tests between consecutive checkpoints and the selection. "
+             "Gates apply to the last checkpoint (or the selected one: --gate-on selected).")
+@_run_options(drop={"model", "out", "resume"}, first=[
+    ("models", list[str] | None, typer.Argument(None, metavar="MODEL...", show_default=False,
+                                                 help="Checkpoints: model files, folders of them, or globs.")),
+], last=[
+    ("out", Path, typer.Option(Path("series-out"), help="Output folder: OUT/<name>/ per checkpoint and "
+                               "OUT/series.json.")),
+    ("order", str, typer.Option("number", help="number: by the numbers in the names (epoch_2 before epoch_10); "
+                                "given: as the arguments list them.")),
+    ("select", str | None, typer.Option(None, "--select", help="Name the best checkpoint by a gate metric, e.g. "
+                                        "'robust_accuracy[pgd@0.1].lower' (higher or lower is better as the "
+                                        "metric's family; ties go to the later checkpoint).")),
+    ("gate_on", str, typer.Option("last", "--gate-on", help="The checkpoint whose verdict (--gate, --fail-under) "
+                                  "sets the exit code: last or selected (needs --select).")),
+    ("alpha", float, typer.Option(0.05, help="One-sided significance level of a change between consecutive "
+                                  "checkpoints (McNemar, Holm across the pair's accuracy rows).")),
+])
+def series(ctx: typer.Context, **values):
+    from audit.config import AuditConfig
+    from audit.config_file import read_config_file
+    from audit.engine.series import find_checkpoints, run_series
+    from audit.stats import check_level
+    from reports.series import closing_lines, progress_line, trend_table
+
+    try:
+        check_level(values["alpha"], "--alpha")
+    except ValueError as exc:
+        raise AuditError(str(exc)) from None
+    options = read_config_file(values["config"]) if values["config"] is not None else {}
+    options.update(_given_flags(ctx, exclude={"config"} | SERIES_OWN))
+    models = values["models"] or ([options["model"]] if options.get("model") else [])
+    points = find_checkpoints(models, values["order"])
+    options["model"] = str(points[0].path)
+    template = AuditConfig.from_options(options)
+    out = Path(values["out"])
+    _check_out_dir(out)
+    console = _console()
+
+    def done(index, total, audited):
+        console.print(progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds),
+                      markup=False, highlight=False, soft_wrap=True)
+
+    result, _ = run_series(template, points, out, order=values["order"], select=values["select"],
+                           gate_on=values["gate_on"], alpha=values["alpha"], progress=_progress_context,
+                           done=done)
+    console.print(trend_table(result))
+    for line in closing_lines(result):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"series: {out / 'series.json'}", markup=False, highlight=False)
+    if result["gates"]["gated"] and not result["gates"]["passed"]:
+        raise GateFailed(f"{result['gates']['checkpoint']} ({result['gates']['on']} checkpoint): "
+                         f"{result['gates']['summary']}")
 
 
 def _given_flags(ctx, exclude: set[str]) -> dict:

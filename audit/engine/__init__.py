@@ -2,7 +2,8 @@
 
 ``runner`` (``run_audit``: load, probe, plan, pass, result), ``audit_pass`` (the pass: what one batch does),
 ``execution`` (how the passes run: ranks, saved state, resume), ``state`` and ``distributed`` (their plumbing),
-``plan`` (attacks × budgets), ``targets`` (targeted audits), ``tallies`` (the mergeable per-attack sums).
+``plan`` (attacks × budgets), ``targets`` (targeted audits), ``tallies`` (the mergeable per-attack sums),
+``series`` (``audit series``: one audit per checkpoint on data read once, then series.json).
 
 Devices (``--device cpu``, ``cuda``, ``cuda:N``; under torchrun one GPU per process, see ``distributed``): the
 model, the batch and everything computed from them live on the audit's device; every tensor the engine, the

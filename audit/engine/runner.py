@@ -17,6 +17,7 @@ from audit.analyses.base import Analysis
 from audit.analyses.suite import AnalysisContext, build_suite, choose_layers
 from audit.config import AuditConfig
 from audit.data import Framing, open_data
+from audit.data.shared import SharedData
 from audit.engine.audit_pass import AuditPass, PassSettings
 from audit.engine.distributed import world as distributed_world
 from audit.engine.execution import Execution, audit_fingerprint
@@ -53,20 +54,22 @@ class _Silent:
 
 def run_audit(
     config: AuditConfig, *, progress: Progress | None = None, analyses: list[Analysis] | None = None,
-    state_dir: str | None = None,
+    state_dir: str | None = None, shared: SharedData | None = None,
 ) -> AuditResult | None:
     """Run a whole audit and return its result object (no report is written here).
 
     ``analyses``: analyses of your own (subclasses of :class:`audit.analyses.base.Analysis`), run beside the
     registered ones on the same pass. With ``state_dir`` the audit saves its state there after every completed
-    batch (``config.resume`` continues from it). Under torchrun every rank runs this; rank 0 returns the result
+    batch (``config.resume`` continues from it). With ``shared`` (an
+    :class:`audit.data.shared.SharedData`), the data is opened and decoded once for every audit given the same
+    one (``audit series``); the result is the same as without it. Under torchrun every rank runs this; rank 0 returns the result
     of the whole run, the other ranks None.
 
     The audit seeds torch's generators (and building a network from ``--arch`` draws from them); the
     caller's random state is restored afterwards.
     """
     with torch.random.fork_rng(devices=_cuda_devices(config.device)):
-        return _run_audit(config, progress or _Silent(), list(analyses or []), state_dir)
+        return _run_audit(config, progress or _Silent(), list(analyses or []), state_dir, shared)
 
 
 def _cuda_devices(device: str) -> list[int]:
@@ -83,8 +86,8 @@ def _cuda_devices(device: str) -> list[int]:
     return [where.gpu if where.gpu is not None else torch.cuda.current_device()]
 
 
-def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], state_dir: str | None
-               ) -> AuditResult | None:
+def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], state_dir: str | None,
+               shared: SharedData | None) -> AuditResult | None:
     world = distributed_world(config.device)
     started = time.perf_counter()
     opts = config.resolved()
@@ -98,7 +101,8 @@ def _run_audit(config: AuditConfig, progress: Progress, user: list[Analysis], st
     settled = settle(opts, config.interpolation, loaded.declared)
     progress.stage("reading the data")
     framing = Framing(settled.resize, settled.crop, settled.interpolation)
-    data = open_data(config.data, samples=opts.samples, seed=config.seed, framing=framing)
+    data = (shared.open if shared else open_data)(config.data, samples=opts.samples, seed=config.seed,
+                                                  framing=framing)
     if len(data) == 0:
         raise AuditError(f"no samples to audit in {config.data}")
     channels = config.channels or expected_channels(loaded.module) or data.native_channels
