@@ -243,8 +243,8 @@ SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
     ("models", list[str] | None, typer.Argument(None, metavar="MODEL...", show_default=False,
                                                  help="Checkpoints: model files, folders of them, or globs.")),
 ], last=[
-    ("out", Path, typer.Option(Path("series-out"), help="Output folder: OUT/<name>/ per checkpoint and "
-                               "OUT/series.json.")),
+    ("out", Path, typer.Option(Path("series-out"), help="Output folder: OUT/<name>/ per checkpoint, "
+                               "OUT/series.json and its page OUT/series.html (not with --no-html).")),
     ("order", str, typer.Option("number", help="number: by the numbers in the names (epoch_2 before epoch_10); "
                                 "given: as the arguments list them.")),
     ("select", str | None, typer.Option(None, "--select", help="Name the best checkpoint by a gate metric, e.g. "
@@ -287,6 +287,8 @@ def series(ctx: typer.Context, **values):
     for line in closing_lines(result):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"series: {out / 'series.json'}", markup=False, highlight=False)
+    if template.html:
+        console.print(f"page: {out / 'series.html'}", markup=False, highlight=False)
     if result["gates"]["gated"] and not result["gates"]["passed"]:
         raise GateFailed(f"{result['gates']['checkpoint']} ({result['gates']['on']} checkpoint): "
                          f"{result['gates']['summary']}")

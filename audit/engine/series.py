@@ -8,11 +8,12 @@
   differs is named in one AuditError line, and nothing is written.
 - :func:`run_series`: the audits, one after the other, sharing the data (:class:`audit.data.shared.SharedData`:
   read and decoded once); each writes its own report into ``OUT/<name>/`` as ``audit run`` does
-  (:func:`audit.outputs.write_outputs`); series.json (:mod:`reports.series`) is written last and atomically. An
-  earlier series.json in OUT is removed before the first audit, so one on disk always belongs to the reports
-  beside it.
+  (:func:`audit.outputs.write_outputs`); series.json (:mod:`reports.series`) and its review page series.html
+  (:mod:`reports.html.series`, rendered from series.json's text; not with ``--no-html``) are written last, all or
+  none (:func:`audit.outputs.write_all`, series.json last). An earlier series.json and series.html in OUT are
+  removed before the first audit, so those on disk always belong to the reports beside them.
 
-Not yet: resuming a killed series, torchrun, series.html.
+Not yet: resuming a killed series, torchrun.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
                progress: Callable[[str], object] | None = None,
                done: Callable[[int, int, Audited], None] | None = None) -> tuple[dict, list[Audited]]:
     """Audit every checkpoint with ``template``'s settings (its ``model`` and ``out`` replaced), write each
-    report into ``out/<name>/`` and series.json into ``out``; returns the series document and the audits.
+    report into ``out/<name>/`` and series.json (with series.html unless ``template.html`` is off) into ``out``;
+    returns the series document and the audits.
 
     ``progress(name)``: a context manager giving the runner's progress reporter for one checkpoint; ``done``
     is called after each checkpoint's report is written (index from 1, total, the audit)."""
@@ -171,7 +173,8 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         check_select(select)
     template.check()
     check_checkpoints(points, template)
-    (out / "series.json").unlink(missing_ok=True)
+    for stale in ("series.json", "series.html"):
+        (out / stale).unlink(missing_ok=True)
     shared = SharedData()
     audits: list[Audited] = []
     for i, point in enumerate(points, 1):
@@ -199,6 +202,11 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         files[Path(template.junit)] = junit_xml(gated)
     import json
 
-    files[out / "series.json"] = json.dumps(series, indent=2, allow_nan=False) + "\n"
+    text = json.dumps(series, indent=2, allow_nan=False) + "\n"
+    if template.html:
+        from reports.html import render_series_html
+
+        files[out / "series.html"] = render_series_html(json.loads(text))
+    files[out / "series.json"] = text
     write_all(files)
     return series, audits

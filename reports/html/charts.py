@@ -378,3 +378,107 @@ def histogram(edges: Sequence[float], counts: Sequence[int], *, title: str, x_la
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + bottom - 8:.1f}" text-anchor="middle">'
                  f"{t(x_label)}</text></svg>")
     return Markup("".join(parts))
+
+
+def nice_range(lo: float, hi: float, count: int = 5) -> tuple[float, float]:
+    """[lo, hi] widened to round tick values on both ends (for an axis that need not start at 0)."""
+    if hi <= lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    ticks = nice_ticks(lo, hi, count)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else (hi - lo)
+    return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: float | None  # None: not measured ("—" on grey)
+    marked: bool = False  # drawn with a heavy border and "*" after its value (e.g. significant)
+    note: str = ""  # added to the cell's tooltip
+
+
+def shade(value: float, lo: float, hi: float) -> tuple[str, bool]:
+    """A colour from white (at or below ``lo``) to the palette's blue (at or above ``hi``), and whether text on it
+    should be white."""
+    k = min(max((value - lo) / ((hi - lo) or 1.0), 0.0), 1.0)
+    blue = (0x00, 0x72, 0xB2)
+    rgb = [round(255 + (c - 255) * k) for c in blue]
+    return "#" + "".join(f"{c:02x}" for c in rgb), k > 0.55
+
+
+def heatmap(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[Cell]], *, title: str,
+            x_label: str, y_label: str, lo: float, hi: float, value_format: Callable[[float], str] = pct,
+            scale_label: str = "", mark_label: str = "", width: float = 900) -> Markup:
+    """A grid of ``cells[row][column]``: each cell's value is written in it and sets its shade (``shade``, from
+    ``lo`` to ``hi``; a step scale below the grid); marked cells have a heavy black border and a "*" after the
+    value, so a reader needs no colour to tell them. Every cell carries a ``<title>`` with its row, column, value
+    and note."""
+    cell_h = 24.0
+    names = [clip(r, 28) for r in rows]
+    left = 14 + FONT + max((text_width(n) for n in names), default=40) + 8
+    right = 16.0
+    n = max(len(columns), 1)
+    cell_w = min((width - left - right) / n, 110.0)
+    shown = [clip(c, 18) for c in columns]
+    rotate = max((text_width(s) for s in shown), default=0) > cell_w - 4
+    top = 8.0
+    plot_h = cell_h * len(rows)
+    base = top + plot_h
+    label_h = max(text_width(s) for s in shown) * 0.71 + 8 if rotate and shown else FONT + 6
+    scale_y = base + 12 + label_h + FONT + 14
+    total_h = scale_y + 16 + FONT + 8
+    parts = [_open(width, total_h, title)]
+    for r, (name, short) in enumerate(zip(rows, names, strict=True)):
+        y = top + r * cell_h
+        parts.append(f'<text x="{left - 6:.1f}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end">{t(short)}'
+                     f"<title>{t(name)}</title></text>")
+        for c, column in enumerate(columns):
+            cell = cells[r][c]
+            x = left + c * cell_w
+            if cell.value is None:
+                fill, light, text = "#eeeeee", False, "—"
+            else:
+                fill, light = shade(cell.value, lo, hi)
+                text = value_format(cell.value) + ("*" if cell.marked else "")
+            about = f"{name}, {column}: {text}" + (f"; {cell.note}" if cell.note else "")
+            parts.append(f'<rect x="{x + 1:.1f}" y="{y + 1:.1f}" width="{cell_w - 2:.1f}" height="{cell_h - 2:.1f}" '
+                         f'fill="{fill}" stroke="{"#000000" if cell.marked else "#d0d0d0"}" '
+                         f'stroke-width="{2.5 if cell.marked else 1}"><title>{t(about)}</title></rect>')
+            weight = ' font-weight="700"' if cell.marked else ""
+            parts.append(f'<text x="{x + cell_w / 2:.1f}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="middle" '
+                         f'fill="{"#ffffff" if light else "#000000"}"{weight}>{t(text)}<title>{t(about)}</title>'
+                         "</text>")
+    for c, column in enumerate(columns):
+        x = left + (c + 0.5) * cell_w
+        label = f"{t(shown[c])}<title>{t(column)}</title>"
+        if rotate:
+            parts.append(f'<text x="{x:.1f}" y="{base + 12:.1f}" text-anchor="end" '
+                         f'transform="rotate(-45 {x:.1f} {base + 12:.1f})">{label}</text>')
+        else:
+            parts.append(f'<text x="{x:.1f}" y="{base + 16:.1f}" text-anchor="middle">{label}</text>')
+    grid_w = cell_w * len(columns)
+    parts.append(f'<text x="{left + grid_w / 2:.1f}" y="{base + 12 + label_h + FONT:.1f}" text-anchor="middle">'
+                 f"{t(x_label)}</text>")
+    mid_y = top + plot_h / 2
+    parts.append(f'<text x="12" y="{mid_y:.1f}" text-anchor="middle" transform="rotate(-90 12 {mid_y:.1f})">'
+                 f"{t(y_label)}</text>")
+    # the scale: six steps from lo to hi, then what a marked cell means
+    x = left
+    if scale_label:
+        parts.append(f'<text x="{x:.1f}" y="{scale_y + 12:.1f}">{t(scale_label)}</text>')
+        x += text_width(scale_label) + 8
+    for k in range(6):
+        v = lo + (hi - lo) * k / 5
+        fill, light = shade(v, lo, hi)
+        label = value_format(v)
+        w = max(text_width(label) + 10, 40)
+        parts.append(f'<rect x="{x:.1f}" y="{scale_y:.1f}" width="{w:.1f}" height="16" fill="{fill}" '
+                     f'stroke="{GREY}" stroke-width="0.5"/><text x="{x + w / 2:.1f}" y="{scale_y + 12:.1f}" '
+                     f'text-anchor="middle" fill="{"#ffffff" if light else "#000000"}">{t(label)}</text>')
+        x += w
+    if mark_label:
+        parts.append(f'<rect x="{x + 16:.1f}" y="{scale_y:.1f}" width="28" height="16" fill="#ffffff" '
+                     f'stroke="#000000" stroke-width="2.5"/><text x="{x + 50:.1f}" y="{scale_y + 12:.1f}">'
+                     f"{t(mark_label)}</text>")
+    parts.append("</svg>")
+    return Markup("".join(parts))
