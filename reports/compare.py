@@ -89,7 +89,7 @@ from rich.table import Table
 from audit import stats
 from audit.analyses.registry import sections
 from audit.errors import AuditError
-from reports.formatting import PERCENT_FAMILIES
+from reports.formatting import PERCENT_FAMILIES, p_text, shown_p
 from reports.gates import family, metrics
 from reports.schema import unpack_bits
 
@@ -366,20 +366,6 @@ def _interval(metric: str, ci: list | None) -> str:
         return ""
     factor, fmt = _scale(metric)
     return f"[{format(factor * ci[0], fmt)},{format(factor * ci[1], fmt)}]"
-
-
-def p_text(p: float | None) -> str:
-    """A p-value in at most 5 characters: 0.032, 1.000, 4e-7."""
-    if p is None:
-        return ""
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}".replace("e-0", "e-")
-
-
-def shown_p(row: dict) -> float | None:
-    """The adjusted p of the direction the row moved in (of "worse" when it did not move)."""
-    if row.get("p_adjusted") is None:
-        return None
-    return row["p_better_adjusted"] if (row.get("delta") or 0) > 0 else row["p_adjusted"]
 
 
 def comparison_table(comparison: dict) -> Table:

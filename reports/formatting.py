@@ -95,3 +95,17 @@ def preprocessing_groups(preprocessing: dict | None) -> list[tuple[str, str]]:
             continue
         groups.setdefault(str(entry.get("source", "default")), []).append(_setting(key, entry["value"]))
     return [(source, ", ".join(parts)) for source, parts in groups.items()]
+
+
+def p_text(p: float | None) -> str:
+    """A p-value in at most 5 characters: 0.032, 1.000, 4e-7."""
+    if p is None:
+        return ""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}".replace("e-0", "e-")
+
+
+def shown_p(row: dict) -> float | None:
+    """The adjusted p of the direction the row moved in (of "worse" when it did not move)."""
+    if row.get("p_adjusted") is None:
+        return None
+    return row["p_better_adjusted"] if (row.get("delta") or 0) > 0 else row["p_adjusted"]

@@ -13,18 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from html_support import DEMO_DIR, HOSTILE, SAMPLES, load, parse
+from html_support import DEMO_DIR, HOSTILE, SAMPLES, assert_inert, load, parse
 
 from reports.html import render_compare_html, render_html
 from reports.html.charts import Reference, Series, hbar_chart, histogram, line_chart, nice_ticks
 from reports.html.panels import finding, focus_entry
-
-# tags the page may contain: document structure, text, tables, figures and SVG shapes; never script or embeds
-ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "main", "section", "div", "span", "h1", "h2", "h3", "p", "ul",
-    "li", "dl", "dt", "dd", "strong", "sup", "br", "table", "thead", "tbody", "tr", "th", "td", "figure",
-    "figcaption", "img", "svg", "g", "line", "polyline", "polygon", "rect", "circle", "path", "text",
-}
 
 SCORE = {"value": 41.5, "grade": "C", "weights": {"robustness": 0.6, "severity": 0.2, "representation": 0.2},
          "components": {"robustness": {"value": 0.3, "weight": 0.6, "included": True, "formula": "mean retained",
@@ -76,23 +69,6 @@ def hostile_report() -> dict:
     r["checks"][0]["detail"] = HOSTILE[0]
     r["verdict"]["gates"][0]["expression"] = HOSTILE[1]
     return r
-
-
-def assert_inert(html: str) -> None:
-    """Nothing in the page runs or loads: no script, no event handler, no foreign attribute, no URL but data:."""
-    page = parse(html)
-    for tag, attrs in page.tags:
-        assert tag in ALLOWED_TAGS, f"unexpected tag <{tag}>"
-        for name, value in attrs.items():
-            assert not name.startswith("on"), f"event handler {name} on <{tag}>"
-            assert name in {"class", "id", "lang", "charset", "name", "content", "http-equiv", "src", "alt", "colspan",
-                            "viewbox", "width", "height", "role", "aria-label", "font-family", "font-size", "x", "y",
-                            "x1", "y1", "x2", "y2", "cx", "cy", "r", "d", "points", "fill", "stroke", "stroke-width",
-                            "stroke-dasharray", "text-anchor", "transform", "paint-order"}, f"{name} on <{tag}>"
-            if tag == "img" and name == "src":
-                assert value.startswith("data:image/png;base64,"), value[:40]
-    assert "http://" not in html and "https://" not in html
-    assert "url(" not in "".join(page.styles) and "@import" not in "".join(page.styles)
 
 
 @pytest.mark.parametrize("name", ["demo", *SAMPLES])

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from reports.compare import p_text, shown_p
-from reports.formatting import num, pct_with
+from reports.formatting import num, p_text, pct_with, shown_p
 from reports.gates import BOUND_SUFFIX, BOUNDS
 from reports.html.charts import Cell, Series, heatmap, line_chart, nice_range
 from reports.html.render import environment, metric_value, stylesheet
