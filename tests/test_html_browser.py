@@ -116,3 +116,44 @@ def test_run_metadata_tables_never_overlap(tmp_path, width):
             (al, at, ar, ab), (bl, bt, br, bb) = a["table"], b["table"]
             overlap = min(ar, br) - max(al, bl) > 0.5 and min(ab, bb) - max(at, bt) > 0.5
             assert not overlap, (a, b)
+
+
+def test_series_page_loads_cleanly_with_heatmap_curves_and_selection(tmp_path):
+    """series.html of a series built from two stored reports (different attacks, an unpaired change, significant
+    2v2 cells in one): no console message, and the heatmap, the curves with their error bars and the selection
+    are in the DOM and on the screenshot."""
+    from reports.html import render_series_html
+    from reports.series import build_series
+
+    named = [("epoch_1", "ckpt/epoch_1.safetensors", load("demo-full.json.gz")),
+             ("epoch_2", "ckpt/epoch_2.safetensors", load("demo"))]
+    series = build_series(named, order="number", alpha=0.05, select_metric="robust_accuracy[pgd@0.1].lower",
+                          gate_on="selected", tool={"name": "robustness-audit", "version": "test"}, created="today")
+    page = tmp_path / "series.html"
+    page.write_text(render_series_html(series), encoding="utf-8")
+
+    dom = chromium(tmp_path, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert console_lines(dom.stderr) == [], console_lines(dom.stderr)
+    parsed = parse(dom.stdout)
+    assert {a.get("id") for t, a in parsed.tags if t == "section"} == {"outcome", "accuracy", "changes", "semantics",
+                                                                       "saliency", "checkpoints"}
+    significant = sum(r["significant"] for c in series["checkpoints"] for r in c["semantics"]["glove"]["layers"])
+    assert significant >= 1
+    assert dom.stdout.count('stroke="#000000" stroke-width="2.5"') == significant + 1  # the cells and the key
+    assert dom.stdout.count('class="error-bar"') >= 2 * 4  # clean and pgd@0.1 at both checkpoints, at least
+    assert sum(t == "polyline" for t, _ in parsed.tags) >= 4
+    text = re.sub(r"\s+", " ", "".join(parsed.text))
+    assert f"Selected: {series['selection']['selected']} (" in text and "Gates apply to the selected checkpoint" in text
+
+    shot = tmp_path / "series.png"
+    proc = chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1400,5000")
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    assert console_lines(proc.stderr) == []
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        grey = image.convert("L")
+        assert sum(grey.histogram()[:100]) > 0.005 * 1400 * 5000, "the screenshot is nearly blank"
+        blues = sum(1 for r, g, b in image.convert("RGB").getdata() if b > r + 60)  # the heatmap's and charts' blue
+        assert blues > 2000
