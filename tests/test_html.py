@@ -16,7 +16,7 @@ import pytest
 from html_support import DEMO_DIR, HOSTILE, SAMPLES, assert_inert, load, parse
 
 from reports.html import render_compare_html, render_html
-from reports.html.charts import Reference, Series, hbar_chart, histogram, line_chart, nice_ticks
+from reports.html.charts import Reference, Series, hbar_chart, histogram, line_chart, nice_range, nice_ticks
 from reports.html.panels import finding, focus_entry
 
 SCORE = {"value": 41.5, "grade": "C", "weights": {"robustness": 0.6, "severity": 0.2, "representation": 0.2},
@@ -231,6 +231,12 @@ def test_renderer_never_imports_torch():
 
 def _numbers(svg: str, tag: str, attr: str) -> list[float]:
     return [float(v) for v in re.findall(rf'<{tag} [^>]*?\b{attr}="([-0-9.]+)"', svg)]
+
+
+def test_nice_range_known_answers():
+    assert nice_range(1.15, 3.79) == (1.0, 4.0)  # the saliency entropies of a series: steps of 0.5 -> ends 1, 4
+    assert nice_range(0.42, 0.47) == pytest.approx((0.42, 0.47))  # steps of 0.01: already round
+    assert nice_range(2.0, 2.0) == pytest.approx((1.8, 2.2))  # one value: widened by a tenth each way
 
 
 def test_nice_ticks_known_answers():

@@ -1,4 +1,4 @@
-"""Inline SVG charts for the HTML report: line charts, horizontal grouped bars and histograms.
+"""Inline SVG charts for the HTML pages: line charts, horizontal grouped bars, histograms and heatmaps.
 
 Pure functions: numbers and labels in, an SVG string out (``markupsafe.Markup``). Every piece of text placed in
 the SVG passes ``markupsafe.escape`` (class and layer names come from the data and are untrusted); attributes
@@ -387,7 +387,7 @@ def nice_range(lo: float, hi: float, count: int = 5) -> tuple[float, float]:
         lo, hi = lo - pad, hi + pad
     ticks = nice_ticks(lo, hi, count)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else (hi - lo)
-    return math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    return round(math.floor(lo / step + 1e-9) * step, 12), round(math.ceil(hi / step - 1e-9) * step, 12)
 
 
 @dataclass(frozen=True)
