@@ -12,7 +12,7 @@ Produces, in ``--out-dir`` (default ``audit/demo_assets``):
 
 With ``--series`` it also writes ``series/`` (shipped as ``audit/demo_assets/series``): the adversarial
 twin's weights after the epochs ``--series-epochs`` (``adv_epoch_NN.safetensors``, taken from the same
-training run, so the twin itself is one of them), a random-label control (``control_epoch_NN.safetensors``:
+training run as the twin this run writes), a random-label control (``control_epoch_NN.safetensors``:
 the standard model's recipe on a seeded permutation of the training labels, its first and last epoch of
 ``--control-epochs``), and ``series/manifest.json`` with every checkpoint's epoch, sha256 and accuracies.
 Saving checkpoints reads the weights only; the twins' training and files are the same with or without it.
@@ -381,6 +381,8 @@ def save_assets(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    # read before this run can overwrite it (the default --out-dir is the shipped assets' folder)
+    args.shipped_twin_sha256 = sha256_of(SHIPPED_TWIN) if SHIPPED_TWIN.is_file() else None
     t_total = time.perf_counter()
 
     # Data: a seeded hold-out of the training split for validation, the full test split for
@@ -489,6 +491,20 @@ def main(argv: list[str] | None = None) -> None:
         write_series(args, train, val, test, demo, adv_states, manifest)
 
 
+SHIPPED_TWIN = Path(__file__).resolve().parents[1] / "audit" / "demo_assets" / "fashion_cnn_adv.safetensors"
+
+
+def twin_of_run(out: Path, manifest: dict, shipped_sha256: str | None) -> dict:
+    """The twin this run wrote (its kept epoch and sha256) and whether it is byte for byte the twin shipped
+    when the run started: another CPU's kernels round differently, so a rerun elsewhere trains another twin."""
+    sha = sha256_of(out / manifest["models"]["adversarial"]["file"])
+    return {
+        "epoch": manifest["models"]["adversarial"]["training_result"]["selected_epoch"],
+        "sha256": sha,
+        "same_as_shipped_twin": sha == shipped_sha256,
+    }
+
+
 def write_series(args, train, val, test, demo, adv_states: dict, manifest: dict) -> None:
     """Train the random-label control, then save and measure every series checkpoint in OUT_DIR/series/.
 
@@ -524,9 +540,9 @@ def write_series(args, train, val, test, demo, adv_states: dict, manifest: dict)
         "architecture": manifest["architecture"],
         "seed": args.seed,
         "adversarial": {
-            "what": "the adversarial twin's training run (manifest.json, models.adversarial), its weights after "
-            f"epochs {', '.join(map(str, args.series_epochs))} of {args.epochs}; the twin is epoch "
-            f"{manifest['models']['adversarial']['training_result']['selected_epoch']}",
+            "what": "a run of the adversarial twin's recipe (manifest.json, models.adversarial), its weights after "
+            f"epochs {', '.join(map(str, args.series_epochs))} of {args.epochs}",
+            "twin_of_this_run": twin_of_run(args.out_dir, manifest, args.shipped_twin_sha256),
             "checkpoints": groups["adversarial"],
         },
         "control": {
