@@ -1,10 +1,17 @@
-"""`audit demo`: the shipped Fashion-MNIST CNN and its adversarially trained twin, audited side by side."""
+"""`audit demo`: the shipped Fashion-MNIST CNN and its adversarially trained twin, audited side by side.
+
+``demo_assets/series/`` ships checkpoints over training (``scripts/train_demo.py --series``): the adversarial
+twin's weights after several epochs of its training run and a random-label control, each with its epoch, sha256
+and measured accuracies in ``series/manifest.json``; ``series_checkpoints`` lists them in epoch order.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from audit.config import AuditConfig
+from audit.errors import AuditError
 
 ASSETS = Path(__file__).parent / "demo_assets"
 ARCH = "audit.demo_model:FashionCNN"
@@ -12,6 +19,23 @@ MODELS = {
     "standard": ("fashion_cnn.safetensors", "FashionCNN, standard training"),
     "adversarial": ("fashion_cnn_adv.safetensors", "FashionCNN, adversarial training"),
 }
+SERIES = ASSETS / "series"
+SERIES_KINDS = ("adversarial", "control")
+
+
+def series_manifest() -> dict:
+    """``demo_assets/series/manifest.json``: per kind, what it is and its checkpoints (file, epoch, sha256,
+    metrics)."""
+    return json.loads((SERIES / "manifest.json").read_text())
+
+
+def series_checkpoints(kind: str = "adversarial") -> list[Path]:
+    """The shipped checkpoints of ``kind`` in epoch order: ``adversarial`` (epochs of the adversarial twin's
+    training) or ``control`` (the random-label control)."""
+    if kind not in SERIES_KINDS:
+        raise AuditError(f"unknown demo series {kind!r}; choose one of {', '.join(SERIES_KINDS)}")
+    checkpoints = sorted(series_manifest()[kind]["checkpoints"], key=lambda c: c["epoch"])
+    return [SERIES / c["file"] for c in checkpoints]
 
 
 def demo_configs(*, attacks, eps, steps, samples, seed, device: str = "cpu") -> dict[str, AuditConfig]:

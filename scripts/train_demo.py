@@ -10,6 +10,13 @@ Produces, in ``--out-dir`` (default ``audit/demo_assets``):
   ``x`` uint8 Nx28x28 and ``y`` int64 N;
 * ``manifest.json``                - the training recipe and the accuracies measured here.
 
+With ``--series`` it also writes ``series/`` (shipped as ``audit/demo_assets/series``): the adversarial
+twin's weights after the epochs ``--series-epochs`` (``adv_epoch_NN.safetensors``, taken from the same
+training run as the twin this run writes), a random-label control (``control_epoch_NN.safetensors``:
+the standard model's recipe on a seeded permutation of the training labels, its first and last epoch of
+``--control-epochs``), and ``series/manifest.json`` with every checkpoint's epoch, sha256 and accuracies.
+Saving checkpoints reads the weights only; the twins' training and files are the same with or without it.
+
 The data comes from the Debian package ``dataset-fashion-mnist`` (IDX files, gzip-compressed).
 Everything is seeded, and training runs on the CPU (``--threads`` intra-op threads). For both
 models the epoch that scores best on 1000 held-out training images is kept (clean accuracy for the
@@ -20,7 +27,7 @@ and a 2-epoch warm-up, "learned the attack" at eps 0.3 (accuracy on its own PGD 
 while clean accuracy fell to ~33%). The defaults (alpha = 0.4 * eps, lr 1e-3, 3-epoch warm-up)
 train stably; PGD-5 with alpha = eps / 3 gave similar robustness at a higher cost.
 
-Usage: python scripts/train_demo.py [--out-dir DIR] [--epochs N] [--seed S] [--threads T]
+Usage: python scripts/train_demo.py [--out-dir DIR] [--epochs N] [--seed S] [--threads T] [--series]
 """
 
 from __future__ import annotations
@@ -223,6 +230,7 @@ def train_model(
     seed: int,
     attack: TrainAttack | None = None,
     val_eps: float | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> tuple[FashionCNN, dict]:
     """Train a fresh FashionCNN with Adam and a one-cycle learning-rate schedule.
 
@@ -230,6 +238,7 @@ def train_model(
     accuracy, or, when `val_eps` is given, by accuracy under a 10-step PGD at that
     epsilon. The best-scoring epoch is returned ("early stopping", Rice et al. 2020),
     which also guards against a late collapse of adversarial training.
+    ``on_epoch(epoch, model)`` is called after every epoch's scores; it must not consume random numbers.
     Returns the model and a summary (wall time, selected epoch and its scores).
     """
     seed_everything(seed)
@@ -256,6 +265,8 @@ def train_model(
                 "scores": scores,
                 "state": copy.deepcopy(model.state_dict()),
             }
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         eps_note = f" (eps {attack.current_eps():.3f})" if isinstance(attack, WarmupPGD) else ""
         print(
             f"  epoch {epoch:2d}/{epochs}: loss {loss:.4f}, train acc{eps_note} {acc:.4f}, "
@@ -295,6 +306,23 @@ def measure(
     return {k: round(v, 4) for k, v in metrics.items()}
 
 
+def measure_checkpoint(
+    model: nn.Module,
+    test: tuple[torch.Tensor, torch.Tensor],
+    demo: tuple[torch.Tensor, torch.Tensor],
+    eps: float,
+    seed: int,
+) -> dict[str, float]:
+    """A series checkpoint's figures: clean accuracy on the test split and the demo images, and the
+    accuracy under PGD-40 at `eps` on the demo images, the global RNG seeded right before the attack."""
+    model.eval()
+    metrics = {"clean_acc_test10k": evaluate(model, *test), "clean_acc_demo": evaluate(model, *demo)}
+    seed_everything(seed)
+    pgd = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / EVAL_PGD_STEPS, steps=EVAL_PGD_STEPS, random_start=True)
+    metrics[f"pgd_acc_demo_eps{eps}"] = evaluate(model, *demo, attack=pgd)
+    return {k: round(v, 4) for k, v in metrics.items()}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -314,7 +342,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=3, help="PGD steps of adversarial training")
     p.add_argument("--alpha-ratio", type=float, default=0.4, help="PGD step size as a fraction of eps")
     p.add_argument("--warmup-epochs", type=float, default=3.0, help="epochs of linear eps warm-up")
-    return p.parse_args(argv)
+    p.add_argument("--series", action="store_true",
+                   help="also write OUT_DIR/series/: adversarial checkpoints and a random-label control")
+    p.add_argument("--series-epochs", default="1,3,5,8,10",
+                   help="adversarial epochs whose weights --series keeps (comma-separated)")
+    p.add_argument("--control-epochs", type=int, default=3,
+                   help="epochs of the random-label control (its first and last are kept)")
+    args = p.parse_args(argv)
+    args.series_epochs = sorted({int(e) for e in args.series_epochs.split(",")})
+    if args.series and not all(1 <= e <= args.epochs for e in args.series_epochs):
+        p.error(f"--series-epochs must lie in 1..{args.epochs} (the adversarial epochs)")
+    if args.series and args.control_epochs < 1:
+        p.error("--control-epochs must be at least 1")
+    return args
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as it is saved: detached float32 copies."""
+    return {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_assets(
@@ -322,8 +373,7 @@ def save_assets(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
-        state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, out / manifest["models"][name]["file"])
+        save_file(weights(model), out / manifest["models"][name]["file"])
     np.savez_compressed(out / manifest["demo_images"]["file"], x=images, y=labels.astype(np.int64))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -331,6 +381,8 @@ def save_assets(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    # read before this run can overwrite it (the default --out-dir is the shipped assets' folder)
+    args.shipped_twin_sha256 = sha256_of(SHIPPED_TWIN) if SHIPPED_TWIN.is_file() else None
     t_total = time.perf_counter()
 
     # Data: a seeded hold-out of the training split for validation, the full test split for
@@ -354,9 +406,16 @@ def main(argv: list[str] | None = None) -> None:
     attack = WarmupPGD(
         args.train_eps, args.train_steps, args.alpha_ratio, round(args.warmup_epochs * steps_per_epoch)
     )
+    adv_states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep_adv(epoch: int, model: nn.Module) -> None:
+        if args.series and epoch in args.series_epochs:
+            adv_states[epoch] = weights(model)
+
     print(f"adversarial training: {args.epochs} epochs, PGD-{args.train_steps} at eps {args.train_eps}")
     adv_model, adv_info = train_model(
-        train, val, args.epochs, args.lr, args.batch_size, args.seed, attack, val_eps=args.train_eps
+        train, val, args.epochs, args.lr, args.batch_size, args.seed, attack, val_eps=args.train_eps,
+        on_epoch=keep_adv,
     )
 
     print("measuring accuracies ...")
@@ -428,6 +487,82 @@ def main(argv: list[str] | None = None) -> None:
     }
     save_assets(args.out_dir, models, test_images[demo_idx], test_labels[demo_idx], manifest)
     print(f"wrote {args.out_dir}/ in {manifest['total_wall_time_s']}s")
+    if args.series:
+        write_series(args, train, val, test, demo, adv_states, manifest)
+
+
+SHIPPED_TWIN = Path(__file__).resolve().parents[1] / "audit" / "demo_assets" / "fashion_cnn_adv.safetensors"
+
+
+def twin_of_run(out: Path, manifest: dict, shipped_sha256: str | None) -> dict:
+    """The twin this run wrote (its kept epoch and sha256) and whether it is byte for byte the twin shipped
+    when the run started: another CPU's kernels round differently, so a rerun elsewhere trains another twin."""
+    sha = sha256_of(out / manifest["models"]["adversarial"]["file"])
+    return {
+        "epoch": manifest["models"]["adversarial"]["training_result"]["selected_epoch"],
+        "sha256": sha,
+        "same_as_shipped_twin": sha == shipped_sha256,
+    }
+
+
+def write_series(args, train, val, test, demo, adv_states: dict, manifest: dict) -> None:
+    """Train the random-label control, then save and measure every series checkpoint in OUT_DIR/series/.
+
+    Runs after the twins are saved, so nothing here can touch them."""
+    labels = np.random.default_rng(args.seed).permutation(train[1].numpy())
+    control_keep = sorted({1, args.control_epochs})
+    control_states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep_control(epoch: int, model: nn.Module) -> None:
+        if epoch in control_keep:
+            control_states[epoch] = weights(model)
+
+    print(f"random-label control: {args.control_epochs} epochs of standard training on permuted labels")
+    _, control_info = train_model(
+        (train[0], torch.from_numpy(labels)), val, args.control_epochs, args.std_lr, args.batch_size,
+        args.seed, on_epoch=keep_control,
+    )
+    out = args.out_dir / "series"
+    out.mkdir(parents=True, exist_ok=True)
+    groups = {}
+    for group, prefix, states in (("adversarial", "adv", adv_states), ("control", "control", control_states)):
+        checkpoints = []
+        for epoch, state in sorted(states.items()):
+            path = out / f"{prefix}_epoch_{epoch:02d}.safetensors"
+            save_file(state, path)
+            model = FashionCNN()
+            model.load_state_dict(state)
+            metrics = measure_checkpoint(model, test, demo, args.train_eps, args.seed)
+            print(f"  {path.name}: {metrics}")
+            checkpoints.append({"file": path.name, "epoch": epoch, "sha256": sha256_of(path), "metrics": metrics})
+        groups[group] = checkpoints
+    series = {
+        "architecture": manifest["architecture"],
+        "seed": args.seed,
+        "adversarial": {
+            "what": "a run of the adversarial twin's recipe (manifest.json, models.adversarial), its weights after "
+            f"epochs {', '.join(map(str, args.series_epochs))} of {args.epochs}",
+            "twin_of_this_run": twin_of_run(args.out_dir, manifest, args.shipped_twin_sha256),
+            "checkpoints": groups["adversarial"],
+        },
+        "control": {
+            "what": "random-label control: the standard model's recipe (manifest.json, models.standard) for "
+            f"{args.control_epochs} epochs on the training labels permuted by "
+            f"numpy.random.default_rng({args.seed}).permutation; its weights after epochs "
+            f"{', '.join(map(str, control_keep))}",
+            "training_result": control_info,
+            "checkpoints": groups["control"],
+        },
+        "evaluation": {
+            "clean_acc_test10k": "full t10k test split",
+            "clean_acc_demo": "the 300 demo images (manifest.json, demo_images)",
+            f"pgd_acc_demo_eps{args.train_eps}": f"torchattacks.PGD(eps={args.train_eps}, "
+            f"alpha=2.5*eps/{EVAL_PGD_STEPS}, steps={EVAL_PGD_STEPS}, random_start=True) on the 300 demo "
+            f"images in one batch, torch.manual_seed({args.seed}) right before",
+        },
+    }
+    (out / "manifest.json").write_text(json.dumps(series, indent=2) + "\n")
+    print(f"wrote {out}/")
 
 
 if __name__ == "__main__":
