@@ -258,9 +258,8 @@ SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
 def series(ctx: typer.Context, **values):
     from audit.config import AuditConfig
     from audit.config_file import read_config_file
-    from audit.engine.series import find_checkpoints, run_series
+    from audit.engine.series import find_checkpoints
     from audit.stats import check_level
-    from reports.series import closing_lines, progress_line, trend_table
 
     try:
         check_level(values["alpha"], "--alpha")
@@ -272,7 +271,18 @@ def series(ctx: typer.Context, **values):
     points = find_checkpoints(models, values["order"])
     options["model"] = str(points[0].path)
     template = AuditConfig.from_options(options)
-    out = Path(values["out"])
+    _series_and_report(template, points, Path(values["out"]), order=values["order"], select=values["select"],
+                       gate_on=values["gate_on"], alpha=values["alpha"])
+
+
+def _series_and_report(template, points, out: Path, *, order: str = "number", select: str | None = None,
+                       gate_on: str = "last", alpha: float = 0.05) -> dict:
+    """Run the series of ``points`` with the settings of ``template`` into ``out``: a line per checkpoint, the trend
+    table and the closing lines; exit 1 when the gated checkpoint's verdict fails (`audit series`, `audit demo
+    --series`)."""
+    from audit.engine.series import run_series
+    from reports.series import closing_lines, progress_line, trend_table
+
     _check_out_dir(out)
     console = _console()
 
@@ -280,9 +290,8 @@ def series(ctx: typer.Context, **values):
         console.print(progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds),
                       markup=False, highlight=False, soft_wrap=True)
 
-    result, _ = run_series(template, points, out, order=values["order"], select=values["select"],
-                           gate_on=values["gate_on"], alpha=values["alpha"], progress=_progress_context,
-                           done=done)
+    result, _ = run_series(template, points, out, order=order, select=select, gate_on=gate_on, alpha=alpha,
+                           progress=_progress_context, done=done)
     console.print(trend_table(result))
     for line in closing_lines(result):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -292,6 +301,7 @@ def series(ctx: typer.Context, **values):
     if result["gates"]["gated"] and not result["gates"]["passed"]:
         raise GateFailed(f"{result['gates']['checkpoint']} ({result['gates']['on']} checkpoint): "
                          f"{result['gates']['summary']}")
+    return result
 
 
 def _given_flags(ctx, exclude: set[str]) -> dict:
@@ -418,6 +428,7 @@ def layers_cmd(
 
 @app.command("demo", help="Audit the shipped Fashion-MNIST CNN and its adversarially trained twin, offline.")
 def demo_cmd(
+    ctx: typer.Context,
     out: Path = typer.Option(Path("demo-out"), help="Output directory (one report per model)."),
     attack: list[str] = typer.Option(["fgsm", "pgd", "apgd"], "--attack", "-a", help="Attacks to run."),
     eps: str = typer.Option("0.05,0.1,0.2,0.3", help="Budgets (Linf, [0,1] pixels)."),
@@ -427,11 +438,20 @@ def demo_cmd(
     samples: str = typer.Option("all", help="Images of the 300 shipped ones, or 'all'."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("cpu", help="cpu (the README's figures), cuda or cuda:N."),
+    series: bool = typer.Option(False, "--series", help="Audit the shipped checkpoints over training instead: "
+                                "the adversarial training's epochs and the random-label control, each as an "
+                                "`audit series` (default attack pgd at 0.1,0.3; OUT/adversarial/, OUT/control/)."),
 ):
-    from audit.demo import run_demo
+    from audit.demo import SERIES_ATTACKS, SERIES_EPS, run_demo, run_demo_series
     from audit.options import resolve_device
 
     resolve_device(device)  # a device that is not there: one line before anything is printed
+    if series:
+        given = _given_flags(ctx, exclude=set())
+        run_demo_series(out, attacks=attack if "attack" in given else list(SERIES_ATTACKS),
+                        eps=eps if "eps" in given else SERIES_EPS, steps=steps, samples=samples, seed=seed,
+                        series=_series_and_report, console=_console(), device=device)
+        return
     run_demo(out, attacks=attack, eps=eps, steps=steps, samples=samples, seed=seed,
              audit=_audit_and_report, console=_console(), device=device)
 

@@ -21,6 +21,8 @@ MODELS = {
 }
 SERIES = ASSETS / "series"
 SERIES_KINDS = ("adversarial", "control")
+SERIES_ATTACKS, SERIES_EPS = ("pgd",), "0.1,0.3"  # `audit demo --series`: 7 checkpoints in about 2 minutes
+SERIES_SELECT = "robust_accuracy[pgd@0.1].lower"  # the adversarial series names its best epoch by this
 
 
 def series_manifest() -> dict:
@@ -60,4 +62,24 @@ def run_demo(out: Path, *, attacks, eps, steps, samples, seed, audit, console, d
         results[key] = audit(config, Path(out) / key, label=key)
     console.rule("[bold]Contrast")
     console.print(contrast_table(results))
+    return results
+
+
+def run_demo_series(out: Path, *, attacks, eps, steps, samples, seed, series, console, device: str = "cpu") -> dict:
+    """`audit demo --series`: the shipped checkpoints over training, each kind as a series run by
+    ``series(template, checkpoints, out_dir, select=...)`` into ``OUT/<kind>/``; the adversarial series names its
+    best epoch by ``SERIES_SELECT`` when PGD at 0.1 is among its runs."""
+    from audit.engine.series import find_checkpoints
+
+    manifest = series_manifest()
+    results = {}
+    for kind in SERIES_KINDS:
+        points = find_checkpoints([str(p) for p in series_checkpoints(kind)], "number")
+        template = AuditConfig(model=str(points[0].path), arch=ARCH, data="demo", classes="fashion-mnist",
+                               attacks=list(attacks), eps=eps, steps=steps, samples=samples, seed=seed,
+                               device=device, label=f"FashionCNN, {kind} series")
+        console.rule(f"[bold]{kind}: {manifest[kind]['what']}")
+        select = SERIES_SELECT if kind == "adversarial" and "pgd" in attacks and "0.1" in str(eps).split(",") \
+            else None
+        results[kind] = series(template, points, Path(out) / kind, select=select)
     return results

@@ -96,3 +96,28 @@ def test_manifest_pgd_accuracy_is_a_direct_evaluation(position, demo_tensors, on
     assert (adversarial - x).abs().max() <= eps + 1e-6
     robust = evaluate(model, adversarial, y)
     assert abs(robust - entry["metrics"][f"pgd_acc_demo_eps{eps}"]) <= PGD_MARGIN + 1e-4, (robust, entry)
+
+
+def test_audit_demo_series_audits_both_kinds_and_selects_the_adversarial_epoch(tmp_path, capsys):
+    """`audit demo --series`: one series per kind in OUT/<kind>/, every shipped checkpoint in epoch order, the
+    adversarial series naming its best epoch by the lower bound of robust accuracy at PGD 0.1 (small here)."""
+    from audit.cli import main
+
+    out = tmp_path / "demo-series"
+    with pytest.raises(SystemExit) as end:
+        main(["demo", "--series", "--out", str(out), "--samples", "20", "--steps", "2", "--eps", "0.1"])
+    assert end.value.code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    for kind in SERIES_KINDS:
+        series = json.loads((out / kind / "series.json").read_text())
+        names = [c["name"] for c in series["checkpoints"]]
+        assert names == [p.stem for p in series_checkpoints(kind)]
+        assert (out / kind / "series.html").is_file()
+        assert all((out / kind / name / "report.json").is_file() for name in names)
+    adversarial = json.loads((out / "adversarial" / "series.json").read_text())
+    lowers = {c["name"]: next(r["ci"][0] for r in c["robust"] if r["metric"] == "robust_accuracy[pgd@0.1]")
+              for c in adversarial["checkpoints"]}
+    best = max(lowers.values())
+    assert adversarial["selection"]["selected"] == [n for n, v in lowers.items() if v == best][-1]
+    assert json.loads((out / "control" / "series.json").read_text()).get("selection") is None
+    assert "selected:" in text and "control_epoch_03" in text
