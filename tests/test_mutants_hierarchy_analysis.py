@@ -1,0 +1,169 @@
+"""Exact tests written against the surviving mutants of the hierarchy analysis's measures, the coarse-robustness
+functions and the score's severity component (docs/mutation.md, "Issue 20's analyses, spaces, targets and
+severity"): the analysis fed hand-made batches (no model, no audit), its section against the literal loop of
+``test_hierarchy_audit.py``, the Wilcoxon and chi-square verdicts against scipy and hand counts, and the severity
+detail lines word for word."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from audit.analyses.base import Batch
+from audit.analyses.hierarchy.analysis import METHOD, HierarchyAnalysis, _topk, _versus_chance
+from audit.analyses.semantics.wordnet import load_builtin
+from audit.stats import bootstrap_interval, proportion_interval
+from tests.test_hierarchy_audit import check, expected_section
+
+FGSM = SimpleNamespace(key="fgsm@0.1", spec=SimpleNamespace(name="fgsm", bounded=True), eps=0.1, eps_text="0.1")
+DEEPFOOL = SimpleNamespace(key="deepfool", spec=SimpleNamespace(name="deepfool", bounded=False), eps=None,
+                           eps_text=None)
+
+
+def logits_for(predicted, seed: int) -> np.ndarray:
+    """float64 logits whose argmax is ``predicted`` (noise below a margin of 5 on the chosen class)."""
+    rng = np.random.default_rng(seed)
+    out = rng.uniform(0, 1, size=(len(predicted), 10))
+    out[np.arange(len(predicted)), predicted] += 5
+    return out
+
+
+def section(analysis, y, clean, advs, sizes):
+    """Feed the batches (``sizes`` samples each; per batch the clean logits, then each run's in ``advs``' order)
+    and return the section ``finish`` writes."""
+    start = 0
+    for size in sizes:
+        part = slice(start, start + size)
+        analysis.on_clean(Batch(x=None, y=torch.from_numpy(y[part]), logits=torch.from_numpy(clean[part])))
+        for run, logits in advs:
+            analysis.on_adversarial(run, Batch(x=None, y=torch.from_numpy(y[part]),
+                                               logits=torch.from_numpy(logits[part])))
+        start += size
+    assert start == len(y)
+    result = SimpleNamespace(analyses={})
+    analysis.finish(result)
+    return result.analyses["hierarchy"]
+
+
+# --- the analysis fed batches: the section against the literal loop -------------------------------------------------
+
+def test_two_runs_fed_out_of_order_in_uneven_batches_equal_the_literal_loop_in_the_audits_order():
+    syn = load_builtin("fashion-mnist")
+    rng = np.random.default_rng(5)
+    # 70 samples; the last class (Ankle boot, 9) only in the first batch, so a batch's per-class counts must keep
+    # every class's slot; clean: about half right; the runs: broken samples spread over every class
+    y = np.concatenate([[9, 9, 9], rng.integers(0, 9, 67)]).astype(np.int64)
+    clean = logits_for(np.where(rng.uniform(size=70) < 0.5, y, rng.integers(0, 10, 70)), 1)
+    fgsm = logits_for(np.where(rng.uniform(size=70) < 0.3, y, rng.integers(0, 10, 70)), 2)
+    deepfool = logits_for(rng.integers(0, 10, 70), 3)
+    # fed DeepFool first: the section lists the runs in the audit's order (FGSM, then DeepFool)
+    sec = section(HierarchyAnalysis(syn, runs=[FGSM, DEEPFOOL]), y, clean, [(DEEPFOOL, deepfool), (FGSM, fgsm)],
+                  [10, 60])
+    assert [r["attack"] for r in sec["adversarial"]] == ["fgsm", "deepfool"]
+    assert [(r["eps"], r["eps_text"], r["accuracy_of"]) for r in sec["adversarial"]] == [
+        (0.1, "0.1", "robust accuracy"), (None, None, "failure rate")]
+    check(sec["clean"], expected_section(y, clean))
+    assert sec["clean"]["accuracy_of"] == "accuracy"
+    for run, logits in zip(sec["adversarial"], (fgsm, deepfool), strict=True):
+        check(run, expected_section(y, clean, logits))
+    assert sec["method"] == METHOD and sec["label_set"] == "fashion-mnist" and sec["source"] == syn.source
+    assert (sec["n_classes"], sec["unmapped"], sec["max_height"]) == (10, {}, 4)
+    assert (sec["confidence"], sec["alpha"], sec["seed"], sec["superclass_depth"]) == (0.95, 0.05, 0, 1)
+    assert sec["superclass_level"] == {"how": "default", "depth": 1, "rule": (
+        "depth 1 of the class tree (the default: the shallowest depth at which no superclass holds more than two "
+        "thirds of the 10 classes; the largest holds 6)"), "nodes": None}
+    assert sec["superclasses"] == [
+        {"name": "clothing.n.01", "synset": syn.graph.lookup("clothing.n.01"),
+         "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt"]},
+        {"name": "footwear.n.02", "synset": syn.graph.lookup("footwear.n.02"),
+         "classes": ["Sandal", "Sneaker", "Ankle boot"]},
+        {"name": "bag.n.04", "synset": syn.graph.lookup("bag.n.04"), "classes": ["Bag"]}]
+
+
+def test_the_seed_and_confidence_reach_every_interval_and_the_defaults_are_the_audits():
+    syn = load_builtin("fashion-mnist")
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 10, 40).astype(np.int64)
+    clean = logits_for(rng.integers(0, 10, 40), 4)
+    sec = section(HierarchyAnalysis(syn, seed=7, confidence=0.8), y, clean, [], [40])
+    want = expected_section(y, clean)
+    entry = sec["clean"]
+    assert (sec["confidence"], sec["alpha"], sec["seed"]) == (0.8, 0.2, 7)
+    assert entry["mean_ci"] == bootstrap_interval(want["heights"], confidence=0.8, seed=7)
+    assert entry["difference_ci"] == bootstrap_interval(want["diffs"], confidence=0.8, seed=7)
+    assert entry["same_superclass"]["ci"] == proportion_interval(want["same"], want["n"], 0.8)
+    for t in entry["topk"]:
+        assert t["ci"] == bootstrap_interval(sorted(want["top_values"][t["k"]]), confidence=0.8, seed=7)
+    # the defaults: seed 0 and 95%, as an audit without --seed / --confidence
+    default = section(HierarchyAnalysis(syn), y, clean, [], [40])
+    assert (default["seed"], default["confidence"], default["alpha"]) == (0, 0.95, 0.05)
+    assert default["clean"]["mean_ci"] == bootstrap_interval(want["heights"], confidence=0.95, seed=0)
+
+
+def test_a_run_without_mistakes_reports_none_and_zero_counts():
+    syn = load_builtin("fashion-mnist")
+    y = np.arange(20, dtype=np.int64) % 10
+    right = logits_for(y, 6)
+    sec = section(HierarchyAnalysis(syn, runs=[FGSM]), y, right, [(FGSM, right)], [20])
+    for entry in (sec["clean"], sec["adversarial"][0]):
+        assert (entry["n"], entry["n_unscored"], entry["counts"]) == (0, 0, [0, 0, 0, 0, 0])
+        assert entry["baseline_counts"] == [0.0] * 5
+        assert {key: entry[key] for key in ("mean", "mean_ci", "median", "baseline_mean", "difference",
+                                            "difference_ci", "p_value", "verdict", "same_superclass")} == {
+            "mean": None, "mean_ci": None, "median": None, "baseline_mean": None, "difference": None,
+            "difference_ci": None, "p_value": None, "verdict": "no mistakes", "same_superclass": None}
+        assert [(r["name"], r["n"], r["correct"], r["mistakes"]["n"], r["mistakes"]["share"])
+                for r in entry["by_superclass"]] == [("clothing.n.01", 12, 12, 0, None),
+                                                     ("footwear.n.02", 6, 6, 0, None), ("bag.n.04", 2, 2, 0, None)]
+        assert entry["superclass_test"]["verdict"] == "nothing to compare (every sample right)"
+        # every sample's top-1 class is its own: distance 0; top 5 by a loop over the LCA heights
+        assert [(t["k"], t["n"], t["mean"]) for t in entry["topk"]] == [(1, 20, 0.0), (5, 20, pytest.approx(
+            np.mean([sum(sorted_top5(syn, right[i], int(y[i]))) / 5 for i in range(20)]), abs=1e-12))]
+
+
+def sorted_top5(syn, logits, label):
+    """The LCA heights of the five highest scored classes, by the literal loop's own heights."""
+    from tests.test_hierarchy_audit import literal_lca
+    from audit.analyses.semantics.hierarchy import build_tree
+
+    tree = build_tree(syn.graph.hypernyms, list(syn.wnids))
+    order = sorted(range(10), key=lambda c: (-logits[c], c))[:5]
+    return [literal_lca(tree, label, c) for c in order]
+
+
+def test_the_verdict_against_chance_by_the_rank_sums_and_scipy():
+    # all at the baseline's height: no test
+    assert _versus_chance(np.zeros(4), 0.05) == {
+        "p_value": None, "verdict": "inconclusive at n = 4 (every mistake at the baseline's height)"}
+    # one difference that is not zero is enough to test
+    one = np.array([0.0, 0.0, 0.5])
+    assert _versus_chance(one, 0.05) == {"p_value": scipy.stats.wilcoxon(one).pvalue,
+                                         "verdict": "inconclusive at n = 3"}
+    # the larger rank sum negative: milder; its mirror image worse
+    d = np.array([0.1, 0.1, 0.1, -2.0, -2.0, -3.0, -3.0] * 3)
+    p = scipy.stats.wilcoxon(d).pvalue
+    assert p <= 0.05
+    assert _versus_chance(d, 0.05) == {"p_value": p, "verdict": "milder than chance"}
+    assert _versus_chance(-d, 0.05) == {"p_value": p, "verdict": "worse than chance"}
+    assert _versus_chance(d, p) == {"p_value": p, "verdict": "milder than chance"}  # p <= alpha, at equality
+    assert _versus_chance(d, p / 2)["verdict"] == "inconclusive at n = 21"
+    # more negative differences (25 of 45) but the larger rank sum positive (20 values, each above every negative
+    # one in |d|): the rank sums, not the counts, give the direction
+    e = np.tile([-0.1] * 5 + [3.0] * 4, 5)
+    ranks = scipy.stats.rankdata(np.abs(e))
+    assert ranks[e > 0].sum() > ranks[e < 0].sum() and (e < 0).sum() > (e > 0).sum()
+    assert _versus_chance(e, 0.05) == {"p_value": scipy.stats.wilcoxon(e).pvalue, "verdict": "worse than chance"}
+
+
+def test_the_top_k_mean_per_sample_and_an_empty_histogram():
+    assert _topk(5, {}, 0.95, 0) == {"k": 5, "n": 0, "mean": None, "ci": None}
+    # totals over the top 5: 0 (three samples), 10 (one), 7 (two): distances 0, 2, 1.4
+    hist = {10: 1, 0: 3, 7: 2}
+    values = [0.0, 0.0, 0.0, 1.4, 1.4, 2.0]
+    out = _topk(5, hist, 0.9, 3)
+    assert (out["k"], out["n"], out["mean"]) == (5, 6, pytest.approx(sum(values) / 6, abs=1e-15))
+    assert out["ci"] == bootstrap_interval(values, confidence=0.9, seed=3)
