@@ -98,10 +98,32 @@ def test_the_seed_and_confidence_reach_every_interval_and_the_defaults_are_the_a
     assert entry["same_superclass"]["ci"] == proportion_interval(want["same"], want["n"], 0.8)
     for t in entry["topk"]:
         assert t["ci"] == bootstrap_interval(sorted(want["top_values"][t["k"]]), confidence=0.8, seed=7)
+    # the test across the three superclasses: its Monte Carlo p with the audit's seed, by a loop over the same draws
+    test, rows = entry["superclass_test"], entry["by_superclass"]
+    hits, sizes = np.array([r["correct"] for r in rows]), np.array([r["n"] for r in rows])
+    assert test["p_value"] == monte_carlo_p(hits, sizes, 7) and test["statistic"] == pytest.approx(
+        scipy.stats.chi2_contingency(np.stack([hits, sizes - hits], axis=1), correction=False).statistic, rel=1e-12)
     # the defaults: seed 0 and 95%, as an audit without --seed / --confidence
     default = section(HierarchyAnalysis(syn), y, clean, [], [40])
     assert (default["seed"], default["confidence"], default["alpha"]) == (0, 0.95, 0.05)
     assert default["clean"]["mean_ci"] == bootstrap_interval(want["heights"], confidence=0.95, seed=0)
+
+
+def monte_carlo_p(hits, sizes, seed: int, draws: int = 9999) -> float:
+    """The p of Pearson's statistic over tables with the observed margins (the same seeded draws), each table's
+    statistic summed cell by cell from its expected counts."""
+    def statistic(right):
+        n, k = sizes.sum(), right.sum()
+        total = 0.0
+        for g in range(len(sizes)):
+            for observed, expected in ((right[g], sizes[g] * k / n), (sizes[g] - right[g], sizes[g] * (n - k) / n)):
+                total += (observed - expected) ** 2 / expected
+        return total
+
+    observed = statistic(hits)
+    tables = np.random.default_rng(seed).multivariate_hypergeometric(sizes, int(hits.sum()), size=draws)
+    extreme = sum(statistic(t) >= observed - 1e-9 for t in tables)
+    return (1 + extreme) / (1 + draws)
 
 
 def test_a_run_without_mistakes_reports_none_and_zero_counts():
@@ -157,6 +179,9 @@ def test_the_verdict_against_chance_by_the_rank_sums_and_scipy():
     ranks = scipy.stats.rankdata(np.abs(e))
     assert ranks[e > 0].sum() > ranks[e < 0].sum() and (e < 0).sum() > (e > 0).sum()
     assert _versus_chance(e, 0.05) == {"p_value": scipy.stats.wilcoxon(e).pvalue, "verdict": "worse than chance"}
+    # positive differences below 1 and equal to 1 count on the positive side, and a difference of 1 is not zero
+    for d in (np.tile([0.5] * 4 + [-0.1] * 2, 5), np.tile([1.0] * 4 + [-0.5] * 2, 5)):
+        assert _versus_chance(d, 0.05) == {"p_value": scipy.stats.wilcoxon(d).pvalue, "verdict": "worse than chance"}
 
 
 def test_the_top_k_mean_per_sample_and_an_empty_histogram():
