@@ -192,3 +192,62 @@ def test_the_top_k_mean_per_sample_and_an_empty_histogram():
     out = _topk(5, hist, 0.9, 3)
     assert (out["k"], out["n"], out["mean"]) == (5, 6, pytest.approx(sum(values) / 6, abs=1e-15))
     assert out["ci"] == bootstrap_interval(values, confidence=0.9, seed=3)
+
+
+# --- the score's severity component ---------------------------------------------------------------------------------
+
+PGD = {"name": "pgd", "eps": 0.03, "eps_text": "8/255", "n_attacked": 40, "n_success": 30}
+
+
+def tree_report(**entry) -> dict:
+    run = {"attack": "pgd", "eps": 0.03, "n": 30, "mean": 2.5, "mean_ci": [2.0, 3.0], "baseline_mean": 2.0, **entry}
+    return {"analyses": {"hierarchy": {"adversarial": [{"attack": "fgsm", "eps": 0.03, "mean": 9.0}, run]}}}
+
+
+def test_the_severity_component_from_the_hierarchy_worked_by_hand():
+    from audit.analyses.semantics.report import severity
+
+    # 30 of 40 broken (75%), mean LCA height 2.5 against 2.0 by chance: severity 1.25, value 1 - 0.75 * 1.25 / 2
+    assert severity(tree_report(), PGD) == (
+        0.53125, "hierarchy: pgd@8/255 broke 75.0% of the clean-correct samples with mistakes of mean LCA height "
+                 "2.50 [2.00,3.00] against 2.00 for a random wrong class: severity 1.25 (1 = as bad as a random "
+                 "confusion; 30 errors scored)", {"n": 30, "too_few": False, "source": "hierarchy"})
+    # 5.0 against 2.0 is capped at 2: 1 - 0.75 * 2 / 2; exactly 20 mistakes are enough
+    value, detail, size = severity(tree_report(mean=5.0, n=20, mean_ci=None), PGD)
+    assert value == 0.25 and size == {"n": 20, "too_few": False, "source": "hierarchy"}
+    assert "height 5.00 against 2.00 for a random wrong class: severity 2.50 (" in detail
+    # 19 are too few: left out, the source kept
+    assert severity(tree_report(n=19), PGD) == (
+        None, "hierarchy: only 19 errors of pgd@8/255 scored (mistakes of mean LCA height 2.50 [2.00,3.00] against "
+              "2.00 for a random wrong class: severity 1.25; 1 = as bad as a random confusion); the component needs "
+              "at least 20", {"n": 19, "too_few": True, "source": "hierarchy"})
+    unscored = "no mistake of pgd@8/255 was scored in the class hierarchy (both classes need a synset)"
+    assert severity(tree_report(mean=None), PGD) == (None, unscored)
+    assert severity(tree_report(baseline_mean=0.0), PGD) == (None, unscored)
+    assert severity(tree_report(), {**PGD, "n_success": 0}) == (1.0, "pgd@8/255 broke no clean-correct sample")
+    assert severity(tree_report(), {**PGD, "n_attacked": 0, "n_success": 0}) == (
+        None, "pgd@8/255 attacked no clean-correct sample")
+    assert severity(tree_report(), {**PGD, "eps_text": None, "n_success": 0}) == (
+        1.0, "pgd@min broke no clean-correct sample")
+
+
+def test_the_severity_component_falls_back_to_the_word_vectors_and_says_why_not():
+    from audit.analyses.semantics.report import severity
+
+    words = {"severity": [{"attack": "pgd", "eps": 0.03, "mean": 0.8, "mean_ci": [0.6, 1.0], "n": 25}]}
+    other_run = tree_report(attack="fgsm")["analyses"]["hierarchy"]  # no entry of the reference run
+    for hierarchy in ({"skipped": "why"}, other_run, None):
+        report = {"analyses": {"semantics": words, **({"hierarchy": hierarchy} if hierarchy else {})}}
+        # 1 - 0.75 * 0.8 / 2
+        assert severity(report, PGD) == (
+            pytest.approx(0.7, abs=1e-15), "word vectors: pgd@8/255 broke 75.0% of the clean-correct samples with "
+            "mean severity 0.80 [0.60,1.00] (1 = an average confusion between two classes; 25 errors scored)",
+            {"n": 25, "too_few": False, "source": "word vectors"})
+    report = {"analyses": {"semantics": {"severity": []}, "hierarchy": other_run}}
+    assert severity(report, PGD) == (None, "no broken sample of pgd@8/255 has word vectors for both its classes")
+    assert severity({"analyses": {"semantics": words, "hierarchy": tree_report()["analyses"]["hierarchy"]}},
+                    None) == (None, "no attack run to read it at")
+    assert severity({"analyses": {}}, PGD) == (
+        None, "no semantic analysis in the report (no word vectors, or --layers none)")
+    assert severity({"analyses": {"semantics": {"skipped": "no vectors"}}}, PGD) == (
+        None, "semantic analysis skipped: no vectors")
