@@ -251,3 +251,101 @@ def test_the_severity_component_falls_back_to_the_word_vectors_and_says_why_not(
         None, "no semantic analysis in the report (no word vectors, or --layers none)")
     assert severity({"analyses": {"semantics": {"skipped": "no vectors"}}}, PGD) == (
         None, "semantic analysis skipped: no vectors")
+
+
+# --- coarse robustness: the level, the rows, the test across superclasses -------------------------------------------
+
+def kept(classes):
+    """Fashion-MNIST's hierarchy with only ``classes`` mapped."""
+    from tests.test_mutants_hierarchy import without
+
+    syn = load_builtin("fashion-mnist")
+    return HierarchyAnalysis(without(syn, [c for c in range(10) if c not in classes]))
+
+
+def test_the_default_level_takes_a_superclass_of_exactly_two_thirds_and_one_class_is_depth_0():
+    from audit.analyses.hierarchy.coarse import by_superclass, choose_level, default_depth, inside_share
+
+    # T-shirt/top, Sandal, Shirt: at depth 1 shirt.n.01 holds 2 of the 3 classes, exactly two thirds: allowed
+    three = kept([0, 5, 6])
+    assert (three.tree.height[three.tree.root], default_depth(three.tree)) == (2, 1)
+    level = three.level
+    assert (level.groups.tolist(), level.names, level.depth, level.how) == ([0, 1, 0], ("shirt.n.01", "sandal.n.01"),
+                                                                             1, "default")
+    assert level.rule.endswith("more than two thirds of the 3 classes; the largest holds 2)")
+    one = kept([0])
+    assert default_depth(one.tree) == 0
+    level = one.level
+    assert (level.groups.tolist(), level.names, level.depth, level.rule) == (
+        [0], ("jersey.n.03",), 0, "depth 0 (the default; a single class)")
+    # one class: no chance share, no share inside
+    [row] = by_superclass(level, np.array([4]), np.array([1]), np.array([0]), np.array([0]), 0.95)
+    assert row["mistakes"]["chance"] is None and (row["n"], row["correct"], row["accuracy"]) == (4, 1, 0.25)
+    assert inside_share(level, np.array([0]), np.array([0]), 0.95) is None
+    syn = load_builtin("fashion-mnist")
+    tree = HierarchyAnalysis(syn).tree
+    level = choose_level(tree, syn.graph.names, syn.graph.lookup, depth=4)
+    assert (level.depth, level.how, level.rule) == (4, "--superclass-depth", "depth 4 of the class tree "
+                                                                             "(--superclass-depth)")
+    # at the deepest depth every class is its own superclass, in the tree's preorder (node numbers)
+    leaves = sorted(int(tree.leaf[c]) for c in range(10))
+    assert level.groups.tolist() == [leaves.index(int(tree.leaf[c])) for c in range(10)]
+    assert level.synsets == tuple(tree.synset[n] for n in leaves)
+    assert level.names == tuple(syn.graph.names.get(tree.synset[n], tree.synset[n]) for n in leaves)
+    from audit.errors import AuditError
+
+    for depth in (0, 5):
+        with pytest.raises(AuditError) as err:
+            choose_level(tree, syn.graph.names, syn.graph.lookup, depth=depth)
+        assert str(err.value) == (f"--superclass-depth {depth} is outside this audit's class tree: its depths below "
+                                  "the root run from 1 to 4 (the root is depth 0)")
+
+
+def test_the_rows_per_superclass_worked_by_hand():
+    from audit.analyses.hierarchy.coarse import by_superclass, inside_share
+
+    level = kept([0, 5, 6]).level  # groups: T-shirt 0, Sandal 1, Shirt 0
+    samples, correct = np.array([6, 0, 4]), np.array([3, 0, 1])
+    # mistakes: T-shirt -> Shirt (inside), Shirt -> Sandal (out), Shirt -> T-shirt (inside)
+    true, pred = np.array([0, 2, 2]), np.array([2, 1, 0])
+    rows = by_superclass(level, samples, correct, true, pred, 0.9)
+    assert rows == [
+        {"name": "shirt.n.01", "n": 10, "correct": 4, "accuracy": 0.4, "accuracy_ci": proportion_interval(4, 10, 0.9),
+         "mistakes": {"k": 2, "n": 3, "share": 2 / 3, "ci": proportion_interval(2, 3, 0.9), "chance": 0.5}},
+        {"name": "sandal.n.01", "n": 0, "correct": 0, "accuracy": None, "accuracy_ci": None,
+         "mistakes": {"k": 0, "n": 0, "share": None, "ci": None, "chance": 0.0}}]
+    # of the three mistakes two stay inside; chance per mistake (size - 1) / 2: 1/2 for each (all from shirt.n.01)
+    assert inside_share(level, true, pred, 0.9) == {"k": 2, "n": 3, "share": 2 / 3,
+                                                    "ci": proportion_interval(2, 3, 0.9), "chance": 0.5}
+    assert inside_share(level, true[:0], pred[:0], 0.9) is None
+
+
+def test_the_test_across_superclasses_word_for_word():
+    from audit.analyses.hierarchy.coarse import compare
+
+    def row(name, n, k):
+        return {"name": name, "n": n, "correct": k}
+
+    empty = {"test": None, "statistic": None, "p_value": None, "lowest": None, "highest": None}
+    assert compare([row("a", 5, 2), row("b", 0, 0)], 0.05, 0) == {
+        **empty, "groups": 1, "n": 5, "verdict": "nothing to compare (samples in fewer than two superclasses)"}
+    assert compare([row("a", 5, 0), row("b", 3, 0)], 0.05, 0) == {
+        **empty, "groups": 2, "n": 8, "verdict": "nothing to compare (every sample wrong)"}
+    assert compare([row("a", 5, 5), row("b", 3, 3)], 0.05, 0)["verdict"] == "nothing to compare (every sample right)"
+    # two superclasses: Fisher's exact test; b (1 of 10) lowest, a (9 of 10) highest
+    p = scipy.stats.fisher_exact([[9, 1], [1, 9]]).pvalue
+    two = [row("a", 10, 9), row("empty", 0, 0), row("b", 10, 1)]
+    fisher = {"test": "Fisher's exact test (two-sided)", "statistic": None, "p_value": p, "groups": 2, "n": 20}
+    assert compare(two, 0.05, 0) == {**fisher, "lowest": "b", "highest": "a", "verdict": "differs across superclasses"}
+    assert compare(two, p, 0)["verdict"] == "differs across superclasses"  # p <= alpha, at equality
+    assert compare(two, p / 2, 0) == {**fisher, "lowest": None, "highest": None, "verdict": "inconclusive at n = 20"}
+    # three: the chi-square statistic (scipy) and its Monte Carlo p (the loop above, same seed)
+    hits, sizes = np.array([2, 9, 5]), np.array([12, 10, 9])
+    three = [row("x", 12, 2), row("y", 10, 9), row("z", 9, 5)]
+    out = compare(three, 0.05, 3)
+    assert out["statistic"] == pytest.approx(scipy.stats.chi2_contingency(
+        np.stack([hits, sizes - hits], axis=1), correction=False).statistic, rel=1e-12)
+    assert out["p_value"] == monte_carlo_p(hits, sizes, 3) <= 0.05
+    assert {k: out[k] for k in ("test", "groups", "n", "lowest", "highest", "verdict")} == {
+        "test": "chi-square test, p by Monte Carlo (9999 tables with the observed margins)", "groups": 3, "n": 31,
+        "lowest": "x", "highest": "y", "verdict": "differs across superclasses"}
