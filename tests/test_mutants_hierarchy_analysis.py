@@ -84,24 +84,49 @@ def test_two_runs_fed_out_of_order_in_uneven_batches_equal_the_literal_loop_in_t
         {"name": "bag.n.04", "synset": syn.graph.lookup("bag.n.04"), "classes": ["Bag"]}]
 
 
+def test_named_superclasses_list_their_nodes_and_the_other_group_in_the_section():
+    syn = load_builtin("fashion-mnist")
+    y = np.arange(10, dtype=np.int64)
+    analysis = HierarchyAnalysis(syn, superclasses=["shoe.n.01", "footwear.n.02"])
+    sec = section(analysis, y, logits_for(y, 8), [], [10])
+    level = sec["superclass_level"]
+    assert (level["how"], level["depth"], level["nodes"]) == ("--superclasses", None, ["shoe.n.01", "footwear.n.02"])
+    assert [(g["name"], g["synset"], len(g["classes"])) for g in sec["superclasses"]] == [
+        ("shoe.n.01", syn.graph.lookup("shoe.n.01"), 2), ("footwear.n.02", syn.graph.lookup("footwear.n.02"), 1),
+        ("other", None, 7)]
+
+
+def test_depth_1_is_a_level_and_unnamed_nodes_of_a_depth_are_labelled_by_their_wnid():
+    from audit.analyses.hierarchy.coarse import choose_level
+
+    syn = load_builtin("fashion-mnist")
+    tree = HierarchyAnalysis(syn).tree
+    level = choose_level(tree, {}, syn.graph.lookup, depth=1)
+    wnids = tuple(syn.graph.lookup(n) for n in ("clothing.n.01", "footwear.n.02", "bag.n.04"))
+    assert (level.depth, level.names, level.synsets) == (1, wnids, wnids)
+    assert level.groups.tolist() == [0, 0, 0, 0, 0, 1, 0, 1, 2, 1]
+
+
 def test_the_seed_and_confidence_reach_every_interval_and_the_defaults_are_the_audits():
     syn = load_builtin("fashion-mnist")
     rng = np.random.default_rng(11)
     y = rng.integers(0, 10, 40).astype(np.int64)
     clean = logits_for(rng.integers(0, 10, 40), 4)
-    sec = section(HierarchyAnalysis(syn, seed=7, confidence=0.8), y, clean, [], [40])
+    sec = section(HierarchyAnalysis(syn, seed=11, confidence=0.8), y, clean, [], [40])
     want = expected_section(y, clean)
     entry = sec["clean"]
-    assert (sec["confidence"], sec["alpha"], sec["seed"]) == (0.8, 0.2, 7)
-    assert entry["mean_ci"] == bootstrap_interval(want["heights"], confidence=0.8, seed=7)
-    assert entry["difference_ci"] == bootstrap_interval(want["diffs"], confidence=0.8, seed=7)
+    assert (sec["confidence"], sec["alpha"], sec["seed"]) == (0.8, 0.2, 11)
+    assert entry["mean_ci"] == bootstrap_interval(want["heights"], confidence=0.8, seed=11)
+    # (seed 11 and seed 0 give different intervals here, so a dropped seed shows)
+    assert bootstrap_interval(want["heights"], confidence=0.8, seed=0) != entry["mean_ci"]
+    assert entry["difference_ci"] == bootstrap_interval(want["diffs"], confidence=0.8, seed=11)
     assert entry["same_superclass"]["ci"] == proportion_interval(want["same"], want["n"], 0.8)
     for t in entry["topk"]:
-        assert t["ci"] == bootstrap_interval(sorted(want["top_values"][t["k"]]), confidence=0.8, seed=7)
+        assert t["ci"] == bootstrap_interval(sorted(want["top_values"][t["k"]]), confidence=0.8, seed=11)
     # the test across the three superclasses: its Monte Carlo p with the audit's seed, by a loop over the same draws
     test, rows = entry["superclass_test"], entry["by_superclass"]
     hits, sizes = np.array([r["correct"] for r in rows]), np.array([r["n"] for r in rows])
-    assert test["p_value"] == monte_carlo_p(hits, sizes, 7) and test["statistic"] == pytest.approx(
+    assert test["p_value"] == monte_carlo_p(hits, sizes, 11) and test["statistic"] == pytest.approx(
         scipy.stats.chi2_contingency(np.stack([hits, sizes - hits], axis=1), correction=False).statistic, rel=1e-12)
     # the defaults: seed 0 and 95%, as an audit without --seed / --confidence
     default = section(HierarchyAnalysis(syn), y, clean, [], [40])
@@ -245,6 +270,8 @@ def test_the_severity_component_falls_back_to_the_word_vectors_and_says_why_not(
             {"n": 25, "too_few": False, "source": "word vectors"})
     report = {"analyses": {"semantics": {"severity": []}, "hierarchy": other_run}}
     assert severity(report, PGD) == (None, "no broken sample of pgd@8/255 has word vectors for both its classes")
+    assert severity({"analyses": {"semantics": {"layers": []}}}, PGD) == (
+        None, "no broken sample of pgd@8/255 has word vectors for both its classes")
     assert severity({"analyses": {"semantics": words, "hierarchy": tree_report()["analyses"]["hierarchy"]}},
                     None) == (None, "no attack run to read it at")
     assert severity({"analyses": {}}, PGD) == (
@@ -301,6 +328,19 @@ def test_the_default_level_takes_a_superclass_of_exactly_two_thirds_and_one_clas
                                   "the root run from 1 to 4 (the root is depth 0)")
 
 
+def test_two_classes_have_a_chance_share_and_a_share_inside():
+    from audit.analyses.hierarchy.coarse import by_superclass, inside_share
+
+    level = kept([0, 5]).level  # T-shirt/top and Sandal: one class per superclass at depth 1
+    true, pred = np.array([0, 1, 1]), np.array([1, 0, 0])
+    rows = by_superclass(level, np.array([5, 5]), np.array([4, 3]), true, pred, 0.95)
+    assert [r["mistakes"] for r in rows] == [
+        {"k": 0, "n": 1, "share": 0.0, "ci": proportion_interval(0, 1), "chance": 0.0},
+        {"k": 0, "n": 2, "share": 0.0, "ci": proportion_interval(0, 2), "chance": 0.0}]
+    assert inside_share(level, true, pred, 0.95) == {"k": 0, "n": 3, "share": 0.0, "ci": proportion_interval(0, 3),
+                                                     "chance": 0.0}
+
+
 def test_the_rows_per_superclass_worked_by_hand():
     from audit.analyses.hierarchy.coarse import by_superclass, inside_share
 
@@ -340,12 +380,13 @@ def test_the_test_across_superclasses_word_for_word():
     assert compare(two, p, 0)["verdict"] == "differs across superclasses"  # p <= alpha, at equality
     assert compare(two, p / 2, 0) == {**fisher, "lowest": None, "highest": None, "verdict": "inconclusive at n = 20"}
     # three: the chi-square statistic (scipy) and its Monte Carlo p (the loop above, same seed)
-    hits, sizes = np.array([2, 9, 5]), np.array([12, 10, 9])
-    three = [row("x", 12, 2), row("y", 10, 9), row("z", 9, 5)]
+    # x has the lowest accuracy (3 of 20) but not the fewest right; z (5 of 6) the fewest samples
+    hits, sizes = np.array([3, 9, 5]), np.array([20, 10, 6])
+    three = [row("x", 20, 3), row("y", 10, 9), row("z", 6, 5)]
     out = compare(three, 0.05, 3)
     assert out["statistic"] == pytest.approx(scipy.stats.chi2_contingency(
         np.stack([hits, sizes - hits], axis=1), correction=False).statistic, rel=1e-12)
     assert out["p_value"] == monte_carlo_p(hits, sizes, 3) <= 0.05
     assert {k: out[k] for k in ("test", "groups", "n", "lowest", "highest", "verdict")} == {
-        "test": "chi-square test, p by Monte Carlo (9999 tables with the observed margins)", "groups": 3, "n": 31,
+        "test": "chi-square test, p by Monte Carlo (9999 tables with the observed margins)", "groups": 3, "n": 36,
         "lowest": "x", "highest": "y", "verdict": "differs across superclasses"}
