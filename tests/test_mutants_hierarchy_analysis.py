@@ -390,3 +390,32 @@ def test_the_test_across_superclasses_word_for_word():
     assert {k: out[k] for k in ("test", "groups", "n", "lowest", "highest", "verdict")} == {
         "test": "chi-square test, p by Monte Carlo (9999 tables with the observed margins)", "groups": 3, "n": 36,
         "lowest": "x", "highest": "y", "verdict": "differs across superclasses"}
+
+
+# --- build: the analysis, the note, or bad input --------------------------------------------------------------------
+
+def test_build_passes_the_level_seed_and_confidence_and_refuses_a_level_without_a_hierarchy():
+    from audit.analyses.hierarchy.analysis import HierarchyOff, build
+    from audit.errors import AuditError
+
+    def context(synsets, **config):
+        base = {"superclasses": None, "superclass_depth": None, "seed": 0, "confidence": 0.95}
+        return SimpleNamespace(synsets=synsets, runs=[FGSM], config=SimpleNamespace(**{**base, **config}))
+
+    syn = load_builtin("fashion-mnist")
+    analysis = build(context(syn, seed=5, confidence=0.9, superclasses=[" shoe.n.01 ", "", "footwear.n.02"]))
+    assert (analysis.seed, analysis.confidence, list(analysis.runs)) == (5, 0.9, ["fgsm@0.1"])
+    assert analysis.level.names == ("shoe.n.01", "footwear.n.02", "other")
+    assert build(context(syn, superclasses="shoe.n.01 , ")).level.names == ("shoe.n.01", "other")
+    assert build(context(syn, superclass_depth=2)).level.depth == 2
+    off = build(context(None))
+    assert isinstance(off, HierarchyOff) and off.reason == "no class hierarchy was loaded"
+    assert build(context("digits have no hierarchy")).reason == "digits have no hierarchy"
+    for synsets, config, message in (
+            (None, {"superclasses": "shoe.n.01"}, "--superclasses needs a class hierarchy, and this audit has none "
+                                                  "(no class hierarchy was loaded)"),
+            ("digits have no hierarchy", {"superclass_depth": 2}, "--superclass-depth needs a class hierarchy, and "
+                                                                   "this audit has none (digits have no hierarchy)")):
+        with pytest.raises(AuditError) as err:
+            build(context(synsets, **config))
+        assert str(err.value) == message
