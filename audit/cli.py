@@ -231,7 +231,7 @@ def _run_options(*, drop: set[str], first: list, last: list):
     return decorate
 
 
-SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
+SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out", "resume"}
 
 
 @app.command("series", help="Audit each checkpoint MODEL... (files, a folder, or a glob such as "
@@ -254,6 +254,9 @@ SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
                                   "sets the exit code: last or selected (needs --select).")),
     ("alpha", float, typer.Option(0.05, help="One-sided significance level of a change between consecutive "
                                   "checkpoints (McNemar, Holm across the pair's accuracy rows).")),
+    ("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted series in OUT: reports it "
+                                  "finished (same settings, checkpoint and samples) are kept, the checkpoint it "
+                                  "was on continues from OUT/<name>/.state/, the rest run.")),
 ])
 def series(ctx: typer.Context, **values):
     from audit.config import AuditConfig
@@ -274,15 +277,23 @@ def series(ctx: typer.Context, **values):
     template = AuditConfig.from_options(options)
     out = Path(values["out"])
     _check_out_dir(out)
+    resume = bool(values["resume"] or options.get("resume"))
+    from audit.engine.distributed import world
+
+    if world(template.device).rank:  # another rank of a torchrun: work quietly, rank 0 reports
+        run_series(template, points, out, order=values["order"], select=values["select"],
+                   gate_on=values["gate_on"], alpha=values["alpha"], resume=resume)
+        return
     console = _console()
 
     def done(index, total, audited):
-        console.print(progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds),
-                      markup=False, highlight=False, soft_wrap=True)
+        line = progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds)
+        how = {"kept": " [kept: audited before the interruption]", "resumed": " [resumed from its saved state]"}
+        console.print(line + how.get(audited.how, ""), markup=False, highlight=False, soft_wrap=True)
 
     result, _ = run_series(template, points, out, order=values["order"], select=values["select"],
-                           gate_on=values["gate_on"], alpha=values["alpha"], progress=_progress_context,
-                           done=done)
+                           gate_on=values["gate_on"], alpha=values["alpha"], resume=resume,
+                           progress=_progress_context, done=done)
     console.print(trend_table(result))
     for line in closing_lines(result):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
