@@ -11,8 +11,17 @@
   (:func:`audit.outputs.write_outputs`); series.json (:mod:`reports.series`) is written last and atomically. An
   earlier series.json in OUT is removed before the first audit, so one on disk always belongs to the reports
   beside it.
-
-Not yet: resuming a killed series, torchrun, series.html.
+- ``--resume`` (:class:`SeriesState`): ``OUT/.series-state.json`` holds a fingerprint of every setting that
+  changes a number (as an audit's saved state does, :func:`audit.engine.execution.audit_fingerprint`) and, per
+  finished checkpoint, its checkpoint's sha256, the sha256 of its report.json and the fingerprint of the samples
+  it audited. A resumed series keeps a report only when all three still hold (a changed checkpoint or report is
+  audited again, and so is a kept report whose samples differ from the ones this run decodes: the data changed
+  meanwhile); the checkpoint with a saved state in ``OUT/<name>/.state/`` continues from it as ``audit run
+  --resume`` does; the rest run. The file is removed once series.json is written: nothing to resume, or a state
+  of other settings, is one AuditError line.
+- Under torchrun every rank runs :func:`run_series`: each checkpoint's batches are split over the ranks as in a
+  single audit (:mod:`audit.engine.execution`), rank 0 decides what a resume keeps (the other ranks follow it),
+  writes every report, the series state and series.json.
 """
 
 from __future__ import annotations
