@@ -231,7 +231,7 @@ def _run_options(*, drop: set[str], first: list, last: list):
     return decorate
 
 
-SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
+SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out", "resume"}
 
 
 @app.command("series", help="Audit each checkpoint MODEL... (files, a folder, or a glob such as "
@@ -254,6 +254,9 @@ SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out"}
                                   "sets the exit code: last or selected (needs --select).")),
     ("alpha", float, typer.Option(0.05, help="One-sided significance level of a change between consecutive "
                                   "checkpoints (McNemar, Holm across the pair's accuracy rows).")),
+    ("resume", bool, typer.Option(False, "--resume", help="Continue an interrupted series in OUT: reports it "
+                                  "finished (same settings, checkpoint and samples) are kept, the checkpoint it "
+                                  "was on continues from OUT/<name>/.state/, the rest run.")),
 ])
 def series(ctx: typer.Context, **values):
     from audit.config import AuditConfig
@@ -272,26 +275,32 @@ def series(ctx: typer.Context, **values):
     options["model"] = str(points[0].path)
     template = AuditConfig.from_options(options)
     _series_and_report(template, points, Path(values["out"]), order=values["order"], select=values["select"],
-                       gate_on=values["gate_on"], alpha=values["alpha"])
+                       gate_on=values["gate_on"], alpha=values["alpha"],
+                       resume=bool(values["resume"] or options.get("resume")))
 
 
 def _series_and_report(template, points, out: Path, *, order: str = "number", select: str | None = None,
-                       gate_on: str = "last", alpha: float = 0.05) -> dict:
+                       gate_on: str = "last", alpha: float = 0.05, resume: bool = False) -> dict | None:
     """Run the series of ``points`` with the settings of ``template`` into ``out``: a line per checkpoint, the trend
     table and the closing lines; exit 1 when the gated checkpoint's verdict fails (`audit series`, `audit demo
-    --series`)."""
+    --series`). Another rank of a torchrun works quietly (rank 0 reports) and returns None."""
+    from audit.engine.distributed import world
     from audit.engine.series import run_series
     from reports.series import closing_lines, progress_line, trend_table
 
     _check_out_dir(out)
+    settings = dict(order=order, select=select, gate_on=gate_on, alpha=alpha, resume=resume)
+    if world(template.device).rank:
+        run_series(template, points, out, **settings)
+        return None
     console = _console()
 
     def done(index, total, audited):
-        console.print(progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds),
-                      markup=False, highlight=False, soft_wrap=True)
+        line = progress_line(index, total, audited.checkpoint.name, audited.report, audited.seconds)
+        how = {"kept": " [kept: audited before the interruption]", "resumed": " [resumed from its saved state]"}
+        console.print(line + how.get(audited.how, ""), markup=False, highlight=False, soft_wrap=True)
 
-    result, _ = run_series(template, points, out, order=order, select=select, gate_on=gate_on, alpha=alpha,
-                           progress=_progress_context, done=done)
+    result, _ = run_series(template, points, out, **settings, progress=_progress_context, done=done)
     console.print(trend_table(result))
     for line in closing_lines(result):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -12,13 +12,24 @@
   (:mod:`reports.html.series`, rendered from series.json's text; not with ``--no-html``) are written last, all or
   none (:func:`audit.outputs.write_all`, series.json last). An earlier series.json and series.html in OUT are
   removed before the first audit, so those on disk always belong to the reports beside them.
-
-Not yet: resuming a killed series, torchrun.
+- ``--resume`` (:class:`SeriesState`): ``OUT/.series-state.json`` holds a fingerprint of every setting that
+  changes a number (as an audit's saved state does, :func:`audit.engine.execution.audit_fingerprint`) and, per
+  finished checkpoint, its checkpoint's sha256, the sha256 of its report.json and the fingerprint of the samples
+  it audited. A resumed series keeps a report only when all three still hold (a changed checkpoint or report is
+  audited again, and so is a kept report whose samples differ from the ones this run decodes: the data changed
+  meanwhile); the checkpoint with a saved state in ``OUT/<name>/.state/`` continues from it as ``audit run
+  --resume`` does; the rest run. The file is removed once series.json is written: nothing to resume, or a state
+  of other settings, is one AuditError line.
+- Under torchrun every rank runs :func:`run_series`: each checkpoint's batches are split over the ranks as in a
+  single audit (:mod:`audit.engine.execution`), rank 0 decides what a resume keeps (the other ranks follow it),
+  writes every report, the series state and series.json.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 import time
@@ -32,6 +43,7 @@ from audit.errors import AuditError
 
 MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".pt2", ".ckpt", ".bin")  # model files in a folder argument
 ORDERS = ("number", "given")
+STATE_FILE = ".series-state.json"  # what an unfinished series has done, for --resume
 NUMBER = re.compile(r"\d+")
 
 
@@ -136,6 +148,80 @@ def _difference(base: dict, new: dict) -> str:
     return f"an extra parameter {extra}"
 
 
+class SeriesState:
+    """What a series has finished, for ``--resume``: ``OUT/.series-state.json`` (see the module docstring)."""
+
+    FORMAT = 1
+
+    def __init__(self, out: Path, template: AuditConfig):
+        from audit.engine.execution import NOT_NUMBERS
+        from audit.engine.state import fingerprint
+
+        self.out, self.path = out, out / STATE_FILE
+        self.fingerprint = fingerprint({f"--{k.replace('_', '-')}": v for k, v in template.effective().items()
+                                        if k not in NOT_NUMBERS | {"model"}})
+        self.records: dict[str, dict] = {}
+
+    def save(self) -> None:
+        from reports.schema import write_atomic
+
+        write_atomic(self.path, json.dumps({"format": self.FORMAT, "fingerprint": self.fingerprint,
+                                            "checkpoints": self.records}, indent=1))
+
+    def record(self, name: str, sha256: str, report_path: Path, report: dict) -> None:
+        """A checkpoint's report is written: remember its checkpoint, its file and its samples."""
+        self.records[name] = {"sha256": sha256, "report": _digest(report_path),
+                              "sample": report["data"]["sample"]["fingerprint"]}
+        self.save()
+
+    def plan(self, points: list[Checkpoint], hashes: dict[str, str]) -> tuple[dict[str, dict], set[str]]:
+        """For --resume: the reports kept (name -> report dict) and the checkpoints resumed from their state."""
+        where = f"--resume: {self.path}"
+        if not self.path.exists():
+            raise AuditError(f"--resume: no saved state of an interrupted series in {self.out} (a finished "
+                             "series leaves none): start without --resume")
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            if saved.get("format") != self.FORMAT:
+                raise ValueError(f"unknown format {saved.get('format')!r}")
+            differs = [k for k in sorted(set(self.fingerprint) | set(saved["fingerprint"]))
+                       if self.fingerprint.get(k) != saved["fingerprint"].get(k)]
+            records = {str(k): dict(v) for k, v in saved["checkpoints"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise AuditError(f"{where} is unreadable ({detail}): start without --resume") from None
+        if differs:
+            raise AuditError(f"{where} belongs to another series: {', '.join(differs)} differ; rerun with the "
+                             "same settings, or start without --resume")
+        kept, resumed = {}, set()
+        for point in points:
+            record, report = records.get(point.name), self.out / point.name / "report.json"
+            if (record and record.get("sha256") == hashes[point.name] and report.is_file()
+                    and record.get("report") == _digest(report)):
+                try:
+                    kept[point.name] = json.loads(report.read_text(encoding="utf-8"))
+                    self.records[point.name] = record
+                    continue
+                except ValueError:
+                    pass
+            if (self.out / point.name / ".state" / "rank0.json").exists():
+                resumed.add(point.name)
+        return kept, resumed
+
+    def stale(self, kept: dict[str, dict], fresh: set[str]) -> list[str]:
+        """The kept reports whose samples differ from those this run decoded (the data changed meanwhile)."""
+        if len(fresh) != 1:
+            return []
+        return [name for name in kept if self.records[name]["sample"] not in fresh]
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @dataclass
 class Audited:
     """One checkpoint's audit: its report dict and where it was written."""
@@ -143,28 +229,30 @@ class Audited:
     checkpoint: Checkpoint
     report: dict
     seconds: float
+    how: str | None = None  # with --resume: "kept" (its report from before), "resumed" (from its saved state)
 
 
 def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, order: str,
                select: str | None = None, gate_on: str = "last", alpha: float = 0.05,
-               progress: Callable[[str], object] | None = None,
-               done: Callable[[int, int, Audited], None] | None = None) -> tuple[dict, list[Audited]]:
+               resume: bool = False, progress: Callable[[str], object] | None = None,
+               done: Callable[[int, int, Audited], None] | None = None) -> tuple[dict | None, list[Audited]]:
     """Audit every checkpoint with ``template``'s settings (its ``model`` and ``out`` replaced), write each
     report into ``out/<name>/`` and series.json (with series.html unless ``template.html`` is off) into ``out``;
     returns the series document and the audits.
 
     ``progress(name)``: a context manager giving the runner's progress reporter for one checkpoint; ``done``
-    is called after each checkpoint's report is written (index from 1, total, the audit)."""
+    is called after each checkpoint's report is written (index from 1, total, the audit). ``resume``: continue
+    the interrupted series in ``out`` (see the module docstring). Under torchrun every rank calls this; rank 0
+    writes and returns what it returns, the other ranks return (None, [])."""
     from contextlib import nullcontext
 
     from audit.data.shared import SharedData
+    from audit.engine.distributed import world as distributed_world
     from audit.engine.runner import run_audit
     from audit.outputs import write_all, write_outputs
     from audit.version import __version__
     from reports.series import GATE_ON, build_series, check_select
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise AuditError("audit series does not run under torchrun yet: run it as one process")
     if gate_on not in GATE_ON:
         raise AuditError(f"--gate-on must be last or selected, got {gate_on!r}")
     if gate_on == "selected" and not select:
@@ -172,23 +260,67 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
     if select:
         check_select(select)
     template.check()
-    check_checkpoints(points, template)
-    for stale in ("series.json", "series.html"):
-        (out / stale).unlink(missing_ok=True)
+    world = distributed_world(template.device)
+    hashes = check_checkpoints(points, template)
+    state = SeriesState(out, template)
+    kept: dict[str, dict] = {}
+    plan = None
+    if world.rank == 0:
+        try:
+            kept, resumed = state.plan(points, hashes) if resume else ({}, set())
+            plan = {"kept": set(kept), "resume": resumed}
+        except AuditError as exc:
+            plan = str(exc)
+    plan = world.gather(plan)[0]  # every rank follows rank 0's reading of OUT
+    if isinstance(plan, str):  # rank 0's refusal, raised on every rank
+        raise AuditError(plan)
+    if world.rank == 0:
+        for stale in ("series.json", "series.html"):
+            (out / stale).unlink(missing_ok=True)
+        state.save()
     shared = SharedData()
-    audits: list[Audited] = []
-    for i, point in enumerate(points, 1):
-        config = replace(template, model=str(point.path), out=str(out / point.name), resume=False)
+    done_by_name: dict[str, Audited] = {}
+    checked = False
+
+    def audit(i: int, point: Checkpoint) -> None:
+        config = replace(template, model=str(point.path), out=str(out / point.name),
+                         resume=point.name in plan["resume"])
         started = time.perf_counter()
+        if world.rank:  # another rank of a torchrun: its share of the batches, quietly; rank 0 writes
+            run_audit(config, state_dir=str(out / point.name / ".state"), shared=shared)
+            return
         with (progress(point.name) if progress else nullcontext(None)) as reporter:
             result = run_audit(config, progress=reporter, state_dir=str(out / point.name / ".state"), shared=shared)
-        write_outputs(result, out / point.name, export=config.export_representations, html=config.html)
+        path = write_outputs(result, out / point.name, export=config.export_representations, html=config.html)
         report = result.to_dict()
-        if select and i == 1:
+        state.record(point.name, hashes[point.name], path, report)
+        finish(i, point, report, time.perf_counter() - started, "resumed" if config.resume else None)
+
+    def finish(i: int, point: Checkpoint, report: dict, seconds: float, how: str | None) -> None:
+        nonlocal checked
+        if select and not checked:
             check_select(select, report)
-        audits.append(Audited(point, report, time.perf_counter() - started))
+            checked = True
+        done_by_name[point.name] = Audited(point, report, seconds, how)
         if done:
-            done(i, len(points), audits[-1])
+            done(i, len(points), done_by_name[point.name])
+
+    for i, point in enumerate(points, 1):
+        if point.name in plan["kept"]:
+            if world.rank == 0:
+                finish(i, point, kept[point.name], 0.0, "kept")
+            continue
+        audit(i, point)
+    # a kept report saw the data as it was then: one whose samples differ from what this run decoded is redone
+    fresh = {a.report["data"]["sample"]["fingerprint"] for a in done_by_name.values() if a.how != "kept"}
+    stale = world.gather(state.stale(kept, fresh) if world.rank == 0 else None)[0]
+    for i, point in enumerate(points, 1):
+        if point.name in stale:
+            plan["resume"].discard(point.name)
+            audit(i, point)
+    if world.rank:
+        return None, []
+    audits = [done_by_name[p.name] for p in points]
     named = [(a.checkpoint.name, str(a.checkpoint.path), a.report) for a in audits]
     series = build_series(named, order=order, alpha=alpha, select_metric=select, gate_on=gate_on,
                           tool={"name": "robustness-audit", "version": __version__,
@@ -200,8 +332,6 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
 
         gated = next(a.report for a in audits if a.checkpoint.name == series["gates"]["checkpoint"])
         files[Path(template.junit)] = junit_xml(gated)
-    import json
-
     text = json.dumps(series, indent=2, allow_nan=False) + "\n"
     if template.html:
         from reports.html import render_series_html
@@ -209,4 +339,5 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         files[out / "series.html"] = render_series_html(json.loads(text))
     files[out / "series.json"] = text
     write_all(files)
+    state.remove()  # the series is whole: nothing left to resume
     return series, audits
