@@ -88,7 +88,14 @@ def test_a_page_that_cannot_be_rendered_leaves_no_series_json(tmp_path, monkeypa
     assert _series([str(ckpt / "epoch_*.safetensors"), *QUICK, "--out", str(out)]) == 3  # an internal error
     assert "the page failed" in capsys.readouterr().err
     assert not (out / "series.json").exists() and not (out / "series.html").exists()
-    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*"))
+    assert not list(out.glob("*.tmp*"))
+    # what stays is the series' resume state, and only it: --resume finishes the series without auditing again
+    assert [p.name for p in out.glob(".*")] == [".series-state.json"]
+    monkeypatch.undo()
+    assert _series([str(ckpt / "epoch_*.safetensors"), *QUICK, "--out", str(out), "--resume"]) == 0
+    assert "kept: audited before the interruption" in capsys.readouterr().out
+    assert (out / "series.json").is_file() and (out / "series.html").is_file()
+    assert not list(out.glob(".*")) and not list(out.glob("*.tmp*"))
 
 
 # --- the numbers, each written here from series.json ----------------------------------------------------------
