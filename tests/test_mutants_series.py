@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from rich import box
 from rich.console import Console
 
 from audit.data import Framing, open_data
@@ -253,6 +254,7 @@ def test_select_takes_the_best_the_later_of_ties_and_passes_over_nulls():
                    "values": [{"name": "c0", "value": 0.5}, {"name": "c1", "value": None},
                               {"name": "c2", "value": 0.7}, {"name": "c3", "value": 0.7},
                               {"name": "c4", "value": 0.6}]}
+    assert select("clean.accuracy", _named([None, 0.2, None]))["rule"].endswith("; null in c0, c2, passed over")
     assert select("clean.accuracy", _named([0.2, 0.9, 0.1]))["selected"] == "c1"
     assert select("clean.accuracy", _named([float("nan"), 0.1]))["selected"] == "c1"
     assert select("clean.accuracy", _named([0.3, float("nan")]))["selected"] == "c0"
@@ -353,6 +355,12 @@ def test_validate_series_names_where_the_document_is_wrong():
     with pytest.raises(AuditError) as err:
         validate_series(bad, where="x.json")
     assert str(err.value).startswith("x.json is not a robustness-audit series: at checkpoints/1/name: ")
+    long = copy.deepcopy(doc)
+    long["changes"] = "x" * 500
+    with pytest.raises(AuditError) as err:
+        validate_series(long)
+    head = "series.json is not a robustness-audit series: at changes: "
+    assert str(err.value) == head + ("'" + "x" * 500 + "' is not of type 'array'")[:200]
     top = copy.deepcopy(doc)
     top.pop("checkpoints")
     with pytest.raises(AuditError) as err:
@@ -429,6 +437,11 @@ def test_the_trend_table_cell_by_cell():
                         tool={}, created="")
     text = _cells(trend_table(both))[-1][1]
     assert text.startswith("clean ↓") and ", pgd@0.1 ↑+" in text
+    # the layout: numbers right-aligned, names and changes folded, a simple head rule, the title on the left
+    assert [c.justify for c in table.columns] == ["left", *["right"] * 5, "left"]
+    assert [c.overflow for c in table.columns] == ["fold", *["ellipsis"] * 5, "fold"]
+    assert (table.title_justify, table.header_style, table.box, table.pad_edge) == (
+        "left", "bold", box.SIMPLE_HEAD, False)
     console = Console(file=io.StringIO(), width=200)
     console.print(trend_table(doc))
     assert "e2 (selected)" in console.file.getvalue()
@@ -553,6 +566,12 @@ def test_shared_data_keeps_each_batching_once_and_nothing_past_its_limit():
     assert len(images) == len(fresh) == 10
     assert shared.open("demo", samples=11, seed=1, framing=framing) is not images and shared.opened == 2
     assert shared.open("demo", samples=10, seed=2, framing=framing) is not images and shared.opened == 3
+    with pytest.raises(AuditError):  # another source is opened, not the cached demo set
+        shared.open(str(ASSETS / "no_such_data.npz"), samples=10, seed=1, framing=framing)
+    framed = Framing(resize=32, crop=(20, 20))
+    cut = next(shared.open("demo", samples=10, seed=1, framing=framed).batches(4))
+    assert cut.x.shape[-2:] == (20, 20)
+    assert torch.equal(cut.x, next(open_data("demo", samples=10, seed=1, framing=framed).batches(4)).x)
     first = next(images.batches(4))  # a pass left unfinished keeps nothing
     assert first.x.shape[0] == 4 and shared.decoded == 0
     by4, by5 = list(images.batches(4)), list(images.batches(5))
@@ -565,8 +584,8 @@ def test_shared_data_keeps_each_batching_once_and_nothing_past_its_limit():
     assert images.fingerprint() == fresh.fingerprint()
     sized = list(images.batches(4, size=(14, 14)))
     assert sized[0].x.shape[-2:] == (14, 14) and shared.decoded == 3
-    list(images.batches(4, size=(14, 14), channels=3))
-    assert shared.decoded == 4
+    colour = list(images.batches(4, size=(14, 14), channels=3))
+    assert colour[0].x.shape[1:] == (3, 14, 14) and shared.decoded == 4
     again4[0].y.fill_(-1)
     assert torch.equal(next(images.batches(4)).y, next(fresh.batches(4)).y)
     # the limit: 4 images of 1x28x28 float32 are 12,544 bytes a batch
@@ -576,3 +595,28 @@ def test_shared_data_keeps_each_batching_once_and_nothing_past_its_limit():
         assert [b.x.element_size() * b.x.nelement() for b in small.batches(4)] == [one, one, one // 2]
         list(small.batches(4))
         assert small._owner.decoded == (1 if kept else 2)
+
+
+def test_check_checkpoints_loads_with_the_series_settings_and_names_the_file_that_fails(tmp_path, monkeypatch):
+    import audit.model
+
+    seen = []
+
+    def load(path, **kwargs):
+        seen.append(kwargs)
+        if path.name == "bad.pt":
+            raise AuditError("cannot read this file")
+        if path.name == "named.pt":
+            raise AuditError(f"{path} is broken")
+        return SimpleNamespace(sha256=path.name, module=torch.nn.Linear(2, 2))
+
+    monkeypatch.setattr(audit.model, "load_model", load)
+    config = SimpleNamespace(arch="pkg:Net", arch_kwargs='{"width": 4, "depth": 2}', trust_model=True, weights_meta="m.json")
+    assert check_checkpoints([Checkpoint("a", tmp_path / "a.pt")], config) == {"a": "a.pt"}
+    assert seen == [{"arch": "pkg:Net", "arch_kwargs": {"width": 4, "depth": 2}, "trust_model": True,
+                     "weights_meta": "m.json"}]
+    for name, message in (("bad.pt", f"{tmp_path / 'bad.pt'}: cannot read this file"),
+                          ("named.pt", f"{tmp_path / 'named.pt'} is broken")):
+        with pytest.raises(AuditError) as err:
+            check_checkpoints([Checkpoint("a", tmp_path / "a.pt"), Checkpoint("b", tmp_path / name)], config)
+        assert str(err.value) == message
