@@ -20,7 +20,9 @@ from audit.model import load_model
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 # Another CPU (other SIMD kernels, other thread counts) rounds the CNN's float32 logits differently, which can
 # flip an image sitting on a decision boundary; the manifest's figures were measured on 300 images.
-CLEAN_MARGIN, PGD_MARGIN = 1 / 300, 3 / 300
+# margins for other CPUs' rounding, measured: the same PGD-40 in float64 instead of float32 moves the last epoch's
+# robust count by 6 of 300 images (0.433 -> 0.453; 1 vs 2 threads: no change), the clean counts by none
+CLEAN_MARGIN, PGD_MARGIN = 1 / 300, 10 / 300
 
 
 @pytest.fixture(scope="module")
