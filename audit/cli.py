@@ -194,7 +194,8 @@ def run(
                                        "representation=0.15,saliency=0.1."),
     checks: bool = typer.Option(True, "--checks/--no-checks", help="Run the model-based validity checks."),
     junit: Path | None = typer.Option(None, help="Also write JUnit XML (one test case per gate and per check)."),
-    html: bool = typer.Option(True, "--html/--no-html", help="Write OUT/report.html beside report.json (with `audit series`, each checkpoint's and OUT/series.html)."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Write OUT/report.html beside report.json (with "
+                              "`audit series`, each checkpoint's and OUT/series.html)."),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted audit from OUT/.state/"),
 ):
     from audit.config import AuditConfig
