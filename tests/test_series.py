@@ -259,3 +259,34 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
     assert _nothing_written(out)
+
+
+def test_later_safetensors_checkpoints_are_checked_by_their_header(tmp_path, monkeypatch):
+    """Only the first checkpoint is loaded in full before the audits; a later .safetensors checkpoint with the same
+    tensor names and shapes is checked by its header and hashed; one with another shape is loaded and refused with
+    its name."""
+    import hashlib
+
+    import audit.model as model
+    from audit.engine.series import Checkpoint, check_checkpoints
+    from audit.config import AuditConfig
+    from safetensors.torch import load_file, save_file
+
+    loads = []
+    real = model.load_model
+    monkeypatch.setattr(model, "load_model", lambda path, **kw: loads.append(Path(path).name) or real(path, **kw))
+    for n, src in ((1, STANDARD), (2, ADVERSARIAL), (3, STANDARD)):
+        shutil.copy(src, tmp_path / f"epoch_{n}.safetensors")
+    points = [Checkpoint(f"epoch_{n}", tmp_path / f"epoch_{n}.safetensors") for n in (1, 2, 3)]
+    config = AuditConfig(model=str(points[0].path), arch="audit.demo_model:FashionCNN", data="demo")
+    hashes = check_checkpoints(points, config)
+    assert loads == ["epoch_1.safetensors"]
+    assert hashes == {p.name: hashlib.sha256(p.path.read_bytes()).hexdigest() for p in points}
+    weights = load_file(str(STANDARD))
+    weights["classifier.3.weight"] = weights["classifier.3.weight"][:5]
+    weights["classifier.3.bias"] = weights["classifier.3.bias"][:5]
+    save_file(weights, str(tmp_path / "epoch_4.safetensors"))
+    with pytest.raises(AuditError) as info:
+        check_checkpoints([*points, Checkpoint("epoch_4", tmp_path / "epoch_4.safetensors")], config)
+    assert str(tmp_path / "epoch_4.safetensors") in str(info.value) and "\n" not in str(info.value)
+    assert loads[-1] == "epoch_4.safetensors"

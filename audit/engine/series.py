@@ -110,12 +110,24 @@ def _signature(module) -> tuple[str, dict[str, tuple[int, ...]]]:
 
 
 def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> dict[str, str]:
-    """Load every checkpoint and check it has the first one's network; returns each checkpoint's sha256."""
+    """Check every checkpoint has the first one's network; returns each checkpoint's sha256.
+
+    The first checkpoint is loaded as the audit loads it. A later ``.safetensors`` checkpoint whose header (its
+    tensors' names and shapes, read without the tensors) equals the first one's loads into the same network, so
+    only its header is read (and its sha256 computed); any other checkpoint, or one whose header differs, is
+    loaded in full and compared by its network (module type, parameter names and shapes), so that a difference
+    is named. A tensor whose bytes are damaged behind a sound header is found when that checkpoint's audit loads
+    it (the reports before it stay, and ``--resume`` continues)."""
     from audit.model import load_model
+    from audit.model.loading import file_sha256
     from audit.options import parse_arch_kwargs
 
-    first, hashes = None, {}
+    first, first_header, hashes = None, None, {}
     for point in points:
+        header = _header(point.path)
+        if first is not None and header is not None and header == first_header:
+            hashes[point.name] = file_sha256(point.path)
+            continue
         try:
             loaded = load_model(point.path, arch=config.arch, arch_kwargs=parse_arch_kwargs(config.arch_kwargs),
                                 trust_model=config.trust_model, weights_meta=config.weights_meta)
@@ -125,7 +137,7 @@ def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> dict[str
         hashes[point.name] = loaded.sha256
         kind, shapes = _signature(loaded.module)
         if first is None:
-            first = point, kind, shapes
+            first, first_header = (point, kind, shapes), header
             continue
         base, base_kind, base_shapes = first
         if kind != base_kind:
@@ -135,6 +147,20 @@ def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> dict[str
             raise AuditError(f"{point.path} has another network than {base.path} ({_difference(base_shapes, shapes)})"
                              ": a series audits checkpoints of one architecture with the same classes")
     return hashes
+
+
+def _header(path: Path) -> dict[str, tuple[int, ...]] | None:
+    """A ``.safetensors`` file's tensor names and shapes from its header (no tensor read); None for another
+    file or one whose header cannot be read (the full load then says what is wrong)."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    except (OSError, SafetensorError):
+        return None
 
 
 def _difference(base: dict, new: dict) -> str:

@@ -66,7 +66,8 @@ def _unreadable(path: Path, reason: str) -> AuditError:
     return AuditError(f"{path} is not a model file this tool can read ({_READABLE}): {reason}")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a model file, as a report's ``model.sha256`` gives it."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -239,7 +240,7 @@ def load_model(
     kind = _sniff(path)
     if kind == "unknown":
         raise _unreadable(path, "its content matches none of these formats")
-    sha256 = _sha256(path)
+    sha256 = file_sha256(path)
     if kind == "torchscript":
         if arch is not None:
             raise AuditError(
