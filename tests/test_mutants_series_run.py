@@ -275,3 +275,56 @@ def test_the_resume_state_refuses_word_for_word(tmp_path):
                                           "quotes: line 2 column 1 (char 14)): start without --resume")
     state.remove()
     assert not path.exists()
+
+
+# --- the series page's helpers (reports/html/series.py), on hand-written parts of a series document -------------
+
+def test_the_page_helpers_texts_and_placeholders():
+    from reports.html.series import _entropy_text, changes, link, score_text, selection
+
+    assert score_text({"value": None}) == "—" and score_text({"value": 47.04}) == "47.0"
+    assert score_text({"value": 47.04, "interval": [39.21, 55.66]}) == "47.0 [39.2, 55.7]"
+    assert _entropy_text(None, None) == "—" and _entropy_text(2.3456, None) == "2.35"
+    assert _entropy_text(2.3456, [2.1, 2.6]) == "2.35 [2.1, 2.6]"
+    assert link("a/b c", "report.html") == "a%2Fb%20c/report.html"
+    rows = [{"metric": "clean.accuracy", "direction": "rose", "p_rise": 0.01, "p_fall": 1.0},
+            {"metric": "robust_accuracy[pgd@0.1]", "direction": "fell", "p_rise": 1.0, "p_fall": 0.02},
+            {"metric": "robust_accuracy[fgsm@0.1]", "direction": "fell", "p_rise": 1.0, "p_fall": 0.03},
+            {"metric": "robust_accuracy[fgsm@0.2]", "direction": "inconclusive", "p_rise": 0.4, "p_fall": 0.7},
+            {"metric": "robust_accuracy[fgsm@0.3]", "direction": "identical", "p_rise": 1.0, "p_fall": 1.0}]
+    (ch,) = changes({"changes": [{"from": "a", "to": "b", "paired": True, "note": "", "alpha": 0.05, "rows": rows}]})
+    assert (ch["rose"], ch["fell"]) == (1, 2)
+    assert [(r["icon"], r["word"], r["kind"]) for r in ch["rows"]][2:4] == [("▼", "fell", "fail"),
+                                                                             ("", "inconclusive", "")]
+    sel = {"metric": "clean.accuracy.lower", "selected": "b", "value": 0.8123, "rule": "r",
+           "values": [{"name": "a", "value": 0.5}, {"name": "b", "value": 0.8123}]}
+    shown = selection({"selection": sel})
+    assert shown["shown"] == "81.2%" and [r["value"] for r in shown["rows"]] == ["50.0%", "81.2%"]
+    sel = {**sel, "metric": "clean.accuracy", "values": [{"name": "b", "value": 0.8123}]}  # no bound
+    assert selection({"selection": sel})["shown"] == "81.2%"
+
+
+def test_the_page_context_of_an_empty_series_and_its_frame():
+    from markupsafe import escape
+
+    from reports.html import render_series_html
+    from reports.html.render import stylesheet
+    from reports.html.series import robust_metrics, series_context
+
+    bare = {"checkpoints": [], "changes": [], "alpha": 0.01, "order": "given",
+            "gates": {"on": "last", "checkpoint": "", "gated": False, "passed": True, "summary": "no gates set"}}
+    ctx = series_context(bare)
+    assert (ctx["tool"], ctx["created"], ctx["alpha"], ctx["order"]) == ({}, "—", 0.01, "given")
+    tool = {"name": "robustness-audit", "version": "9"}
+    ctx = series_context({**bare, "tool": tool, "created": "2026-01-02T03:04:05+00:00"})
+    assert (ctx["tool"], ctx["created"]) == (tool, "2026-01-02T03:04:05+00:00")
+    points = [{"robust": [{"metric": "robust_accuracy[pgd@0.1]", "attack": "pgd", "eps_text": "0.1"}]},
+              {"robust": [{"metric": "robust_accuracy[fgsm@8/255]", "attack": "fgsm", "eps_text": "8/255"},
+                          {"metric": "robust_accuracy[pgd@0.1]", "attack": "pgd", "eps_text": "other"}]}]
+    assert robust_metrics(points) == [{"metric": "robust_accuracy[pgd@0.1]", "attack": "pgd", "eps_text": "0.1"},
+                                      {"metric": "robust_accuracy[fgsm@8/255]", "attack": "fgsm",
+                                       "eps_text": "8/255"}]
+    css, policy = stylesheet()
+    page = render_series_html(bare)
+    assert "<title>Robustness audit: series of 0 checkpoints</title>" in page
+    assert f"<style>{css}" in page and f'content="{escape(policy)}"' in page
