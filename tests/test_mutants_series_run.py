@@ -328,3 +328,95 @@ def test_the_page_context_of_an_empty_series_and_its_frame():
     page = render_series_html(bare)
     assert "<title>Robustness audit: series of 0 checkpoints</title>" in page
     assert f"<style>{css}" in page and f'content="{escape(policy)}"' in page
+
+
+def _page_series() -> dict:
+    """Two checkpoints, hand-written: the second adds FGSM and a layer, the first lacks a score interval's twin."""
+    pgd, fgsm = "robust_accuracy[pgd@0.1]", "robust_accuracy[fgsm@0.1]"
+    first = {"name": "e1", "clean": {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "n": 30},
+             "robust": [{"metric": pgd, "attack": "pgd", "eps_text": "0.1", "value": 0.2, "ci": [0.1, 0.35]}],
+             "score": {"value": 47.04, "interval": [40.0, 55.0], "grade": "D"},
+             "semantics": {"glove": {"alpha": 0.05, "layers": [
+                 {"layer": "conv1", "two_vs_two": 0.7, "p_value": 0.01, "significant": True},
+                 {"layer": "fc", "two_vs_two": None, "p_value": None, "significant": False}]}},
+             "saliency": {"entropy": "glcm", "method": "gradcam", "layers": [
+                 {"layer": "conv1", "entropy": 2.5, "entropy_ci": [2.0, 3.5]}],
+                 "superization": {"index": 0.12345, "p_value": 0.04321}}}
+    second = {"name": "e2", "clean": {"accuracy": 0.8, "accuracy_ci": [0.7, 0.9], "n": 30},
+              "robust": [{"metric": pgd, "attack": "pgd", "eps_text": "0.1", "value": 0.5, "ci": [0.4, 0.6]},
+                         {"metric": fgsm, "attack": "fgsm", "eps_text": "0.1", "value": 0.6, "ci": [0.5, 0.7]}],
+              "score": {"value": None, "grade": None},
+              "semantics": {"glove": {"alpha": 0.05, "layers": [
+                  {"layer": "conv1", "two_vs_two": 0.6, "p_value": 0.2, "significant": False},
+                  {"layer": "fc", "two_vs_two": 0.9, "p_value": None, "significant": True}]}},
+              "saliency": {"layers": [{"layer": "conv1", "entropy": 2.25, "entropy_ci": None},
+                                      {"layer": "conv2", "entropy": 1.5, "entropy_ci": [1.25, 1.75]}]}}
+    return {"checkpoints": [first, second]}
+
+
+def _charts(monkeypatch) -> list[tuple[str, tuple, dict]]:
+    import reports.html.series as page
+
+    calls = []
+    for name in ("line_chart", "heatmap"):
+        real = getattr(page, name)
+        monkeypatch.setattr(page, name, lambda *a, _real=real, _name=name, **k: (calls.append((_name, a, k)),
+                                                                                 _real(*a, **k))[1])
+    return calls
+
+
+def test_the_accuracy_and_score_charts_and_table(monkeypatch):
+    from reports.html.series import trend
+
+    calls = _charts(monkeypatch)
+    out = trend(_page_series())
+    assert [(r["n"], r["robust"][1], r["grade"]) for r in out["rows"]] == [(30, "—", "D"), (30, "60.0% [50.0, 70.0]",
+                                                                            "—")]
+    (_, (pgd,), kp), (_, (fgsm,), kf), (_, (score,), ks) = calls
+    for lines, k, attack in ((pgd, kp, "pgd"), (fgsm, kf, "fgsm")):
+        assert k == {"title": f"Clean and robust accuracy under {attack} across checkpoints", "x_label": "checkpoint",
+                     "y_label": "accuracy", "categories": ["e1", "e2"], "height": 220}
+        assert (lines[0].label, list(lines[0].points)) == ("clean", [(0, 0.9), (1, 0.8)])
+    assert [(s.label, list(s.points), list(s.intervals)) for s in pgd[1:] + fgsm[1:]] == [
+        ("pgd@0.1", [(0, 0.2), (1, 0.5)], [[0.1, 0.35], [0.4, 0.6]]),
+        ("fgsm@0.1", [(0, None), (1, 0.6)], [None, [0.5, 0.7]])]
+    assert [(s.label, list(s.points), list(s.intervals)) for s in score] == [
+        ("score", [(0, 47.04), (1, None)], [[40.0, 55.0], None])]
+    fmt = ks.pop("y_format")
+    assert (fmt(47.25), fmt(50.0), fmt(3.0), fmt(100.0)) == ("47.2", "50", "3", "100")
+    assert ks == {"title": "Score across checkpoints", "x_label": "checkpoint", "y_label": "score",
+                  "y_range": (0.0, 100.0), "categories": ["e1", "e2"], "height": 160}
+
+
+def test_the_semantic_heatmap_and_the_saliency_chart(monkeypatch):
+    from reports.html.charts import nice_range
+    from reports.html.series import saliency, semantics
+
+    calls = _charts(monkeypatch)
+    series = _page_series()
+    (space,) = semantics(series)
+    (_, (rows, columns, grid), k) = calls.pop()
+    assert (rows, columns, space["alphas"]) == (["conv1", "fc"], ["e1", "e2"], [0.05])
+    assert [[(c.value, c.marked, c.note) for c in row] for row in grid] == [
+        [(0.7, True, "p 0.01 (significant)"), (0.6, False, "p 0.2 (not significant)")],
+        [(None, False, "not measured"), (0.9, True, "p — (significant)")]]
+    assert {key: k[key] for key in ("title", "x_label", "y_label", "scale_label", "mark_label", "lo", "hi")} == {
+        "title": "2 vs 2 per layer across checkpoints (glove)", "x_label": "checkpoint", "y_label": "layer",
+        "scale_label": "2 vs 2:", "mark_label": "* significant (p < alpha)", "lo": 0.5, "hi": 1.0}
+    series["checkpoints"][1]["semantics"] = None
+    semantics(series)
+    assert [c.note for c in calls.pop()[1][2][0]] == ["p 0.01 (significant)", "no semantic section"]
+    shown = saliency(series)
+    ((_, (lines,), k),) = calls
+    assert [(s.label, list(s.points), list(s.intervals)) for s in lines] == [
+        ("conv1", [(0, 2.5), (1, 2.25)], [[2.0, 3.5], None]), ("conv2", [(0, None), (1, 1.5)], [None, [1.25, 1.75]])]
+    fmt = k.pop("y_format")
+    assert fmt(2.12345) == "2.12"
+    assert k == {"title": "Saliency entropy per layer across checkpoints", "x_label": "checkpoint",
+                 "y_label": "entropy", "y_range": nice_range(1.25, 3.5), "categories": ["e1", "e2"], "height": 220}
+    assert nice_range(1.25, 3.5) != nice_range(1.5, 2.5)  # the intervals' ends widen the range
+    assert shown["kinds"] == ["? entropy of ? maps", "glcm entropy of gradcam maps"]
+    assert [(s["index"], s["p"]) for s in shown["superization"]] == [("0.123", "0.0432"), ("—", "—")]
+    for c in series["checkpoints"]:  # a saliency section without measured layers: no chart
+        c["saliency"] = {"layers": [{"layer": "conv1", "entropy": None, "entropy_ci": None}]}
+    assert saliency(series)["chart"] is None and len(calls) == 1
