@@ -8,6 +8,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from hierarchy_support import literal_lca
 import pytest
 
 from audit.analyses.semantics import hierarchy as H
@@ -56,19 +57,6 @@ def test_lca_heights_of_the_hand_made_graph():
     np.testing.assert_array_equal(H.lca_height(H.build_tree(GRAPH, CLASSES)), LCA)
 
 
-def _lca_by_walking(tree, a: int, b: int) -> int:
-    """The LCA's height by walking parents: the ancestors of a's leaf, then b's leaf up until one of them."""
-    seen = set()
-    node = tree.leaf[a]
-    while node != -1:
-        seen.add(node)
-        node = tree.parent[node]
-    node = tree.leaf[b]
-    while node not in seen:
-        node = tree.parent[node]
-    return tree.height[node]
-
-
 def _random_graph(rng, n_inner: int, n_classes: int) -> tuple[dict, list[str]]:
     """A random DAG: inner node i has 1-2 parents among the earlier ones; classes hang under 1-3 inner nodes."""
     graph = {}
@@ -89,7 +77,7 @@ def test_lca_heights_equal_a_double_loop_over_pairs(seed):
     classes += [classes[0], "n005"]  # two classes on one synset, and a class that is an inner node
     tree = H.build_tree(graph, classes)
     lca = H.lca_height(tree)
-    loop = np.array([[_lca_by_walking(tree, a, b) for b in range(len(classes))] for a in range(len(classes))])
+    loop = np.array([[literal_lca(tree, a, b) for b in range(len(classes))] for a in range(len(classes))])
     np.testing.assert_array_equal(lca, loop)
     assert lca.dtype == np.int64 and (lca == lca.T).all() and (np.diag(lca) == 0).all()
     assert all(len(kids) != 1 for kids in tree.children)
@@ -256,7 +244,7 @@ def test_cifar10_on_wordnet(wordnet):
     groups = {frozenset(classes[c] for c in members) for _, members in H.top_split(tree)}
     assert groups == {frozenset({"bird", "cat", "deer", "dog", "frog", "horse"}),
                       frozenset({"airplane", "automobile", "ship", "truck"})}
-    loop = np.array([[_lca_by_walking(tree, a, b) for b in range(10)] for a in range(10)])
+    loop = np.array([[literal_lca(tree, a, b) for b in range(10)] for a in range(10)])
     np.testing.assert_array_equal(lca, loop)
     wup = H.wu_palmer_matrix(graph, wnids)
     assert wup[cat, dog] > wup[cat, truck]

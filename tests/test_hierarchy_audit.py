@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hierarchy_support import literal_lca
 import pytest
 import scipy.stats
 import torch
@@ -49,19 +50,6 @@ class Recorder(Analysis):
 def audited():
     recorder = Recorder()
     return run_audit(config(), analyses=[recorder]), recorder
-
-
-def literal_lca(tree, a: int, b: int) -> int:
-    """The height of the lowest common ancestor of classes a and b, walking up the tree's parent links."""
-    above = set()
-    node = tree.leaf[a]
-    while node >= 0:
-        above.add(node)
-        node = tree.parent[node]
-    node = tree.leaf[b]
-    while node not in above:
-        node = tree.parent[node]
-    return tree.height[node]
 
 
 def literal_superclass(tree, c: int, depth: int = 1) -> int:

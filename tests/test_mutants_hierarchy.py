@@ -172,7 +172,7 @@ def without(syn, classes):
 # --- the WordNet target distance ------------------------------------------------------------------------------------
 
 def test_the_wordnet_distance_is_the_lca_height_plus_half_the_wu_palmer_gap_and_nan_off_the_mapping():
-    from tests.test_wordnet_targets import literal_lca
+    from hierarchy_support import literal_lca
 
     from audit.analyses.semantics.hierarchy import build_tree, wu_palmer
     from audit.engine.targets import wordnet_distance

@@ -174,7 +174,7 @@ def test_a_run_without_mistakes_reports_none_and_zero_counts():
 
 def sorted_top5(syn, logits, label):
     """The LCA heights of the five highest scored classes, by the literal loop's own heights."""
-    from tests.test_hierarchy_audit import literal_lca
+    from hierarchy_support import literal_lca
     from audit.analyses.semantics.hierarchy import build_tree
 
     tree = build_tree(syn.graph.hypernyms, list(syn.wnids))

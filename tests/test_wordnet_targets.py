@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from hierarchy_support import literal_lca
 
 from audit import AuditConfig, run_audit
 from audit.analyses.semantics.hierarchy import build_tree, wu_palmer
@@ -14,19 +15,6 @@ from audit.analyses.semantics.wordnet import load_builtin
 from audit.demo import ARCH, ASSETS
 from audit.engine import audit_pass
 from audit.engine.targets import choose_targets, wordnet_distance
-
-
-def literal_lca(tree, a: int, b: int) -> int:
-    """The height of the lowest common ancestor of the tree's classes a and b, walking up the parent links."""
-    above = set()
-    node = tree.leaf[a]
-    while node >= 0:
-        above.add(node)
-        node = tree.parent[node]
-    node = tree.leaf[b]
-    while node not in above:
-        node = tree.parent[node]
-    return tree.height[node]
 
 
 def literal_targets(syn) -> tuple[dict[int, int], dict[int, int]]:
