@@ -137,6 +137,14 @@ def _open(width: float, height: float, title: str) -> str:
             f'font-family="system-ui, sans-serif" font-size="{FONT}"><title>{t(title)}</title>')
 
 
+def _category_label(x: float, base: float, label: str, rotate: bool) -> str:
+    """A category's label (escaped markup) under the axis at ``x``: turned 45 degrees when labels are long."""
+    if rotate:
+        return (f'<text x="{x:.1f}" y="{base + 12:.1f}" text-anchor="end" '
+                f'transform="rotate(-45 {x:.1f} {base + 12:.1f})">{label}</text>')
+    return f'<text x="{x:.1f}" y="{base + 16:.1f}" text-anchor="middle">{label}</text>'
+
+
 def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str,
                y_range: tuple[float, float] = (0.0, 1.0), y_format: Callable[[float], str] = pct,
                x_ticks: Sequence[tuple[float, str]] | None = None, categories: Sequence[str] | None = None,
@@ -198,11 +206,7 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
             x = sx(i)
             parts.append(f'<line x1="{x:.1f}" y1="{base:.1f}" x2="{x:.1f}" y2="{base + 4:.1f}" stroke="{GREY}"/>')
             label = f"{t(clip(name, 18))}<title>{t(name)}</title>"
-            if tick_rot:
-                parts.append(f'<text x="{x:.1f}" y="{base + 12:.1f}" text-anchor="end" '
-                             f'transform="rotate(-45 {x:.1f} {base + 12:.1f})">{label}</text>')
-            else:
-                parts.append(f'<text x="{x:.1f}" y="{base + 16:.1f}" text-anchor="middle">{label}</text>')
+            parts.append(_category_label(x, base, label, tick_rot))
     else:
         ticks = list(x_ticks) if x_ticks else [(v, f"{v:g}") for v in nice_ticks(x_lo, x_hi, 6)]
         last_end = -math.inf
@@ -451,11 +455,7 @@ def heatmap(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequenc
     for c, column in enumerate(columns):
         x = left + (c + 0.5) * cell_w
         label = f"{t(shown[c])}<title>{t(column)}</title>"
-        if rotate:
-            parts.append(f'<text x="{x:.1f}" y="{base + 12:.1f}" text-anchor="end" '
-                         f'transform="rotate(-45 {x:.1f} {base + 12:.1f})">{label}</text>')
-        else:
-            parts.append(f'<text x="{x:.1f}" y="{base + 16:.1f}" text-anchor="middle">{label}</text>')
+        parts.append(_category_label(x, base, label, rotate))
     grid_w = cell_w * len(columns)
     parts.append(f'<text x="{left + grid_w / 2:.1f}" y="{base + 12 + label_h + FONT:.1f}" text-anchor="middle">'
                  f"{t(x_label)}</text>")
