@@ -160,6 +160,12 @@ class HierarchyAnalysis(Analysis):
         self.position[self.mapped] = np.arange(len(self.mapped))
         self.tree = build_tree(synsets.graph.hypernyms, [synsets.wnids[c] for c in self.mapped])
         self.lca = lca_height(self.tree)
+        # per class, the share of the other classes at each LCA height: the expected counts per height of a random
+        # wrong class for a mistake of that true class (the same for every measurement, so made once)
+        top = int(self.tree.height[self.tree.root])
+        self._wrong_heights = np.zeros((len(self.lca), top + 1))
+        for c, row in enumerate(self.lca):
+            self._wrong_heights[c] = np.bincount(np.delete(row, c), minlength=top + 1)[:top + 1] / (len(row) - 1)
         self.level = choose_level(self.tree, synsets.graph.names, synsets.graph.lookup, depth=superclass_depth,
                                   nodes=superclasses)
         k = len(self.mapped)
@@ -233,11 +239,7 @@ class HierarchyAnalysis(Analysis):
         top = int(self.tree.height[self.tree.root])
         out: dict = {"n": int(true.size), "n_unscored": tally.unscored, "counts": np.bincount(
             heights.astype(np.int64), minlength=top + 1)[:top + 1].tolist()}
-        # the expected counts per height of a random wrong class for each mistake's true class
-        others = np.zeros((len(self.lca), top + 1))
-        for c, row in enumerate(self.lca):
-            others[c] = np.bincount(np.delete(row, c), minlength=top + 1)[:top + 1] / (len(row) - 1)
-        out["baseline_counts"] = others[true].sum(axis=0).tolist()
+        out["baseline_counts"] = self._wrong_heights[true].sum(axis=0).tolist()
         if true.size:
             diff = heights - expected
             out.update(
