@@ -68,6 +68,9 @@ def test_a_series_of_the_twins_reproduces_the_single_audits_exactly(twins):
         in_series = _read(twins / "series" / name / "report.json")
         assert _numbers(in_series) == _numbers(alone)
         assert in_series["analyses"]["semantics"]["layers"] and in_series["analyses"]["saliency"]["layers"]
+    # with layers chosen, each audit makes a clean pre-pass before its attack pass: still one decoding in all
+    series = _read(twins / "series" / "series.json")
+    assert (series["tool"]["data_opened"], series["tool"]["data_decoded"]) == (1, 1)
 
 
 def test_series_json_is_valid_and_reads_each_report(twins):
@@ -216,6 +219,24 @@ def test_replayed_batches_equal_a_fresh_decode():
     for a, b in zip(replay, fresh, strict=True):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.index, b.index)
     assert kept.fingerprint() == fresh_set.fingerprint() and kept.audited.tolist() == fresh_set.audited.tolist()
+
+
+def test_a_pass_begun_before_another_finished_replays_the_rest_of_it():
+    """An audit's attack pass holds its first batch while its pre-pass decodes everything: the attack pass
+    goes on from the pre-pass's batches; past the memory limit nothing is kept and it decodes on."""
+    framing = Framing()
+    fresh = list(open_data("demo", samples=25, seed=3, framing=framing).batches(8))
+    for limit, decoded in ((2 << 30, 1), (1000, 2)):
+        shared = SharedData(limit_bytes=limit)
+        images = shared.open("demo", samples=25, seed=3, framing=framing)
+        attack = images.batches(8)
+        held = next(attack)
+        prepass = list(images.batches(8))
+        prepass[1].x.add_(1.0)  # the pre-pass's own batches are not the ones replayed
+        rest = list(attack)
+        assert shared.decoded == decoded and len(rest) == len(fresh) - 1
+        for a, b in zip([held, *rest], fresh, strict=True):
+            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.index, b.index)
 
 
 def _nothing_written(out: Path) -> bool:

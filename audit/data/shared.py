@@ -1,6 +1,8 @@
 """The data of several audits read once: ``SharedData.open`` opens a data set once per (source, samples, seed,
 framing) and its ``batches`` decode the images once per (batch size, input size, channels), then replay the
 decoded batches (as copies, so no audit can change another's images) to every later audit asking for the same.
+A pass begun before another one over the same batching finished (an audit's attack pass holds its first batch
+while its clean pre-pass runs) replays the rest from that finished pass instead of decoding it again.
 
 ``audit series`` passes one ``SharedData`` to every checkpoint's :func:`audit.engine.runner.run_audit`: the
 checkpoints see the same images, decoded once. A replay is exactly what a fresh decode gives (the same samples,
@@ -61,7 +63,7 @@ class SharedImageSet:
     def _record(self, key: tuple, fresh: Iterator[Batch]) -> Iterator[Batch]:
         kept: list[Batch] | None = []
         total = 0
-        for batch in fresh:
+        for i, batch in enumerate(fresh):
             if kept is not None:
                 total += batch.x.element_size() * batch.x.nelement()
                 if total <= self._owner.limit_bytes:
@@ -69,6 +71,9 @@ class SharedImageSet:
                 else:
                     kept = None
             yield batch
+            if key in self._kept:  # another pass over this batching finished meanwhile: replay the rest of it
+                yield from _copies(self._kept[key][i + 1:])
+                return
         self._owner.decoded += 1
         if kept is not None and key not in self._kept:
             self._kept[key] = kept
