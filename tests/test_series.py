@@ -15,7 +15,8 @@ import torch
 from audit.cli import main
 from audit.data.shared import SharedData
 from audit.data import Framing, open_data
-from audit.engine.series import find_checkpoints
+from audit.config import AuditConfig
+from audit.engine.series import STATE_FILE, SeriesState, find_checkpoints, run_series
 from audit.errors import AuditError
 from reports.compare import compare
 from reports.schema import unpack_bits
@@ -244,7 +245,7 @@ def _nothing_written(out: Path) -> bool:
 
 
 @pytest.mark.parametrize("case", ["empty glob", "same name", "other classes", "unreadable second",
-                                  "no number", "gate-on without select", "unknown select"])
+                                  "no number", "gate-on without select", "unknown select", "data not a data set"])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
@@ -276,10 +277,34 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys
         expect = "unknown metric 'robustness'"
     out = tmp_path / "out"
     extra = [] if case == "other classes" else QUICK
+    if case == "data not a data set":  # found inside the first checkpoint's audit
+        (tmp_path / "empty").mkdir()
+        extra = [*QUICK, "--data", str(tmp_path / "empty")]
+        expect = "is not a recognized data set"
     code, _, err = cli(["series", *args, *extra, "--out", str(out)], capsys)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[epoch_1] ")]  # progress
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
     assert _nothing_written(out)
+
+
+def test_bad_input_inside_the_first_audit_leaves_a_folder_the_user_made_and_a_resumable_state(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    made, other = tmp_path / "made", tmp_path / "other"
+    made.mkdir(), other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for out in (made, other):
+        code, _, _ = cli(["series", str(STANDARD), "--order", "given", *QUICK, "--data", str(tmp_path / "empty"),
+                          "--out", str(out)], capsys)
+        assert code == 2
+    assert made.is_dir() and not any(made.iterdir()) and [p.name for p in other.iterdir()] == ["notes.txt"]
+    # a resumed series keeps its state through bad input: the user fixes the input and resumes again
+    template = AuditConfig(model=str(STANDARD), arch="audit.demo_model:FashionCNN", classes="fashion-mnist",
+                           samples="30", attacks=["fgsm"], eps="0.1", layers="none", html=False, checks=False,
+                           data=str(tmp_path / "empty"))
+    SeriesState(made, template).save()  # an interrupted series' state, nothing finished yet
+    with pytest.raises(AuditError, match="is not a recognized data set"):
+        run_series(template, find_checkpoints([str(STANDARD)], "given"), made, order="given", resume=True)
+    assert (made / STATE_FILE).is_file()
 
 
 def test_later_safetensors_checkpoints_are_checked_by_their_header(tmp_path, monkeypatch):

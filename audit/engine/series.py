@@ -18,8 +18,9 @@
   it audited. A resumed series keeps a report only when all three still hold (a changed checkpoint or report is
   audited again, and so is a kept report whose samples differ from the ones this run decodes: the data changed
   meanwhile); the checkpoint with a saved state in ``OUT/<name>/.state/`` continues from it as ``audit run
-  --resume`` does; the rest run. The file is removed once series.json is written: nothing to resume, or a state
-  of other settings, is one AuditError line.
+  --resume`` does; the rest run. The file is removed once series.json is written, and when bad input stops a
+  series (not a resumed one) before any report was written: nothing to resume, or a state of other settings, is
+  one AuditError line.
 - Under torchrun every rank runs :func:`run_series`: each checkpoint's batches are split over the ranks as in a
   single audit (:mod:`audit.engine.execution`), rank 0 decides what a resume keeps (the other ranks follow it),
   writes every report, the series state and series.json.
@@ -300,6 +301,7 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
     plan = world.gather(plan)[0]  # every rank follows rank 0's reading of OUT
     if isinstance(plan, str):  # rank 0's refusal, raised on every rank
         raise AuditError(plan)
+    fresh_out = not out.exists()
     if world.rank == 0:
         for stale in ("series.json", "series.html"):
             (out / stale).unlink(missing_ok=True)
@@ -331,12 +333,19 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         if done:
             done(i, len(points), done_by_name[point.name])
 
-    for i, point in enumerate(points, 1):
-        if point.name in plan["kept"]:
-            if world.rank == 0:
-                finish(i, point, kept[point.name], 0.0, "kept")
-            continue
-        audit(i, point)
+    try:
+        for i, point in enumerate(points, 1):
+            if point.name in plan["kept"]:
+                if world.rank == 0:
+                    finish(i, point, kept[point.name], 0.0, "kept")
+                continue
+            audit(i, point)
+    except AuditError:
+        if world.rank == 0 and not resume and not state.records:  # bad input before any report: leave nothing
+            state.remove()
+            if fresh_out and not any(out.iterdir()):
+                out.rmdir()
+        raise
     # a kept report saw the data as it was then: one whose samples differ from what this run decoded is redone
     fresh = {a.report["data"]["sample"]["fingerprint"] for a in done_by_name.values() if a.how != "kept"}
     stale = world.gather(state.stale(kept, fresh) if world.rank == 0 else None)[0]
