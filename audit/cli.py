@@ -466,30 +466,45 @@ def demo_cmd(
              audit=_audit_and_report, console=_console(), device=device)
 
 
-def _read_report(path: Path) -> dict:
-    """A report.json, validated against the schema: one error line when it is not one."""
+def _read_json(path: Path) -> dict:
     import json
 
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AuditError(f"cannot read the report {path}: {exc}") from None
+
+
+def _read_report(path: Path, data: dict | None = None) -> dict:
+    """A report.json, validated against the schema: one error line when it is not one."""
     from reports.schema import validate_report
 
+    report = _read_json(path) if data is None else data
     validate_report(report, str(path))
     return report
 
 
-@app.command("report", help="Re-render a report from its report.json alone (no model, no torch).")
+def _is_series(data) -> bool:
+    return isinstance(data, dict) and "checkpoints" in data and "changes" in data
+
+
+@app.command("report", help="Re-render a report from its report.json alone (no model, no torch); given a "
+             "series.json, its review page and trend table.")
 def report_cmd(
-    report: Path = typer.Argument(..., metavar="REPORT_JSON", help="A report.json written by `audit`."),
-    html: Path | None = typer.Option(None, help="Write the HTML review page here."),
-    junit: Path | None = typer.Option(None, help="Write JUnit XML here."),
+    report: Path = typer.Argument(..., metavar="REPORT_JSON", help="A report.json or series.json written by "
+                                  "`audit`."),
+    html: Path | None = typer.Option(None, help="Write the HTML review page here (a series page links to the "
+                                     "checkpoints' pages relative to its own folder: write it beside series.json)."),
+    junit: Path | None = typer.Option(None, help="Write JUnit XML here (a series: of its gated checkpoint)."),
 ):
     from reports.schema import AuditResult, write_atomic
     from reports.terminal import render_summary
 
-    data = _read_report(report)
+    data = _read_json(report)
+    if _is_series(data):
+        _series_report(Path(report), data, html, junit)
+        return
+    data = _read_report(report, data)
     if html is not None:
         from reports.html import render_html
 
@@ -499,6 +514,30 @@ def report_cmd(
 
         write_atomic(junit, junit_xml(data))
     render_summary(AuditResult.from_dict(data), _console(), None)
+
+
+def _series_report(path: Path, series: dict, html: Path | None, junit: Path | None) -> None:
+    """`audit report series.json`: the series page, the gated checkpoint's JUnit XML, the trend table."""
+    from reports.schema import write_atomic
+    from reports.series import closing_lines, trend_table, validate_series
+
+    validate_series(series, str(path))
+    files = {}
+    if junit is not None:
+        from reports.junit import junit_xml
+
+        gated = next(c for c in series["checkpoints"] if c["name"] == series["gates"]["checkpoint"])
+        files[junit] = junit_xml(_read_report(path.parent / gated["report"]))
+    if html is not None:
+        from reports.html import render_series_html
+
+        files[html] = render_series_html(series)
+    for where, text in files.items():
+        write_atomic(where, text)
+    console = _console()
+    console.print(trend_table(series))
+    for line in closing_lines(series):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("compare", help="Compare two reports (base, new): per metric the delta; clean and robust accuracies "

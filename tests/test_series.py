@@ -336,3 +336,23 @@ def test_later_safetensors_checkpoints_are_checked_by_their_header(tmp_path, mon
         check_checkpoints([*points, Checkpoint("epoch_4", tmp_path / "epoch_4.safetensors")], config)
     assert str(tmp_path / "epoch_4.safetensors") in str(info.value) and "\n" not in str(info.value)
     assert loads[-1] == "epoch_4.safetensors"
+
+
+def test_audit_report_re_renders_a_series(twins, tmp_path, capsys):
+    from reports.html import render_series_html
+    from reports.junit import junit_xml
+
+    path = twins / "series" / "series.json"
+    series = _read(path)
+    page, xml = tmp_path / "page.html", tmp_path / "junit.xml"
+    code, out, _ = cli(["report", str(path), "--html", str(page), "--junit", str(xml)], capsys)
+    assert code in (0, None)
+    assert page.read_text(encoding="utf-8") == render_series_html(series)
+    gated = _read(twins / "series" / series["gates"]["checkpoint"] / "report.json")
+    assert series["gates"]["checkpoint"] == "fashion_cnn_adv" and xml.read_text(encoding="utf-8") == junit_xml(gated)
+    assert "gates on the last checkpoint, fashion_cnn_adv" in " ".join(out.split())
+    broken = dict(series, checkpoints=[{"name": "x"}])
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    code, _, err = cli(["report", str(tmp_path / "broken.json"), "--html", str(tmp_path / "b.html")], capsys)
+    assert code == 2 and err.strip().startswith("error: ") and "is not a robustness-audit series" in err
+    assert not (tmp_path / "b.html").exists()
