@@ -22,7 +22,7 @@ from rich.console import Console
 
 from audit.data import Framing, open_data
 from audit.data.shared import SharedData
-from audit.engine.series import Checkpoint, check_checkpoints, find_checkpoints
+from audit.engine.series import Checkpoint, check_checkpoints, checkpoint_digests, find_checkpoints
 from audit.errors import AuditError
 from reports.compare import FISHER, MCNEMAR, compare
 from reports.schema import pack_bits, unpack_bits
@@ -520,12 +520,13 @@ def _script(path: Path, *layers: torch.nn.Module) -> Path:
 CONFIG = SimpleNamespace(arch=None, arch_kwargs=None, trust_model=False, weights_meta=None)
 
 
-def test_check_checkpoints_returns_each_sha256_and_names_the_first_difference(tmp_path):
+def test_check_checkpoints_names_the_first_difference_and_digests_are_each_sha256(tmp_path):
     torch.manual_seed(0)
     a = _script(tmp_path / "a_1.pt", torch.nn.Linear(784, 10))
     b = _script(tmp_path / "a_2.pt", torch.nn.Linear(784, 10))
     points = [Checkpoint("a_1", a), Checkpoint("a_2", b)]
-    assert check_checkpoints(points, CONFIG) == {
+    assert check_checkpoints(points, CONFIG) is None
+    assert checkpoint_digests(points, CONFIG) == {
         "a_1": hashlib.sha256(a.read_bytes()).hexdigest(), "a_2": hashlib.sha256(b.read_bytes()).hexdigest()}
     cases = [
         (_script(tmp_path / "c.pt", torch.nn.Linear(784, 5)),
@@ -612,9 +613,11 @@ def test_check_checkpoints_loads_with_the_series_settings_and_names_the_file_tha
 
     monkeypatch.setattr(audit.model, "load_model", load)
     config = SimpleNamespace(arch="pkg:Net", arch_kwargs='{"width": 4, "depth": 2}', trust_model=True, weights_meta="m.json")
-    assert check_checkpoints([Checkpoint("a", tmp_path / "a.pt")], config) == {"a": "a.pt"}
+    assert check_checkpoints([Checkpoint("a", tmp_path / "a.pt")], config) is None
     assert seen == [{"arch": "pkg:Net", "arch_kwargs": {"width": 4, "depth": 2}, "trust_model": True,
                      "weights_meta": "m.json"}]
+    (tmp_path / "hub").mkdir()  # a model folder's digest comes from its load, with the series' settings
+    assert checkpoint_digests([Checkpoint("h", tmp_path / "hub")], config) == {"h": "hub"} and seen[1] == seen[0]
     for name, message in (("bad.pt", f"{tmp_path / 'bad.pt'}: cannot read this file"),
                           ("named.pt", f"{tmp_path / 'named.pt'} is broken")):
         with pytest.raises(AuditError) as err:

@@ -3,9 +3,9 @@
 - :func:`find_checkpoints`: the MODEL arguments (files, folders, globs) to named checkpoints, ordered by the
   numbers in their names (``epoch_2`` before ``epoch_10``) or as given. An empty glob, a name twice, or a name
   without a number under ``--order number``: one AuditError line.
-- :func:`check_checkpoints`: every checkpoint is loaded before any audit runs, and must have the first one's
-  network (module type, parameter names and shapes: so also its number of classes); a file that does not load or
-  differs is named in one AuditError line, and nothing is written.
+- :func:`check_checkpoints`: before any audit runs, every checkpoint must have the first one's network (module
+  type, parameter names and shapes: so also its number of classes), read from ``.safetensors`` headers where they
+  tell; a file that does not load or differs is named in one AuditError line, and nothing is written.
 - :func:`run_series`: the audits, one after the other, sharing the data (:class:`audit.data.shared.SharedData`:
   read and decoded once); each writes its own report into ``OUT/<name>/`` as ``audit run`` does
   (:func:`audit.outputs.write_outputs`); series.json (:mod:`reports.series`) and its review page series.html
@@ -110,35 +110,27 @@ def _signature(module) -> tuple[str, dict[str, tuple[int, ...]]]:
     return kind, {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
-def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> dict[str, str]:
-    """Check every checkpoint has the first one's network; returns each checkpoint's sha256.
+def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> None:
+    """Check every checkpoint has the first one's network before any audit runs.
 
-    The first checkpoint is loaded as the audit loads it. A later ``.safetensors`` checkpoint whose header (its
-    tensors' names and shapes, read without the tensors) equals the first one's loads into the same network, so
-    only its header is read (and its sha256 computed); any other checkpoint, or one whose header differs, is
-    loaded in full and compared by its network (module type, parameter names and shapes), so that a difference
-    is named. A tensor whose bytes are damaged behind a sound header is found when that checkpoint's audit loads
-    it (the reports before it stay, and ``--resume`` continues)."""
-    from audit.model import load_model
-    from audit.model.loading import file_sha256
-    from audit.options import parse_arch_kwargs
-
-    first, first_header, hashes = None, None, {}
-    for point in points:
-        header = _header(point.path)
-        if first is not None and header is not None and header == first_header:
-            hashes[point.name] = file_sha256(point.path)
+    ``.safetensors`` checkpoints whose headers (their tensors' names and shapes, read without the tensors) all
+    equal the first one's load into the same network, so only their headers are read: the first audit loads the
+    first checkpoint, and one that does not load stops the series there with one line and nothing written.
+    Otherwise the first checkpoint is loaded as the audit loads it, and so is every checkpoint that is no
+    ``.safetensors`` or whose header differs; each is compared with the first by its network (module type,
+    parameter names and shapes), so that a difference is named. A tensor whose bytes are damaged behind a sound
+    header is found when that checkpoint's audit loads it (the reports before it stay, and ``--resume``
+    continues)."""
+    headers = [_header(point.path) for point in points]
+    if headers[0] is not None and all(header == headers[0] for header in headers):
+        return
+    first = None
+    for point, header in zip(points, headers, strict=True):
+        if first is not None and header is not None and header == headers[0]:
             continue
-        try:
-            loaded = load_model(point.path, arch=config.arch, arch_kwargs=parse_arch_kwargs(config.arch_kwargs),
-                                trust_model=config.trust_model, weights_meta=config.weights_meta)
-        except AuditError as exc:
-            text = str(exc)
-            raise AuditError(text if str(point.path) in text else f"{point.path}: {text}") from None
-        hashes[point.name] = loaded.sha256
-        kind, shapes = _signature(loaded.module)
+        kind, shapes = _signature(_load(point, config).module)
         if first is None:
-            first, first_header = (point, kind, shapes), header
+            first = (point, kind, shapes)
             continue
         base, base_kind, base_shapes = first
         if kind != base_kind:
@@ -147,7 +139,28 @@ def check_checkpoints(points: list[Checkpoint], config: AuditConfig) -> dict[str
         if shapes != base_shapes:
             raise AuditError(f"{point.path} has another network than {base.path} ({_difference(base_shapes, shapes)})"
                              ": a series audits checkpoints of one architecture with the same classes")
-    return hashes
+
+
+def checkpoint_digests(points: list[Checkpoint], config: AuditConfig) -> dict[str, str]:
+    """Each checkpoint's sha256 as its report's ``model.sha256`` gives it (for ``--resume``): a file's own sha256;
+    a model folder's digest from its load."""
+    from audit.model.loading import file_sha256
+
+    return {point.name: _load(point, config).sha256 if point.path.is_dir() else file_sha256(point.path)
+            for point in points}
+
+
+def _load(point: Checkpoint, config: AuditConfig):
+    """The checkpoint loaded as its audit loads it; a failure is one AuditError line naming the file."""
+    from audit.model import load_model
+    from audit.options import parse_arch_kwargs
+
+    try:
+        return load_model(point.path, arch=config.arch, arch_kwargs=parse_arch_kwargs(config.arch_kwargs),
+                          trust_model=config.trust_model, weights_meta=config.weights_meta)
+    except AuditError as exc:
+        text = str(exc)
+        raise AuditError(text if str(point.path) in text else f"{point.path}: {text}") from None
 
 
 def _header(path: Path) -> dict[str, tuple[int, ...]] | None:
@@ -288,13 +301,13 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         check_select(select)
     template.check()
     world = distributed_world(template.device)
-    hashes = check_checkpoints(points, template)
+    check_checkpoints(points, template)
     state = SeriesState(out, template)
     kept: dict[str, dict] = {}
     plan = None
     if world.rank == 0:
         try:
-            kept, resumed = state.plan(points, hashes) if resume else ({}, set())
+            kept, resumed = state.plan(points, checkpoint_digests(points, template)) if resume else ({}, set())
             plan = {"kept": set(kept), "resume": resumed}
         except AuditError as exc:
             plan = str(exc)
@@ -321,7 +334,7 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
             result = run_audit(config, progress=reporter, state_dir=str(out / point.name / ".state"), shared=shared)
         path = write_outputs(result, out / point.name, export=config.export_representations, html=config.html)
         report = result.to_dict()
-        state.record(point.name, hashes[point.name], path, report)
+        state.record(point.name, report["model"]["sha256"], path, report)
         finish(i, point, report, time.perf_counter() - started, "resumed" if config.resume else None)
 
     def finish(i: int, point: Checkpoint, report: dict, seconds: float, how: str | None) -> None:
