@@ -343,6 +343,8 @@ def test_later_safetensors_checkpoints_are_checked_by_their_header(tmp_path, mon
         check_checkpoints([*points, Checkpoint("epoch_4", tmp_path / "epoch_4.safetensors")], config)
     assert str(tmp_path / "epoch_4.safetensors") in str(info.value) and "\n" not in str(info.value)
     assert loads == ["epoch_1.safetensors", "epoch_4.safetensors"]
+    with pytest.raises(AuditError, match="epoch_4.safetensors"):  # the second of two: compared too
+        check_checkpoints([points[0], Checkpoint("epoch_4", tmp_path / "epoch_4.safetensors")], config)
 
 
 def test_audit_report_re_renders_a_series(twins, tmp_path, capsys):
