@@ -19,6 +19,10 @@ Measured in one run:
   check that every checkpoint loads with one network first, and series.json, included);
 - load:    opening the data and one decoding pass over it (``open_data`` and ``batches``), alone.
 
+With ``--cli`` the two sides are what a user runs instead: N ``audit run`` processes against one ``audit series``
+process (the same settings; CPU time from the finished children's usage), so the series also saves N − 1 process
+starts (imports); the load is still timed in this process.
+
 An untimed audit of 20 samples runs first, so that no side pays the process's warm-up (imports, kernels).
 
 Prints the times and the check of the issue: series <= singles − (N − 1) · load (the ratio series /
@@ -29,7 +33,7 @@ then its attack pass) and the series still once in all; the bound stays the issu
 
     .venv/bin/python benchmarks/bench_series.py [--n 6] [--samples 300] [--data demo] [--threads 2]
     .venv/bin/python benchmarks/bench_series.py --data photos [--photos 600] [--net mobilenet_v3_small] [--repeat 3]
-        [--layers auto]
+        [--layers auto] [--cli]
 """
 
 from __future__ import annotations
@@ -93,6 +97,39 @@ def photo_setup(root: Path, n: int, photos: int, source: Path | None, net: str, 
     return ckpt, settings, Framing(256, (224, 224)), (224, 224), 3
 
 
+def _flags(settings: dict) -> list[str]:
+    """The audit settings as `audit run` / `audit series` options."""
+    flags = []
+    for key, value in settings.items():
+        if value is None or key == "attacks":
+            continue
+        if isinstance(value, bool):
+            flags += [] if value else [f"--no-{key}"]
+        else:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags + [arg for attack in settings["attacks"] for arg in ("-a", attack)]
+
+
+def _processes(commands: list[list[str]]) -> tuple[float, float]:
+    """Run ``audit COMMAND...`` processes one after the other: their wall time and their CPU time (user + system)."""
+    import resource
+    import subprocess
+    import sys
+
+    audit = Path(sys.executable).with_name("audit")
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    for command in commands:
+        subprocess.run([str(audit), *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - started, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _read(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=6)
@@ -103,6 +140,7 @@ def main() -> None:
     parser.add_argument("--photos-from", type=Path, default=None, help="folder of imagenet_<i>_<label>.jpg")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of the measurement (the median is printed)")
     parser.add_argument("--net", default="mobilenet_v3_small", help="with --data photos: a torchvision builder")
+    parser.add_argument("--cli", action="store_true", help="time `audit run` and `audit series` processes")
     parser.add_argument("--layers", default="none", help="the audits' --layers (none: no per-layer analysis; with "
                         "layers an audit makes a clean pre-pass, a second decoding of the data for a single audit)")
     args = parser.parse_args()
@@ -130,22 +168,31 @@ def main() -> None:
             for _ in data.batches(template.batch_size, size=size, channels=channels):
                 pass
             load, load_cpu = time.perf_counter() - started, time.process_time() - cpu
-            started, cpu = time.perf_counter(), time.process_time()
-            for point in points:  # as `audit run` does: the audit (its state saved for --resume), then its report
-                single = Path(tmp) / f"single{round_}" / point.name
-                write_outputs(run_audit(replace(template, model=str(point.path)), state_dir=str(single / ".state")),
-                              single, html=False)
-            singles, singles_cpu = time.perf_counter() - started, time.process_time() - cpu
-            started, cpu = time.perf_counter(), time.process_time()
-            series, _ = run_series(template, points, Path(tmp) / f"out{round_}", order="number")
-            whole, whole_cpu = time.perf_counter() - started, time.process_time() - cpu
+            if args.cli:
+                flags = _flags(settings)
+                commands = [["run", str(point.path), *flags, "--out", str(Path(tmp) / f"single{round_}" / point.name)]
+                            for point in points]
+                singles, singles_cpu = _processes(commands)
+                (whole, whole_cpu), series = _processes([["series", str(folder), *flags, "--out", str(
+                    Path(tmp) / f"out{round_}")]]), _read(Path(tmp) / f"out{round_}" / "series.json")
+            else:
+                started, cpu = time.perf_counter(), time.process_time()
+                for point in points:  # as `audit run` does: the audit (its state saved for --resume), its report
+                    single = Path(tmp) / f"single{round_}" / point.name
+                    write_outputs(run_audit(replace(template, model=str(point.path)),
+                                            state_dir=str(single / ".state")), single, html=False)
+                singles, singles_cpu = time.perf_counter() - started, time.process_time() - cpu
+                started, cpu = time.perf_counter(), time.process_time()
+                series, _ = run_series(template, points, Path(tmp) / f"out{round_}", order="number")
+                whole, whole_cpu = time.perf_counter() - started, time.process_time() - cpu
             ratios.append(whole / (singles - (args.n - 1) * load))
             cpu_ratios.append(whole_cpu / (singles_cpu - (args.n - 1) * load_cpu))
             what = args.net if args.data == "photos" else args.data
-            print(f"{args.n} checkpoints ({what}), {len(data)} images: {args.n} single audits {singles:.2f} s, "
+            kinds = "`audit run` processes" if args.cli else "single audits"
+            print(f"{args.n} checkpoints ({what}), {len(data)} images: {args.n} {kinds} {singles:.2f} s, "
                   f"series {whole:.2f} s (data opened {series['tool']['data_opened']}x, decoded "
                   f"{series['tool']['data_decoded']}x); one data load {load:.3f} s")
-            print(f"  CPU time of this process: singles {singles_cpu:.2f} s, series {whole_cpu:.2f} s, load "
+            print(f"  CPU time of {'the processes' if args.cli else 'this process'}: singles {singles_cpu:.2f} s, series {whole_cpu:.2f} s, load "
                   f"{load_cpu:.3f} s")
             print(f"series / ({args.n} audits - {args.n - 1} data loads) = {ratios[-1]:.3f} wall, "
                   f"{cpu_ratios[-1]:.3f} CPU (at most 1: data read once)", flush=True)
