@@ -269,6 +269,12 @@ DEGENERATE_METHOD = (
     "at its value; the analyses' components are held at their point values")
 
 
+CAPPED_METHOD = (
+    "a failed validity check caps the score at {cap:g}, and every one of the {resamples} bootstrap resamples (seed "
+    "{seed}) scored above the cap, so the score is the cap whatever the sampling and its interval is the cap alone; "
+    "uncapped, the percentile bootstrap interval (confidence {confidence:g}) would be [{low:.1f}, {high:.1f}]")
+
+
 def score_interval(report: dict, values: dict[str, float], used: dict[str, float], cap: float | None,
                    unscored: bool) -> tuple[list[float] | None, str]:
     """The score's interval and how it was computed (``INTERVAL_METHOD``); None with the reason when the report
@@ -308,17 +314,24 @@ def score_interval(report: dict, values: dict[str, float], used: dict[str, float
     total = sum(used.values())
     fixed = sum(w * values[name] for name, w in used.items() if name != "robustness")
 
-    def scores(robust_means: np.ndarray, clean: np.ndarray) -> np.ndarray:
-        """The score for rows of robust accuracies (one column per source) and clean accuracies."""
+    def scores(robust_means: np.ndarray, clean: np.ndarray, capped: bool = True) -> np.ndarray:
+        """The score for rows of robust accuracies (one column per source) and clean accuracies; ``capped``:
+        with the failed checks' cap."""
         worst = np.stack([robust_means[:, group].min(axis=1) for group in groups], axis=1)
         retained = np.where(clean > 0, worst.mean(axis=1) / np.where(clean > 0, clean, 1.0), 0.0)
         value = 100 * (used["robustness"] * np.clip(retained, 0.0, 1.0) + fixed) / total
-        return value if cap is None else np.minimum(value, cap)
+        return value if cap is None or not capped else np.minimum(value, cap)
 
+    levels = [(1 - confidence) / 2, (1 + confidence) / 2]
     score = scores(means[:, 1:], means[:, 0])
-    low, high = np.quantile(score, [(1 - confidence) / 2, (1 + confidence) / 2])
+    low, high = np.quantile(score, levels)
     method = INTERVAL_METHOD.format(resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence)
-    if np.ptp(score) == 0:  # every resample alike: resampling the images shows no uncertainty
+    uncapped = score if cap is None else scores(means[:, 1:], means[:, 0], capped=False)
+    if cap is not None and uncapped.min() > cap:  # the cap, not the sampling, decides every resample
+        free_low, free_high = np.quantile(uncapped, levels)
+        method = CAPPED_METHOD.format(cap=cap, resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence,
+                                      low=free_low, high=free_high)
+    elif np.ptp(score) == 0:  # every resample alike: resampling the images shows no uncertainty
         from audit.stats import proportion_interval
 
         ends = np.array([proportion_interval(int(c.sum()), n, confidence) for c in columns]).T  # 2 x K

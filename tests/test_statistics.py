@@ -339,6 +339,26 @@ def test_a_score_no_resample_can_move_takes_the_wilson_ends_of_its_robust_accura
     assert s["interval_method"].startswith("every bootstrap resample gave the same score")
 
 
+def test_a_score_the_cap_decides_in_every_resample_says_so_with_its_uncapped_interval(monkeypatch):
+    monkeypatch.setattr(score_module, "INTERVAL_RESAMPLES", 60)
+    report, (clean, weak, _, _) = small_report()
+    report["attacks"] = report["attacks"][:1]  # fgsm at 0.1 alone
+    report["checks"] = [{"name": "gradient_free_attack", "status": "fail"}]
+    free = score_report(dict(report, checks=[]), interval=True)  # the same report without the failed check
+    assert free["interval"][0] > 69.9  # every resample above the cap (a precondition of this test)
+    s = score_report(report, interval=True)
+    assert s["value"] == 69.9 and s["interval"] == [69.9, 69.9] and s["capped"]["applied"]
+    low, high = free["interval"]
+    assert s["interval_method"] == (
+        "a failed validity check caps the score at 69.9, and every one of the 60 bootstrap resamples (seed 7) scored "
+        "above the cap, so the score is the cap whatever the sampling and its interval is the cap alone; uncapped, "
+        f"the percentile bootstrap interval (confidence 0.9) would be [{low:.1f}, {high:.1f}]")
+    report["attacks"][0] = dict(report["attacks"][0], robust_accuracy=0.5,
+                                per_sample={"robust": pack_bits((clean & (np.arange(len(clean)) % 2 == 0)).tolist())})
+    straddling = score_report(report, interval=True)  # some resamples below the cap: the bootstrap's own interval
+    assert straddling["interval_method"].startswith("percentile bootstrap") and straddling["interval"][0] < 69.9
+
+
 def test_the_score_has_no_interval_without_per_sample_outcomes():
     report, _ = small_report()
     del report["clean"]["per_sample"]
