@@ -39,7 +39,7 @@ from audit.errors import AuditError
 from reports.compare import FISHER, MCNEMAR, compare, p_text, rules, shown_p
 from reports.gates import BOUND_SUFFIX, BOUNDS, bounds, family, metrics, parse_gate
 
-SERIES_SCHEMA_VERSION = "1.0"
+SERIES_SCHEMA_VERSION = "1.1"
 GATE_ON = ("last", "selected")
 
 
@@ -96,10 +96,12 @@ def checkpoint_entry(name: str, path: str, report: dict, report_path: str) -> di
         robust.append({"metric": metric, "attack": e["name"], "eps_text": e["eps_text"],
                        "value": e["robust_accuracy"], "ci": _ci(e.get("robust_accuracy_ci"))})
     score = report.get("score") or {}
+    capped = score.get("capped") or {}
     return {"name": name, "path": path, "sha256": report["model"].get("sha256"), "report": report_path,
             "clean": {"accuracy": clean["accuracy"], "accuracy_ci": _ci(clean.get("accuracy_ci")), "n": clean["n"]},
             "robust": robust,
-            "score": {"value": score.get("value"), "interval": _ci(score.get("interval")), "grade": score.get("grade")},
+            "score": {"value": score.get("value"), "interval": _ci(score.get("interval")), "grade": score.get("grade"),
+                      "capped_by": list(capped["by"]) if capped.get("applied") else None},
             "semantics": _semantics(report), "saliency": _saliency(report)}
 
 
@@ -240,7 +242,7 @@ def trend_table(series: dict) -> Table:
         cells += [_pct(robust[m]["value"], robust[m]["ci"]).replace(" [", "\n[") if m in robust else "—"
                   for m in metrics_shown]
         s = c["score"]
-        cells.append("—" if s["value"] is None else f"{s['value']:.1f}" + (
+        cells.append("—" if s["value"] is None else f"{s['value']:.1f}" + (" capped" if s.get("capped_by") else "") + (
             f"\n[{s['interval'][0]:.1f}, {s['interval'][1]:.1f}]" if s["interval"] else ""))
         moved = changes.get(c["name"])
         if moved is None:

@@ -202,7 +202,8 @@ def test_a_checkpoint_entry_reads_every_figure_of_a_hand_edited_report():
                    {"metric": "robust_accuracy[cw@min]", "attack": "cw", "eps_text": None, "value": 0.75, "ci": None},
                    {"metric": "robust_accuracy[pgd@0.3]", "attack": "pgd", "eps_text": "0.3", "value": 0.0,
                     "ci": None}],
-        "score": {"value": report["score"]["value"], "interval": report["score"]["interval"], "grade": "F"},
+        "score": {"value": report["score"]["value"], "interval": report["score"]["interval"], "grade": "F",
+                  "capped_by": None},
         "semantics": {
             "wordnet": {"alpha": 0.01, "layers": [
                 {"layer": "conv1", "two_vs_two": 0.7, "p_value": 0.01, "significant": False},
@@ -217,6 +218,10 @@ def test_a_checkpoint_entry_reads_every_figure_of_a_hand_edited_report():
             "superization": {"index": 0.25, "p_value": 0.5, "testable": True, "statement": "s"}}}
     assert all(type(v) is float for v in entry["robust"][0]["ci"])
     assert list(entry["semantics"]) == ["wordnet", "glove"]
+    report["score"]["capped"] = {"grade": "C", "by": ("a", "b"), "applied": False}  # below the cap already
+    assert checkpoint_entry("ep", "/x/ep.pt", report, "r")["score"]["capped_by"] is None
+    report["score"]["capped"]["applied"] = True
+    assert checkpoint_entry("ep", "/x/ep.pt", report, "r")["score"]["capped_by"] == ["a", "b"]
 
 
 def test_a_checkpoint_entry_without_score_sections_or_superization():
@@ -225,7 +230,7 @@ def test_a_checkpoint_entry_without_score_sections_or_superization():
     report["analyses"] = {"semantics": {"layers": [{"name": "a", "clean": {"two_vs_two": 0.5, "p_value": 0.04}}]},
                           "saliency": {"layers": [{"name": "a", "clean": {"mean": 1.5}}]}}
     entry = checkpoint_entry("e", "p", report, "r")
-    assert entry["score"] == {"value": None, "interval": None, "grade": None}
+    assert entry["score"] == {"value": None, "interval": None, "grade": None, "capped_by": None}
     assert entry["semantics"] == {"glove": {"alpha": 0.05, "layers": [
         {"layer": "a", "two_vs_two": 0.5, "p_value": 0.04, "significant": True}]}}
     assert entry["saliency"] == {"entropy": None, "method": None, "superization": None,
@@ -312,7 +317,7 @@ def test_build_series_chains_the_changes_and_gates_the_last_or_the_selected():
                        tool={"name": "t"}, created="now")
     validate_series(doc)
     assert (doc["schema_version"], doc["tool"], doc["created"], doc["order"], doc["alpha"], doc["selection"]) == (
-        "1.0", {"name": "t"}, "now", "number", 0.05, None)
+        "1.1", {"name": "t"}, "now", "number", 0.05, None)
     assert doc["checkpoints"] == [checkpoint_entry(n, p, r, f"{n}/report.json") for n, p, r in named]
     assert [(c["from"], c["to"]) for c in doc["changes"]] == [("e1", "e2"), ("e2", "e3")]
     assert doc["changes"][1] == change("e2", named[1][2], "e3", named[2][2], 0.05)
@@ -400,6 +405,7 @@ def test_the_trend_table_cell_by_cell():
     doc = build_series(named, order="number", alpha=0.05, select_metric="clean.accuracy", gate_on="last", tool={},
                        created="")
     doc["checkpoints"][2]["score"]["value"] = None
+    doc["checkpoints"][1]["score"]["capped_by"] = ["gradient_free_attack"]
     table = trend_table(doc)
     assert table.title == ("series: 3 checkpoints; changes from the one before significant at one-sided alpha 0.05 "
                            "(McNemar, Holm)")
@@ -416,7 +422,7 @@ def test_the_trend_table_cell_by_cell():
     assert cells[4] == ["—", "50.0%", "—"]
     s1 = points[1]["score"]
     assert cells[5] == [f"{points[0]['score']['value']:.1f}",
-                        f"{s1['value']:.1f}\n[{s1['interval'][0]:.1f}, {s1['interval'][1]:.1f}]", "—"]
+                        f"{s1['value']:.1f} capped\n[{s1['interval'][0]:.1f}, {s1['interval'][1]:.1f}]", "—"]
     first, second = doc["changes"]
     rows1 = {r["metric"]: r for r in first["rows"]}
     pgd = rows1["robust_accuracy[pgd@0.1]"]

@@ -284,6 +284,8 @@ def test_the_page_helpers_texts_and_placeholders():
 
     assert score_text({"value": None}) == "—" and score_text({"value": 47.04}) == "47.0"
     assert score_text({"value": 47.04, "interval": [39.21, 55.66]}) == "47.0 [39.2, 55.7]"
+    assert score_text({"value": 69.9, "interval": [69.9, 69.9], "capped_by": ["a"]}) == "69.9 capped [69.9, 69.9]"
+    assert score_text({"value": 69.9, "interval": None, "capped_by": None}) == "69.9"
     assert _entropy_text(None, None) == "—" and _entropy_text(2.3456, None) == "2.35"
     assert _entropy_text(2.3456, [2.1, 2.6]) == "2.35 [2.1, 2.6]"
     assert link("a/b c", "report.html") == "a%2Fb%20c/report.html"
@@ -335,7 +337,7 @@ def _page_series() -> dict:
     pgd, fgsm = "robust_accuracy[pgd@0.1]", "robust_accuracy[fgsm@0.1]"
     first = {"name": "e1", "clean": {"accuracy": 0.9, "accuracy_ci": [0.8, 0.95], "n": 30},
              "robust": [{"metric": pgd, "attack": "pgd", "eps_text": "0.1", "value": 0.2, "ci": [0.1, 0.35]}],
-             "score": {"value": 47.04, "interval": [40.0, 55.0], "grade": "D"},
+             "score": {"value": 47.04, "interval": [40.0, 55.0], "grade": "D", "capped_by": ["x", "y"]},
              "semantics": {"glove": {"alpha": 0.05, "layers": [
                  {"layer": "conv1", "two_vs_two": 0.7, "p_value": 0.01, "significant": True},
                  {"layer": "fc", "two_vs_two": None, "p_value": None, "significant": False}]}},
@@ -370,8 +372,8 @@ def test_the_accuracy_and_score_charts_and_table(monkeypatch):
 
     calls = _charts(monkeypatch)
     out = trend(_page_series())
-    assert [(r["n"], r["robust"][1], r["grade"]) for r in out["rows"]] == [(30, "—", "D"), (30, "60.0% [50.0, 70.0]",
-                                                                            "—")]
+    assert [(r["n"], r["robust"][1], r["grade"]) for r in out["rows"]] == [
+        (30, "—", "D (capped by x, y)"), (30, "60.0% [50.0, 70.0]", "—")]
     (_, (pgd,), kp), (_, (fgsm,), kf), (_, (score,), ks) = calls
     for lines, k, attack in ((pgd, kp, "pgd"), (fgsm, kf, "fgsm")):
         assert k == {"title": f"Clean and robust accuracy under {attack} across checkpoints", "x_label": "checkpoint",

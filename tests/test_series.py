@@ -77,7 +77,7 @@ def test_a_series_of_the_twins_reproduces_the_single_audits_exactly(twins):
 def test_series_json_is_valid_and_reads_each_report(twins):
     series = _read(twins / "series" / "series.json")
     validate_series(series)
-    assert series["schema_version"] == "1.0" and series["order"] == "given"
+    assert series["schema_version"] == "1.1" and series["order"] == "given"
     assert [c["name"] for c in series["checkpoints"]] == ["fashion_cnn", "fashion_cnn_adv"]
     assert series["tool"]["data_opened"] == 1  # the data opened once for both checkpoints
     for c in series["checkpoints"]:

@@ -45,7 +45,8 @@ def score_text(score: dict) -> str:
     if score.get("value") is None:
         return "—"
     interval = score.get("interval")
-    return f"{score['value']:.1f}" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
+    return (f"{score['value']:.1f}" + (" capped" if score.get("capped_by") else "")
+            + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else ""))
 
 
 def robust_metrics(points: list[dict]) -> list[dict]:
@@ -69,7 +70,8 @@ def trend(series: dict) -> dict:
                      "clean": pct_with(c["clean"]["accuracy"], c["clean"]["accuracy_ci"]), "n": c["clean"]["n"],
                      "robust": [pct_with(by[m["metric"]]["value"], by[m["metric"]]["ci"]) if m["metric"] in by
                                 else "—" for m in metrics],
-                     "score": score_text(c["score"]), "grade": c["score"].get("grade") or "—"})
+                     "score": score_text(c["score"]), "grade": (c["score"].get("grade") or "—") + (
+                         f" (capped by {', '.join(c['score']['capped_by'])})" if c["score"].get("capped_by") else "")})
     clean = Series("clean", [(i, c["clean"]["accuracy"]) for i, c in enumerate(points)],
                    intervals=[c["clean"]["accuracy_ci"] for c in points])
     charts = []
