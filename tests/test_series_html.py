@@ -65,6 +65,8 @@ def test_the_page_is_written_with_series_json_from_its_plain_data(written):
     assert {f"epoch_{n}/report.{kind}" for n in (1, 2, 3) for kind in ("html", "json")} <= set(hrefs)
     for href in hrefs:  # every link lands on a file of the series
         assert (out / href).is_file(), href
+    for c in series["checkpoints"]:  # each checkpoint's digest, its start (the page stays narrow)
+        assert f">{c['sha256'][:16]}…</td>" in html and c["sha256"][16:] not in html
 
 
 def test_no_html_skips_the_page_and_a_rerun_removes_a_stale_one(tmp_path):
