@@ -11,7 +11,7 @@ import pytest
 
 from audit.analyses.hierarchy.analysis import HierarchyAnalysis, Tally
 from audit.analyses.hierarchy.coarse import OTHER, choose_level
-from audit.analyses.semantics.wordnet import load_builtin
+from audit.analyses.semantics.wordnet import ClassSynsets, load_builtin
 from audit.errors import AuditError
 from reports.formatting import pct_with
 
@@ -201,8 +201,9 @@ def two_subsumers():
                  "r": ()}
     names = {"a": "a.n.01", "b": "b.n.01", "c": "c.n.01", "x1": "zeta.n.01", "x2": "alpha.n.01", "m": "mid.n.01",
              "r": "root.n.01"}
-    return SimpleNamespace(classes=["A", "B", "C", "D"], mapped=[0, 1, 2], wnids=("a", "b", "c", None),
-                           source="by hand", graph=SimpleNamespace(hypernyms=hypernyms, names=names, version="3.0"))
+    return ClassSynsets(classes=("A", "B", "C", "D"), wnids=("a", "b", "c", None),
+                        senses=("a.n.01", "b.n.01", "c.n.01", None), reasons=(None, None, None, "no synset"),
+                        source="by hand", graph=SimpleNamespace(hypernyms=hypernyms, names=names, version="3.0"))
 
 
 def test_the_wordnet_distance_breaks_equal_depth_subsumers_by_name_as_wu_palmer_does():

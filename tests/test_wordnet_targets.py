@@ -129,3 +129,20 @@ def test_wordnet_targets_for_classes_without_a_hierarchy_are_one_line_exit_2_and
     with pytest.raises(SystemExit) as end:
         main(args[:-1] + ["sumo"])
     assert end.value.code == 2 and "--target-space must be one of glove, wordnet, got 'sumo'" in capsys.readouterr().err
+
+
+def test_one_audit_builds_the_class_tree_and_the_wu_palmer_matrix_once(monkeypatch):
+    """WordNet targets, the WordNet space and the hierarchy analysis in one audit read one tree and one matrix."""
+    import audit.analyses.semantics.wordnet as wordnet
+
+    calls = {"build_tree": 0, "wu_palmer_matrix": 0}
+    for name in calls:
+        real = getattr(wordnet, name)
+        monkeypatch.setattr(wordnet, name, lambda *a, _real=real, _name=name: (
+            calls.__setitem__(_name, calls[_name] + 1), _real(*a))[1])
+    report = run_audit(AuditConfig(model=str(ASSETS / "fashion_cnn.safetensors"), arch=ARCH, data="demo",
+                                   classes="fashion-mnist", attacks=["pgd"], eps="0.1", steps=2, samples=20,
+                                   device="cpu", layers="classifier.2", checks=False, permutations=20,
+                                   targeted="semantic-near", target_space="wordnet")).to_dict()
+    assert report["analyses"]["hierarchy"]["clean"] and report["analyses"]["semantics"]["spaces"]["wordnet"]
+    assert calls == {"build_tree": 1, "wu_palmer_matrix": 1}

@@ -60,12 +60,11 @@ def wordnet_distance(synsets) -> np.ndarray:
     smallest Wu–Palmer similarity, then the lowest class index. (Equal similarities are equal floats: each is one
     division of the same small integers.)
     """
-    from audit.analyses.semantics.hierarchy import build_tree, lca_height, wu_palmer_matrix
+    from audit.analyses.semantics.hierarchy import lca_height
 
     mapped = np.array(synsets.mapped, dtype=np.int64)
-    nodes = [synsets.wnids[c] for c in mapped]
-    lca = lca_height(build_tree(synsets.graph.hypernyms, nodes)).astype(np.float64)
-    similarity = wu_palmer_matrix(synsets.graph.hypernyms, nodes, synsets.graph.names)
+    lca = lca_height(synsets.tree).astype(np.float64)
+    similarity = synsets.wu_palmer
     out = np.full((len(synsets.classes), len(synsets.classes)), np.nan)
     out[np.ix_(mapped, mapped)] = lca + (1.0 - similarity) / 2.0
     return out

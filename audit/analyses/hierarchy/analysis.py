@@ -4,8 +4,8 @@ On when the audit's classes map to WordNet (``AnalysisContext.synsets``, from
 ``audit.analyses.semantics.wordnet.audit_synsets``): a user's ``--class-synsets`` file read against ``--wordnet``,
 or a built-in label set with a shipped hierarchy (ImageNet-1k, CIFAR-10, CIFAR-100, Fashion-MNIST: the names
 equal the set's names, in its order, by ``audit.data.labels.norm_name``); otherwise the section says why it is off
-(MNIST's digits have no meaningful hierarchy). The tree is ``build_tree`` over the mapped classes, its LCA heights
-``lca_height``. Classes without a synset are left out and named (``unmapped``): samples of such a class are not
+(MNIST's digits have no meaningful hierarchy). The tree is ``build_tree`` over the mapped classes
+(``ClassSynsets.tree``, built once per audit), its LCA heights ``lca_height``. Classes without a synset are left out and named (``unmapped``): samples of such a class are not
 measured, and a mistake into such a class is counted as not scored (``n_unscored``); the top-k distance ranks
 the mapped classes only.
 
@@ -49,7 +49,7 @@ import numpy as np
 from audit.analyses.base import Analysis, Batch
 from audit.analyses.semantics.wordnet import label_set_of
 from audit.analyses.semantics.hierarchy import (
-    build_tree, hierarchical_distance_topk, lca_height, random_wrong_baseline,
+    hierarchical_distance_topk, lca_height, random_wrong_baseline,
 )
 from audit.analyses.hierarchy.coarse import by_superclass, choose_level, compare, inside_share
 from audit.errors import AuditError
@@ -158,7 +158,7 @@ class HierarchyAnalysis(Analysis):
         self.mapped = np.array(synsets.mapped, dtype=np.int64)  # the audit's classes that have a synset
         self.position = np.full(len(synsets.classes), -1, dtype=np.int64)  # audit class -> mapped index, or -1
         self.position[self.mapped] = np.arange(len(self.mapped))
-        self.tree = build_tree(synsets.graph.hypernyms, [synsets.wnids[c] for c in self.mapped])
+        self.tree = synsets.tree
         self.lca = lca_height(self.tree)
         # per class, the share of the other classes at each LCA height: the expected counts per height of a random
         # wrong class for a mistake of that true class (the same for every measurement, so made once)

@@ -116,15 +116,12 @@ class WordNetSpace:
 
 def build_wordnet_space(names: list[str], synsets) -> WordNetSpace:
     """The WordNet space of the audit's classes (``synsets``: their ``ClassSynsets``, in the same order)."""
-    from audit.analyses.semantics.hierarchy import wu_palmer_matrix
-
     if len(synsets.classes) != len(names):
         raise AuditError(f"the WordNet mapping has {len(synsets.classes)} classes but the audit {len(names)}")
     mapped = synsets.mapped
     matrix = np.full((len(names), len(names)), np.nan)
     if mapped:
-        matrix[np.ix_(mapped, mapped)] = wu_palmer_matrix(synsets.graph.hypernyms, [synsets.wnids[c] for c in mapped],
-                                                          synsets.graph.names)
+        matrix[np.ix_(mapped, mapped)] = synsets.wu_palmer
     covered = np.zeros(len(names), dtype=bool)
     covered[mapped] = True
     info = {"source": synsets.source, "measure": MEASURES["wordnet"], "wordnet_version": synsets.graph.version}

@@ -35,7 +35,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from audit.analyses.semantics.embeddings import DATA_DIR
+from audit.analyses.semantics.hierarchy import ClassTree, build_tree, wu_palmer_matrix
 from audit.data.labels import BUILTIN, norm_name
 from audit.errors import AuditError
 
@@ -216,6 +219,18 @@ class ClassSynsets:
     def unmapped(self) -> dict[str, str]:
         """Unmapped class -> why."""
         return {c: r for c, w, r in zip(self.classes, self.wnids, self.reasons, strict=True) if w is None}
+
+    @functools.cached_property
+    def tree(self) -> ClassTree:
+        """The class tree of the mapped classes (``build_tree``, in ``mapped`` order), built once per audit: the
+        hierarchy analysis and the WordNet targets read the same one."""
+        return build_tree(self.graph.hypernyms, [self.wnids[c] for c in self.mapped])
+
+    @functools.cached_property
+    def wu_palmer(self) -> np.ndarray:
+        """The mapped classes' Wu–Palmer similarities (``wu_palmer_matrix``, in ``mapped`` order), computed once per
+        audit: the WordNet space and the WordNet targets read the same matrix."""
+        return wu_palmer_matrix(self.graph.hypernyms, [self.wnids[c] for c in self.mapped], self.graph.names)
 
 
 def builtin_file(label_set: str) -> Path:
