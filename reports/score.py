@@ -327,7 +327,7 @@ def score_interval(report: dict, values: dict[str, float], used: dict[str, float
     low, high = np.quantile(score, levels)
     method = INTERVAL_METHOD.format(resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence)
     uncapped = score if cap is None else scores(means[:, 1:], means[:, 0], capped=False)
-    if cap is not None and uncapped.min() > cap:  # the cap, not the sampling, decides every resample
+    if cap is not None and uncapped.min() >= cap:  # the cap, not the sampling, decides every resample
         free_low, free_high = np.quantile(uncapped, levels)
         method = CAPPED_METHOD.format(cap=cap, resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence,
                                       low=free_low, high=free_high)
