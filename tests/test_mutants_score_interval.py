@@ -64,6 +64,14 @@ def test_fixed_components_and_resamples_without_a_clean_correct_image():
                                            confidence=0.9), abs=1e-6)
 
 
+def test_a_resample_without_a_clean_correct_image_retains_nothing():
+    correct = np.array([1, 0, 0, 0, 0, 0, 0, 0], dtype=float)  # about a third of the resamples miss the one image
+    report = bounded_report(correct, [correct])  # it stays robust: every other resample retains all
+    got, _ = score_interval(report, {}, {"robustness": 1.0}, None, False)
+    assert got == [0.0, 100.0] == pytest.approx(literal(correct, [[correct]], {"robustness": 1.0}, {}, seed=3,
+                                                        confidence=0.9))
+
+
 def test_budgets_from_a_curve_alone_count_a_norm_at_the_budget_as_broken():
     norms = np.array([0.25, 0.5, 0.25, 0.75, 0.125, 0.5, 0.375, 0.0], dtype=np.float32)  # exact in float32
     correct = np.array([1, 1, 1, 1, 1, 1, 1, 0], dtype=float)
@@ -86,6 +94,7 @@ def test_a_report_without_its_seed_or_confidence_takes_seed_0_and_95_percent():
     del report["seed"], report["statistics"]
     got, method = score_interval(report, {}, {"robustness": 1.0}, None, False)
     assert got == pytest.approx(literal(correct, [[robust]], {"robustness": 1.0}, {}), abs=1e-6)
+    assert got == [14.285714, 85.714286]  # 1/7 and 6/7 of 100, written with 6 decimals
     assert method == INTERVAL_METHOD.format(resamples=RESAMPLES, seed=0, confidence=0.95)
 
 
