@@ -135,6 +135,7 @@ def test_one_audit_builds_the_class_tree_and_the_wu_palmer_matrix_once(monkeypat
     """WordNet targets, the WordNet space and the hierarchy analysis in one audit read one tree and one matrix."""
     import audit.analyses.semantics.wordnet as wordnet
 
+    wordnet.load_builtin.cache_clear()  # a fresh mapping: an earlier test's keeps what it built
     calls = {"build_tree": 0, "wu_palmer_matrix": 0}
     for name in calls:
         real = getattr(wordnet, name)

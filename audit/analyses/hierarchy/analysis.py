@@ -5,9 +5,9 @@ On when the audit's classes map to WordNet (``AnalysisContext.synsets``, from
 or a built-in label set with a shipped hierarchy (ImageNet-1k, CIFAR-10, CIFAR-100, Fashion-MNIST: the names
 equal the set's names, in its order, by ``audit.data.labels.norm_name``); otherwise the section says why it is off
 (MNIST's digits have no meaningful hierarchy). The tree is ``build_tree`` over the mapped classes
-(``ClassSynsets.tree``, built once per audit), its LCA heights ``lca_height``. Classes without a synset are left out and named (``unmapped``): samples of such a class are not
-measured, and a mistake into such a class is counted as not scored (``n_unscored``); the top-k distance ranks
-the mapped classes only.
+(``ClassSynsets.tree``, built once per mapping), its LCA heights ``lca_height``. Classes without a synset are
+left out and named (``unmapped``): samples of such a class are not measured, and a mistake into such a class is
+counted as not scored (``n_unscored``); the top-k distance ranks the mapped classes only.
 
 It reads only the logits. Its sums, all integer counts that merge by addition (``export``/``absorb``, so torchrun
 and ``--resume`` give the report of one process):

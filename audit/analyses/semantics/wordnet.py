@@ -222,14 +222,14 @@ class ClassSynsets:
 
     @functools.cached_property
     def tree(self) -> ClassTree:
-        """The class tree of the mapped classes (``build_tree``, in ``mapped`` order), built once per audit: the
-        hierarchy analysis and the WordNet targets read the same one."""
+        """The class tree of the mapped classes (``build_tree``, in ``mapped`` order), built on first use and kept
+        with the mapping: the hierarchy analysis and the WordNet targets read the same one."""
         return build_tree(self.graph.hypernyms, [self.wnids[c] for c in self.mapped])
 
     @functools.cached_property
     def wu_palmer(self) -> np.ndarray:
-        """The mapped classes' Wu–Palmer similarities (``wu_palmer_matrix``, in ``mapped`` order), computed once per
-        audit: the WordNet space and the WordNet targets read the same matrix."""
+        """The mapped classes' Wu–Palmer similarities (``wu_palmer_matrix``, in ``mapped`` order), computed on first
+        use and kept with the mapping: the WordNet space and the WordNet targets read the same matrix."""
         return wu_palmer_matrix(self.graph.hypernyms, [self.wnids[c] for c in self.mapped], self.graph.names)
 
 
