@@ -365,3 +365,24 @@ def test_audit_report_re_renders_a_series(twins, tmp_path, capsys):
     code, _, err = cli(["report", str(tmp_path / "broken.json"), "--html", str(tmp_path / "b.html")], capsys)
     assert code == 2 and err.strip().startswith("error: ") and "is not a robustness-audit series" in err
     assert not (tmp_path / "b.html").exists()
+
+
+def test_a_checkpoint_that_fails_mid_series_is_named_and_the_series_resumes_once_it_is_fixed(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    ck.mkdir()
+    shutil.copy(STANDARD, ck / "epoch_1.safetensors")
+    weights = load_file(str(STANDARD))
+    weights["classifier.3.bias"][0] = float("nan")  # the same header: found only when its audit runs
+    save_file(weights, str(ck / "epoch_2.safetensors"))
+    code, _, err = cli(["series", str(ck), *QUICK, "--out", str(out)], capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: auditing {ck / 'epoch_2.safetensors'}: "), err
+    assert "NaN" in lines[0] and lines[0].endswith(
+        f"(the reports of the 1 checkpoint(s) before it stay in {out}: fix this and rerun with --resume to continue)")
+    assert (out / "epoch_1" / "report.json").is_file() and not (out / "series.json").exists()
+    shutil.copy(ADVERSARIAL, ck / "epoch_2.safetensors")
+    code, stdout, _ = cli(["series", str(ck), *QUICK, "--out", str(out), "--resume"], capsys)
+    assert code == 0 and "kept: audited before the interruption" in stdout
+    assert [c["name"] for c in _read(out / "series.json")["checkpoints"]] == ["epoch_1", "epoch_2"]

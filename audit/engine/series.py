@@ -323,15 +323,23 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
     done_by_name: dict[str, Audited] = {}
     checked = False
 
+    def run(config: AuditConfig, **kwargs):
+        """One checkpoint's audit; its bad input names the checkpoint's file."""
+        try:
+            return run_audit(config, state_dir=str(Path(config.out) / ".state"), shared=shared, **kwargs)
+        except AuditError as exc:
+            text = str(exc)
+            raise AuditError(text if config.model in text else f"auditing {config.model}: {text}") from None
+
     def audit(i: int, point: Checkpoint) -> None:
         config = replace(template, model=str(point.path), out=str(out / point.name),
                          resume=point.name in plan["resume"])
         started = time.perf_counter()
         if world.rank:  # another rank of a torchrun: its share of the batches, quietly; rank 0 writes
-            run_audit(config, state_dir=str(out / point.name / ".state"), shared=shared)
+            run(config)
             return
         with (progress(point.name) if progress else nullcontext(None)) as reporter:
-            result = run_audit(config, progress=reporter, state_dir=str(out / point.name / ".state"), shared=shared)
+            result = run(config, progress=reporter)
         path = write_outputs(result, out / point.name, export=config.export_representations, html=config.html)
         report = result.to_dict()
         state.record(point.name, report["model"]["sha256"], path, report)
@@ -353,11 +361,14 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
                     finish(i, point, kept[point.name], 0.0, "kept")
                 continue
             audit(i, point)
-    except AuditError:
+    except AuditError as exc:
         if world.rank == 0 and not resume and not state.records:  # bad input before any report: leave nothing
             state.remove()
             if fresh_out and not any(out.iterdir()):
                 out.rmdir()
+        if state.records:
+            raise AuditError(f"{exc} (the reports of the {len(state.records)} checkpoint(s) before it stay in {out}: "
+                             "fix this and rerun with --resume to continue)") from None
         raise
     # a kept report saw the data as it was then: one whose samples differ from what this run decoded is redone
     fresh = {a.report["data"]["sample"]["fingerprint"] for a in done_by_name.values() if a.how != "kept"}
