@@ -155,8 +155,10 @@ def select(metric: str, named: list[tuple[str, dict]]) -> dict:
     if best is None:
         raise AuditError(f"--select {metric}: the metric is null in every checkpoint, so none can be selected")
     skipped = [name for name, value in values if value is None]
+    tied = [name for i, (name, value) in enumerate(values) if i != best and value == values[best][1]]
     rule = (f"the {'highest' if better == 'higher' else 'lowest'} {metric} ({better} is better); ties go to the "
-            "later checkpoint" + (f"; null in {', '.join(skipped)}, passed over" if skipped else ""))
+            "later checkpoint" + (f"; {', '.join(tied)} tie{'s' if len(tied) == 1 else ''} with it" if tied else "")
+            + (f"; null in {', '.join(skipped)}, passed over" if skipped else ""))
     return {"metric": metric, "better": better, "rule": rule, "selected": values[best][0],
             "value": values[best][1] if math.isfinite(values[best][1]) else None,
             "values": [{"name": name, "value": v if v is None or math.isfinite(v) else None} for name, v in values]}

@@ -255,7 +255,7 @@ def test_select_takes_the_best_the_later_of_ties_and_passes_over_nulls():
     got = select("clean.accuracy", _named([0.5, None, 0.7, 0.7, 0.6]))
     assert got == {"metric": "clean.accuracy", "better": "higher", "selected": "c3", "value": 0.7,
                    "rule": "the highest clean.accuracy (higher is better); ties go to the later checkpoint; "
-                           "null in c1, passed over",
+                           "c2 ties with it; null in c1, passed over",
                    "values": [{"name": "c0", "value": 0.5}, {"name": "c1", "value": None},
                               {"name": "c2", "value": 0.7}, {"name": "c3", "value": 0.7},
                               {"name": "c4", "value": 0.6}]}
@@ -263,7 +263,10 @@ def test_select_takes_the_best_the_later_of_ties_and_passes_over_nulls():
     assert select("clean.accuracy", _named([0.2, 0.9, 0.1]))["selected"] == "c1"
     assert select("clean.accuracy", _named([float("nan"), 0.1]))["selected"] == "c1"
     assert select("clean.accuracy", _named([0.3, float("nan")]))["selected"] == "c0"
-    assert select("clean.accuracy", _named([0.3, 0.3, 0.1]))["rule"].endswith("ties go to the later checkpoint")
+    assert select("clean.accuracy", _named([0.3, 0.3, 0.1]))["rule"].endswith("ties go to the later checkpoint; c0 "
+                                                                              "ties with it")
+    assert select("clean.accuracy", _named([0.3, 0.3, 0.3]))["rule"].endswith("; c0, c1 tie with it")
+    assert select("clean.accuracy", _named([0.3, 0.2]))["rule"].endswith("ties go to the later checkpoint")
     with pytest.raises(AuditError) as err:
         select("clean.accuracy", _named([None, None]))
     assert str(err.value) == "--select clean.accuracy: the metric is null in every checkpoint, so none can be selected"
@@ -277,7 +280,8 @@ def test_select_takes_the_lowest_where_lower_is_better_and_an_infinite_value_is_
         named.append((f"c{i}", r))
     got = select("success_rate[fgsm@0.1]", named)
     assert (got["better"], got["selected"], got["value"]) == ("lower", "c2", 0.2)
-    assert got["rule"] == "the lowest success_rate[fgsm@0.1] (lower is better); ties go to the later checkpoint"
+    assert got["rule"] == ("the lowest success_rate[fgsm@0.1] (lower is better); ties go to the later checkpoint; "
+                           "c1 ties with it")
     for r, median in zip((x for _, x in named), (0.5, None, 0.1, 0.2), strict=True):
         r["attacks"][0]["minimal_perturbation"] = {"median": median, "n": 10}
     inf = select("median_norm[fgsm]", named)
