@@ -419,6 +419,11 @@ def test_the_semantic_heatmap_and_the_saliency_chart(monkeypatch):
     assert nice_range(1.25, 3.5) != nice_range(1.5, 2.5)  # the intervals' ends widen the range
     assert shown["kinds"] == ["? entropy of ? maps", "glcm entropy of gradcam maps"]
     assert [(s["index"], s["p"]) for s in shown["superization"]] == [("0.123", "0.0432"), ("—", "—")]
+    for testable, shown_index in ((False, "0.123 (untestable)"), (True, "0.123"), (None, "0.123")):
+        series["checkpoints"][0]["saliency"]["superization"]["testable"] = testable
+        assert saliency(series)["superization"][0]["index"] == shown_index
+    series["checkpoints"][0]["saliency"]["superization"].pop("testable")
+    del calls[1:]  # the three renders above drew their charts too
     for c in series["checkpoints"]:  # a saliency section without measured layers: no chart
         c["saliency"] = {"layers": [{"layer": "conv1", "entropy": None, "entropy_ci": None}]}
     assert saliency(series)["chart"] is None and len(calls) == 1

@@ -162,8 +162,9 @@ def test_every_number_on_the_page_is_series_json(written):
         f"{r['entropy']:.3g} [{r['entropy_ci'][0]:.3g}, {r['entropy_ci'][1]:.3g}]"
         for c in points for r in c["saliency"]["layers"] if r["layer"] == layer]] for layer in layers]
     assert [row[:3] for row in tables["superization"]] == [
-        [c["name"], f"{c['saliency']['superization']['index']:.3g}", f"{c['saliency']['superization']['p_value']:.3g}"]
-        for c in points]
+        [c["name"], f"{c['saliency']['superization']['index']:.3g}"
+         + (" (untestable)" if c["saliency"]["superization"]["testable"] is False else ""),
+         f"{c['saliency']['superization']['p_value']:.3g}"] for c in points]
     # the heatmaps: every cell's 2v2 in two decimals, "*" where significant, its p in the tooltip
     for space in points[0]["semantics"]:
         for c in points:

@@ -174,7 +174,8 @@ def saliency(series: dict) -> dict | None:
     for c in points:
         sup = (c["saliency"] or {}).get("superization")
         superization.append({"name": c["name"], "present": c["saliency"] is not None, "sup": sup,
-                             "index": num(sup.get("index"), 3) if sup else "—",
+                             "index": (num(sup.get("index"), 3) + (" (untestable)" if sup.get("testable") is False
+                                                                   else "")) if sup else "—",
                              "p": num(sup.get("p_value"), 3) if sup else "—"})
     return {"chart": chart, "layers": table, "kinds": kinds, "superization": superization,
             "missing": [c["name"] for c in points if c["saliency"] is None]}
