@@ -230,7 +230,9 @@ class ClassSynsets:
     def wu_palmer(self) -> np.ndarray:
         """The mapped classes' Wu–Palmer similarities (``wu_palmer_matrix``, in ``mapped`` order), computed on first
         use and kept with the mapping: the WordNet space and the WordNet targets read the same matrix."""
-        return wu_palmer_matrix(self.graph.hypernyms, [self.wnids[c] for c in self.mapped], self.graph.names)
+        matrix = wu_palmer_matrix(self.graph.hypernyms, [self.wnids[c] for c in self.mapped], self.graph.names)
+        matrix.setflags(write=False)  # shared by every reader of this mapping
+        return matrix
 
 
 def builtin_file(label_set: str) -> Path:
