@@ -241,7 +241,7 @@ SERIES_OWN = {"models", "order", "select", "gate_on", "alpha", "out", "resume"}
              "OUT/series.json with the trend, the paired tests between consecutive checkpoints and the selection. "
              "Gates apply to the last checkpoint (or the selected one: --gate-on selected).")
 @_run_options(drop={"model", "out", "resume"}, first=[
-    ("models", list[str] | None, typer.Argument(None, metavar="MODEL...", show_default=False,
+    ("models", list[str] | None, typer.Argument(None, metavar="MODEL", show_default=False,
                                                  help="Checkpoints: model files, folders of them, or globs.")),
 ], last=[
     ("out", Path, typer.Option(Path("series-out"), help="Output folder: OUT/<name>/ per checkpoint, "
