@@ -192,8 +192,8 @@ def main() -> None:
             print(f"{args.n} checkpoints ({what}), {len(data)} images: {args.n} {kinds} {singles:.2f} s, "
                   f"series {whole:.2f} s (data opened {series['tool']['data_opened']}x, decoded "
                   f"{series['tool']['data_decoded']}x); one data load {load:.3f} s")
-            print(f"  CPU time of {'the processes' if args.cli else 'this process'}: singles {singles_cpu:.2f} s, series {whole_cpu:.2f} s, load "
-                  f"{load_cpu:.3f} s")
+            print(f"  CPU time of {'the processes' if args.cli else 'this process'}: singles {singles_cpu:.2f} s, "
+                  f"series {whole_cpu:.2f} s, load {load_cpu:.3f} s")
             print(f"series / ({args.n} audits - {args.n - 1} data loads) = {ratios[-1]:.3f} wall, "
                   f"{cpu_ratios[-1]:.3f} CPU (at most 1: data read once)", flush=True)
     if len(ratios) > 1:

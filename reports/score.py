@@ -314,19 +314,21 @@ def score_interval(report: dict, values: dict[str, float], used: dict[str, float
     total = sum(used.values())
     fixed = sum(w * values[name] for name, w in used.items() if name != "robustness")
 
-    def scores(robust_means: np.ndarray, clean: np.ndarray, capped: bool = True) -> np.ndarray:
-        """The score for rows of robust accuracies (one column per source) and clean accuracies; ``capped``:
-        with the failed checks' cap."""
+    def uncapped_scores(robust_means: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        """The score before the failed checks' cap, for rows of robust accuracies (one column per source) and
+        clean accuracies."""
         worst = np.stack([robust_means[:, group].min(axis=1) for group in groups], axis=1)
         retained = np.where(clean > 0, worst.mean(axis=1) / np.where(clean > 0, clean, 1.0), 0.0)
-        value = 100 * (used["robustness"] * np.clip(retained, 0.0, 1.0) + fixed) / total
-        return value if cap is None or not capped else np.minimum(value, cap)
+        return 100 * (used["robustness"] * np.clip(retained, 0.0, 1.0) + fixed) / total
+
+    def capped(values: np.ndarray) -> np.ndarray:
+        return values if cap is None else np.minimum(values, cap)
 
     levels = [(1 - confidence) / 2, (1 + confidence) / 2]
-    score = scores(means[:, 1:], means[:, 0])
+    uncapped = uncapped_scores(means[:, 1:], means[:, 0])
+    score = capped(uncapped)
     low, high = np.quantile(score, levels)
     method = INTERVAL_METHOD.format(resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence)
-    uncapped = score if cap is None else scores(means[:, 1:], means[:, 0], capped=False)
     if cap is not None and uncapped.min() >= cap:  # the cap, not the sampling, decides every resample
         free_low, free_high = np.quantile(uncapped, levels)
         method = CAPPED_METHOD.format(cap=cap, resamples=INTERVAL_RESAMPLES, seed=seed, confidence=confidence,
@@ -335,6 +337,6 @@ def score_interval(report: dict, values: dict[str, float], used: dict[str, float
         from audit.stats import proportion_interval
 
         ends = np.array([proportion_interval(int(c.sum()), n, confidence) for c in columns]).T  # 2 x K
-        low, high = scores(ends, np.full(2, outcomes[:, 0].mean()))
+        low, high = capped(uncapped_scores(ends, np.full(2, outcomes[:, 0].mean())))
         method = DEGENERATE_METHOD.format(confidence=confidence)
     return [round(float(low), 6), round(float(high), 6)], method

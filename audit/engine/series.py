@@ -159,8 +159,13 @@ def _load(point: Checkpoint, config: AuditConfig):
         return load_model(point.path, arch=config.arch, arch_kwargs=parse_arch_kwargs(config.arch_kwargs),
                           trust_model=config.trust_model, weights_meta=config.weights_meta)
     except AuditError as exc:
-        text = str(exc)
-        raise AuditError(text if str(point.path) in text else f"{point.path}: {text}") from None
+        raise _naming(exc, point.path) from None
+
+
+def _naming(exc: AuditError, path, doing: str = "") -> AuditError:
+    """``exc``'s line, led by the checkpoint's file unless it names it already."""
+    text = str(exc)
+    return AuditError(text if str(path) in text else f"{doing}{path}: {text}")
 
 
 def _header(path: Path) -> dict[str, tuple[int, ...]] | None:
@@ -328,8 +333,7 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
         try:
             return run_audit(config, state_dir=str(Path(config.out) / ".state"), shared=shared, **kwargs)
         except AuditError as exc:
-            text = str(exc)
-            raise AuditError(text if config.model in text else f"auditing {config.model}: {text}") from None
+            raise _naming(exc, config.model, "auditing ") from None
 
     def audit(i: int, point: Checkpoint) -> None:
         config = replace(template, model=str(point.path), out=str(out / point.name),
@@ -361,6 +365,13 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
                     finish(i, point, kept[point.name], 0.0, "kept")
                 continue
             audit(i, point)
+        # a kept report saw the data as it was then: one whose samples differ from what this run decoded is redone
+        fresh = {a.report["data"]["sample"]["fingerprint"] for a in done_by_name.values() if a.how != "kept"}
+        stale = world.gather(state.stale(kept, fresh) if world.rank == 0 else None)[0]
+        for i, point in enumerate(points, 1):
+            if point.name in stale:
+                plan["resume"].discard(point.name)
+                audit(i, point)
     except AuditError as exc:
         if world.rank == 0 and not resume and not state.records:  # bad input before any report: leave nothing
             state.remove()
@@ -370,13 +381,6 @@ def run_series(template: AuditConfig, points: list[Checkpoint], out: Path, *, or
             raise AuditError(f"{exc} (the reports of the {len(state.records)} checkpoint(s) before it stay in {out}: "
                              "fix this and rerun with --resume to continue)") from None
         raise
-    # a kept report saw the data as it was then: one whose samples differ from what this run decoded is redone
-    fresh = {a.report["data"]["sample"]["fingerprint"] for a in done_by_name.values() if a.how != "kept"}
-    stale = world.gather(state.stale(kept, fresh) if world.rank == 0 else None)[0]
-    for i, point in enumerate(points, 1):
-        if point.name in stale:
-            plan["resume"].discard(point.name)
-            audit(i, point)
     if world.rank:
         return None, []
     audits = [done_by_name[p.name] for p in points]
